@@ -1,0 +1,409 @@
+//! Every event latchkey stores: the append-only vocabulary of the log.
+//!
+//! These types are encoded by `latchkey-store`'s codec (bincode, serde). The enum variant
+//! index is the encoding, so variants are append-only and never reordered; serde attributes
+//! that bincode cannot round-trip (`flatten`, `skip_serializing_if`, `untagged`, `tag`) are
+//! banned here. They never go on the wire: `latchkey-proto` converts them by hand.
+
+use crate::ids::{KeyId, MessageId, PairingId, RoomId, Timestamp, TokenId, UserId};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// The schema version of the payloads below, written into every envelope.
+pub const SCHEMA: u16 = 1;
+
+/// One stored event, of any aggregate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// An event of a `user/<uuid>` stream.
+    User(UserEvent),
+    /// An event of a `pairing/<uuid>` stream.
+    Pairing(PairingEvent),
+    /// An event of a `room/<uuid>` stream.
+    Room(RoomEvent),
+}
+
+/// The key algorithms latchkey accepts: an explicit allowlist (DESIGN §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyAlgorithm {
+    /// `ssh-ed25519`
+    Ed25519,
+    /// `sk-ssh-ed25519@openssh.com` (FIDO; needs the user-presence flag)
+    SkEd25519,
+    /// `ecdsa-sha2-nistp256`
+    EcdsaP256,
+}
+
+impl KeyAlgorithm {
+    /// The OpenSSH algorithm name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeyAlgorithm::Ed25519 => "ssh-ed25519",
+            KeyAlgorithm::SkEd25519 => "sk-ssh-ed25519@openssh.com",
+            KeyAlgorithm::EcdsaP256 => "ecdsa-sha2-nistp256",
+        }
+    }
+}
+
+/// A public key as latchkey stores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshPublicKey {
+    /// The algorithm, from the allowlist.
+    pub algorithm: KeyAlgorithm,
+    /// The OpenSSH public key line without its comment: `<algorithm> <base64>`.
+    pub openssh: String,
+    /// `SHA256:<base64, unpadded>`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The comment of the key line, possibly empty.
+    pub comment: String,
+}
+
+/// What kind of credential a token is; also decides its prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TokenKind {
+    /// `lks_`: minted by an SSH challenge; the only interactive credential.
+    Session,
+    /// `lkd_`: minted by device flow or a pairing code.
+    Device,
+    /// `lkp_`: a personal access token.
+    Personal,
+}
+
+/// A permission carried by a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    /// History and WebSocket.
+    ChatRead,
+    /// Post, create, join, leave.
+    ChatWrite,
+    /// Admin routes; only on sessions of admin users.
+    Admin,
+}
+
+/// Why a token stopped being valid before its expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RevokeReason {
+    /// The holder logged out with it.
+    Logout,
+    /// The user revoked it from their token list.
+    Revoked,
+    /// Part of a revoke-all.
+    RevokeAll,
+    /// The key that minted this session was removed.
+    KeyRemoved,
+    /// The user was disabled.
+    UserDisabled,
+    /// An admin revoked it.
+    Admin,
+}
+
+/// Why a pairing's signature was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// The challenge had expired when the signature arrived.
+    Expired,
+    /// The signature is not a valid SSHSIG over the message with this key and namespace.
+    InvalidSignature,
+    /// A FIDO signature without the user-presence flag.
+    UserPresenceMissing,
+    /// A valid signature by a key that belongs to no user, while registration is closed.
+    KeyUnknown,
+}
+
+/// What a challenge is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChallengePurpose {
+    /// Sign in (or register, when registration is open) and mint a session.
+    SignIn,
+    /// Prove possession of a new key that this user wants to add.
+    AddKey(UserId),
+}
+
+/// Events of the `user/<uuid>` stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserEvent {
+    /// A user was created with its first key.
+    UserRegistered {
+        /// The new user's id.
+        user_id: UserId,
+        /// Unique handle, 1–32 chars of `[a-z0-9_-]`.
+        handle: String,
+        /// Id of the first key.
+        key_id: KeyId,
+        /// The first key.
+        key: SshPublicKey,
+        /// Whether the user is an admin.
+        admin: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// A key was added (after a proof signed by it).
+    KeyAdded {
+        /// Id of the key.
+        key_id: KeyId,
+        /// The key.
+        key: SshPublicKey,
+        /// When.
+        at: Timestamp,
+    },
+    /// A key was removed.
+    KeyRemoved {
+        /// Id of the key.
+        key_id: KeyId,
+        /// Its fingerprint, for audit.
+        fingerprint: String,
+    },
+    /// A token was minted. Only its SHA-256 is stored, never the secret.
+    TokenMinted {
+        /// Public id.
+        token_id: TokenId,
+        /// SHA-256 of the raw token.
+        hash: [u8; 32],
+        /// Session, device or personal.
+        kind: TokenKind,
+        /// Scopes carried.
+        scopes: Vec<Scope>,
+        /// Name given by the user (PATs).
+        name: Option<String>,
+        /// Device name given at sign-in or pairing.
+        device_name: Option<String>,
+        /// User-Agent at mint time.
+        user_agent: Option<String>,
+        /// Client IP, after the retention policy was applied.
+        ip: Option<IpAddr>,
+        /// Fingerprint of the key that minted a session.
+        key_fingerprint: Option<String>,
+        /// When.
+        created_at: Timestamp,
+        /// None: never expires.
+        expires_at: Option<Timestamp>,
+    },
+    /// A token was used (recorded at most every 5 minutes per token).
+    TokenUsed {
+        /// Which token.
+        token_id: TokenId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A token was revoked.
+    TokenRevoked {
+        /// Which token.
+        token_id: TokenId,
+        /// Why.
+        reason: RevokeReason,
+        /// When.
+        at: Timestamp,
+    },
+    /// A token passed its expiry (emitted by the sweeper).
+    TokenExpired {
+        /// Which token.
+        token_id: TokenId,
+    },
+    /// The user was disabled; their tokens are revoked by separate events.
+    UserDisabled {
+        /// When.
+        at: Timestamp,
+    },
+    /// The user was enabled again. Revoked tokens stay revoked.
+    UserEnabled {
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// Events of the `pairing/<uuid>` stream (the SSH challenge part).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PairingEvent {
+    /// A challenge was issued for a key.
+    ChallengeIssued {
+        /// The challenge (and pairing) id.
+        challenge_id: PairingId,
+        /// Server line of the message (`server=`).
+        server: String,
+        /// The key that must sign.
+        key: SshPublicKey,
+        /// 32 random bytes; public, part of the signed message.
+        nonce: [u8; 32],
+        /// What the challenge is for.
+        purpose: ChallengePurpose,
+        /// When it was issued.
+        issued_at: Timestamp,
+        /// When it stops being accepted.
+        expires_at: Timestamp,
+        /// Client IP after the retention policy.
+        ip: Option<IpAddr>,
+    },
+    /// A valid signature consumed the challenge.
+    SignatureVerified {
+        /// The user the signature signs in as (new when this registers them).
+        user_id: UserId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A signature was refused; the challenge is consumed all the same.
+    SignatureRejected {
+        /// Why.
+        reason: RejectReason,
+        /// When.
+        at: Timestamp,
+    },
+    /// The challenge lapsed unused (emitted by the sweeper).
+    ChallengeExpired {
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// Who may join a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoomVisibility {
+    /// Anyone may join and discover it.
+    Public,
+    /// Only the owner adds members.
+    Private,
+}
+
+/// Why someone stopped being a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LeaveReason {
+    /// They left.
+    Left,
+    /// The owner removed them.
+    Removed,
+}
+
+/// Events of the `room/<uuid>` stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomEvent {
+    /// A room was created; its owner is a member from this event on.
+    RoomCreated {
+        /// The room.
+        room_id: RoomId,
+        /// Display name.
+        name: String,
+        /// Public or private.
+        visibility: RoomVisibility,
+        /// The creator.
+        owner: UserId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Someone became a member.
+    MemberJoined {
+        /// The new member.
+        user_id: UserId,
+        /// Who added them (themselves for a join).
+        by: UserId,
+        /// When.
+        at: Timestamp,
+    },
+    /// Someone stopped being a member; they still see this event.
+    MemberLeft {
+        /// The former member.
+        user_id: UserId,
+        /// Who removed them (themselves for a leave).
+        by: UserId,
+        /// Left or removed.
+        reason: LeaveReason,
+        /// When.
+        at: Timestamp,
+    },
+    /// A message was posted.
+    MessagePosted {
+        /// The message.
+        message_id: MessageId,
+        /// Who posted it.
+        sender: UserId,
+        /// 1..4000 bytes of UTF-8.
+        body: String,
+        /// Empty: every member sees it. Otherwise only these and the sender.
+        target_user_ids: Vec<UserId>,
+        /// The message this answers.
+        reply_to: Option<MessageId>,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl Event {
+    /// Every event type name, in declaration order. `proto-docs/events.md` documents each.
+    pub const ALL_TYPES: &'static [&'static str] = &[
+        "user.registered",
+        "key.added",
+        "key.removed",
+        "token.minted",
+        "token.used",
+        "token.revoked",
+        "token.expired",
+        "user.disabled",
+        "user.enabled",
+        "challenge.issued",
+        "signature.verified",
+        "signature.rejected",
+        "challenge.expired",
+        "room.created",
+        "member.joined",
+        "member.left",
+        "message.posted",
+    ];
+
+    /// The stable type name written into the envelope and shown by tools and the WebSocket.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Event::User(e) => match e {
+                UserEvent::UserRegistered { .. } => "user.registered",
+                UserEvent::KeyAdded { .. } => "key.added",
+                UserEvent::KeyRemoved { .. } => "key.removed",
+                UserEvent::TokenMinted { .. } => "token.minted",
+                UserEvent::TokenUsed { .. } => "token.used",
+                UserEvent::TokenRevoked { .. } => "token.revoked",
+                UserEvent::TokenExpired { .. } => "token.expired",
+                UserEvent::UserDisabled { .. } => "user.disabled",
+                UserEvent::UserEnabled { .. } => "user.enabled",
+            },
+            Event::Pairing(e) => match e {
+                PairingEvent::ChallengeIssued { .. } => "challenge.issued",
+                PairingEvent::SignatureVerified { .. } => "signature.verified",
+                PairingEvent::SignatureRejected { .. } => "signature.rejected",
+                PairingEvent::ChallengeExpired { .. } => "challenge.expired",
+            },
+            Event::Room(e) => match e {
+                RoomEvent::RoomCreated { .. } => "room.created",
+                RoomEvent::MemberJoined { .. } => "member.joined",
+                RoomEvent::MemberLeft { .. } => "member.left",
+                RoomEvent::MessagePosted { .. } => "message.posted",
+            },
+        }
+    }
+}
+
+impl From<UserEvent> for Event {
+    fn from(e: UserEvent) -> Self {
+        Event::User(e)
+    }
+}
+impl From<PairingEvent> for Event {
+    fn from(e: PairingEvent) -> Self {
+        Event::Pairing(e)
+    }
+}
+impl From<RoomEvent> for Event {
+    fn from(e: RoomEvent) -> Self {
+        Event::Room(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_types_are_unique_and_cover_every_variant() {
+        let mut seen = std::collections::HashSet::new();
+        for t in Event::ALL_TYPES {
+            assert!(seen.insert(*t), "duplicate event type {t}");
+        }
+        let sample = Event::User(UserEvent::UserDisabled { at: Timestamp(0) });
+        assert!(Event::ALL_TYPES.contains(&sample.event_type()));
+    }
+}

@@ -1,0 +1,351 @@
+//! The Room aggregate (`room/<uuid>`): who is a member now, and the rules for creating,
+//! joining, leaving, adding and removing members, and posting.
+//!
+//! Must not: decide who sees which event: that is the visibility rule in `visibility`,
+//! which works on membership intervals over seqs. This state knows only the present. It
+//! keeps no messages either, so `reply_to` is not checked against history.
+
+use crate::decider::{AggregateEvent, Decider};
+use crate::events::{LeaveReason, RoomEvent, RoomVisibility};
+use crate::ids::{MessageId, RoomId, Timestamp, UserId};
+use std::collections::BTreeSet;
+use thiserror::Error;
+
+/// The longest room name, in characters, after trimming.
+pub const MAX_NAME_CHARS: usize = 100;
+/// The longest message body, in bytes of UTF-8.
+pub const MAX_BODY_BYTES: usize = 4000;
+
+/// The decider of the Room aggregate.
+#[derive(Clone, Copy, Debug)]
+pub struct RoomDecider;
+
+/// A room stream's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RoomState {
+    /// No `RoomCreated` yet.
+    #[default]
+    None,
+    /// A room.
+    Active(Room),
+}
+
+impl RoomState {
+    /// The room, if created.
+    pub fn room(&self) -> Option<&Room> {
+        match self {
+            RoomState::None => None,
+            RoomState::Active(r) => Some(r),
+        }
+    }
+}
+
+/// A room as it is now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Room {
+    /// The room's id.
+    pub id: RoomId,
+    /// Display name, trimmed.
+    pub name: String,
+    /// Public or private.
+    pub visibility: RoomVisibility,
+    /// The creator; always a member, cannot leave.
+    pub owner: UserId,
+    /// Current members, the owner included.
+    pub members: BTreeSet<UserId>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+impl Room {
+    /// Whether `user` is a member now.
+    pub fn is_member(&self, user: UserId) -> bool {
+        self.members.contains(&user)
+    }
+
+    /// Whether `user` may know the room exists: anyone for a public room, members for a
+    /// private one. Everyone else gets the same answer as for a missing room.
+    pub fn visible_to(&self, user: UserId) -> bool {
+        self.visibility == RoomVisibility::Public || self.is_member(user)
+    }
+
+    /// The room, or `NotFound` if `user` may not know it exists.
+    fn seen_by(&self, user: UserId) -> Result<&Room, RoomError> {
+        if self.visible_to(user) {
+            Ok(self)
+        } else {
+            Err(RoomError::NotFound)
+        }
+    }
+}
+
+/// What can be asked of a room stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoomCommand {
+    /// Create the room; the owner is its first member.
+    Create {
+        /// The room's id (the stream's id).
+        room_id: RoomId,
+        /// Display name; trimmed, 1..=100 characters.
+        name: String,
+        /// Public or private.
+        visibility: RoomVisibility,
+        /// The creator.
+        owner: UserId,
+        /// Now.
+        now: Timestamp,
+    },
+    /// Join a public room (or be told a private one does not exist).
+    Join {
+        /// Who joins.
+        user_id: UserId,
+        /// Now.
+        now: Timestamp,
+    },
+    /// Leave a room.
+    Leave {
+        /// Who leaves.
+        user_id: UserId,
+        /// Now.
+        now: Timestamp,
+    },
+    /// The owner adds someone.
+    AddMember {
+        /// Who asks (must be the owner).
+        by: UserId,
+        /// Who is added.
+        user_id: UserId,
+        /// Now.
+        now: Timestamp,
+    },
+    /// The owner removes someone.
+    RemoveMember {
+        /// Who asks (must be the owner).
+        by: UserId,
+        /// Who is removed.
+        user_id: UserId,
+        /// Now.
+        now: Timestamp,
+    },
+    /// Post a message.
+    Post {
+        /// The message id, made by the caller.
+        message_id: MessageId,
+        /// Who posts.
+        sender: UserId,
+        /// 1..=4000 bytes, not only whitespace.
+        body: String,
+        /// Empty: every member sees it. Otherwise only these current members and the
+        /// sender. Duplicates are dropped, first occurrence kept.
+        target_user_ids: Vec<UserId>,
+        /// The message this answers.
+        reply_to: Option<MessageId>,
+        /// Now.
+        now: Timestamp,
+    },
+}
+
+/// Why a room command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RoomError {
+    /// No such room, or a private room the caller may not see.
+    #[error("room not found")]
+    NotFound,
+    /// `Create` on an existing room.
+    #[error("room already exists")]
+    AlreadyExists,
+    /// The name is empty or longer than 100 characters after trimming.
+    #[error("room name must be 1 to {MAX_NAME_CHARS} characters")]
+    InvalidName,
+    /// The caller (or the target of a removal) is not a member of this public room.
+    #[error("not a member of this room")]
+    NotAMember,
+    /// The owner cannot leave or be removed.
+    #[error("the owner cannot leave the room")]
+    OwnerCannotLeave,
+    /// Only the owner manages members.
+    #[error("only the owner may do this")]
+    Forbidden,
+    /// The body is empty, blank or longer than 4000 bytes.
+    #[error("message body must be 1 to {MAX_BODY_BYTES} bytes")]
+    InvalidBody,
+    /// A target of the message is not a current member.
+    #[error("target {0} is not a member of this room")]
+    TargetNotMember(UserId),
+}
+
+impl AggregateEvent for RoomEvent {
+    type Decider = RoomDecider;
+}
+
+impl Decider for RoomDecider {
+    type Command = RoomCommand;
+    type Event = RoomEvent;
+    type State = RoomState;
+    type Error = RoomError;
+
+    fn decide(state: &RoomState, cmd: &RoomCommand) -> Result<Vec<RoomEvent>, RoomError> {
+        match cmd {
+            RoomCommand::Create {
+                room_id,
+                name,
+                visibility,
+                owner,
+                now,
+            } => {
+                if state.room().is_some() {
+                    return Err(RoomError::AlreadyExists);
+                }
+                let name = name.trim();
+                if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+                    return Err(RoomError::InvalidName);
+                }
+                Ok(vec![RoomEvent::RoomCreated {
+                    room_id: *room_id,
+                    name: name.to_string(),
+                    visibility: *visibility,
+                    owner: *owner,
+                    at: *now,
+                }])
+            }
+            RoomCommand::Join { user_id, now } => {
+                let room = created(state)?.seen_by(*user_id)?;
+                if room.is_member(*user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![RoomEvent::MemberJoined {
+                    user_id: *user_id,
+                    by: *user_id,
+                    at: *now,
+                }])
+            }
+            RoomCommand::Leave { user_id, now } => {
+                let room = member_of(created(state)?, *user_id)?;
+                if room.owner == *user_id {
+                    return Err(RoomError::OwnerCannotLeave);
+                }
+                Ok(vec![RoomEvent::MemberLeft {
+                    user_id: *user_id,
+                    by: *user_id,
+                    reason: LeaveReason::Left,
+                    at: *now,
+                }])
+            }
+            RoomCommand::AddMember { by, user_id, now } => {
+                let room = owned_by(created(state)?, *by)?;
+                if room.is_member(*user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![RoomEvent::MemberJoined {
+                    user_id: *user_id,
+                    by: *by,
+                    at: *now,
+                }])
+            }
+            RoomCommand::RemoveMember { by, user_id, now } => {
+                let room = owned_by(created(state)?, *by)?;
+                if room.owner == *user_id {
+                    return Err(RoomError::OwnerCannotLeave);
+                }
+                if !room.is_member(*user_id) {
+                    return Err(RoomError::NotAMember);
+                }
+                Ok(vec![RoomEvent::MemberLeft {
+                    user_id: *user_id,
+                    by: *by,
+                    reason: LeaveReason::Removed,
+                    at: *now,
+                }])
+            }
+            RoomCommand::Post {
+                message_id,
+                sender,
+                body,
+                target_user_ids,
+                reply_to,
+                now,
+            } => {
+                let room = member_of(created(state)?, *sender)?;
+                if body.trim().is_empty() || body.len() > MAX_BODY_BYTES {
+                    return Err(RoomError::InvalidBody);
+                }
+                let mut targets: Vec<UserId> = Vec::with_capacity(target_user_ids.len());
+                for t in target_user_ids {
+                    if !room.is_member(*t) {
+                        return Err(RoomError::TargetNotMember(*t));
+                    }
+                    if !targets.contains(t) {
+                        targets.push(*t);
+                    }
+                }
+                Ok(vec![RoomEvent::MessagePosted {
+                    message_id: *message_id,
+                    sender: *sender,
+                    body: body.clone(),
+                    target_user_ids: targets,
+                    reply_to: *reply_to,
+                    at: *now,
+                }])
+            }
+        }
+    }
+
+    fn evolve(state: RoomState, event: &RoomEvent) -> RoomState {
+        match (state, event) {
+            (
+                RoomState::None,
+                RoomEvent::RoomCreated {
+                    room_id,
+                    name,
+                    visibility,
+                    owner,
+                    at,
+                },
+            ) => RoomState::Active(Room {
+                id: *room_id,
+                name: name.clone(),
+                visibility: *visibility,
+                owner: *owner,
+                members: BTreeSet::from([*owner]),
+                created_at: *at,
+            }),
+            (RoomState::Active(mut room), RoomEvent::MemberJoined { user_id, .. }) => {
+                room.members.insert(*user_id);
+                RoomState::Active(room)
+            }
+            (RoomState::Active(mut room), RoomEvent::MemberLeft { user_id, .. }) => {
+                room.members.remove(user_id);
+                RoomState::Active(room)
+            }
+            (state, _) => state,
+        }
+    }
+}
+
+/// The room every command but `Create` needs.
+fn created(state: &RoomState) -> Result<&Room, RoomError> {
+    state.room().ok_or(RoomError::NotFound)
+}
+
+/// `user` must be a member: a non-member of a private room is told it does not exist.
+fn member_of(room: &Room, user: UserId) -> Result<&Room, RoomError> {
+    let room = room.seen_by(user)?;
+    if room.is_member(user) {
+        Ok(room)
+    } else {
+        Err(RoomError::NotAMember)
+    }
+}
+
+/// `by` must be the owner; someone who cannot see a private room is told it does not exist.
+fn owned_by(room: &Room, by: UserId) -> Result<&Room, RoomError> {
+    let room = room.seen_by(by)?;
+    if room.owner == by {
+        Ok(room)
+    } else {
+        Err(RoomError::Forbidden)
+    }
+}
+
+#[cfg(test)]
+mod tests;
