@@ -1,0 +1,497 @@
+//! The journal: the one thread that writes the log.
+//!
+//! It takes append requests from any number of callers, folds whatever is waiting into one
+//! group commit (one sled transaction over the log trees, one flush, one `sync_data()` on
+//! sled's data file), checks expected versions, assigns contiguous seqs, chains hashes,
+//! and acknowledges only after the data is durable. It runs on its own OS thread because
+//! sled calls block.
+
+use crate::codec::{self, u64_key};
+use crate::envelope::{self, Envelope, FORMAT};
+use crate::error::{AppendError, StoreError, StoreResult};
+use crate::sled_store::{decode_command, stream_key, Inner, StoreOptions};
+use crate::{AppendRequest, Appended, ExpectedVersion};
+use latchkey_domain::{StreamId, Timestamp, SCHEMA};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub(crate) const META_FORMAT: &[u8] = b"format";
+pub(crate) const META_CHAIN_HEAD: &[u8] = b"chain_head";
+pub(crate) const META_SERVER_ID: &[u8] = b"server_id";
+
+type Reply = oneshot::Sender<Result<Appended, AppendError>>;
+
+enum Msg {
+    Append(AppendRequest, Reply),
+    Stop,
+}
+
+/// What `commands` remembers of an append, for idempotent retries.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct CommandRecord {
+    pub stream: StreamId,
+    pub first_version: u64,
+    pub last_version: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub recorded_at: Timestamp,
+}
+
+impl CommandRecord {
+    fn appended(&self) -> Appended {
+        Appended {
+            first_version: self.first_version,
+            last_version: self.last_version,
+            first_seq: self.first_seq,
+            last_seq: self.last_seq,
+            replayed: true,
+        }
+    }
+}
+
+/// The handle callers use to reach the journal thread.
+pub(crate) struct JournalHandle {
+    tx: SyncSender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JournalHandle {
+    pub fn submit(
+        &self,
+        req: AppendRequest,
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Msg::Append(req, reply)) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(StoreError::Busy.into()),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed.into()),
+        }
+    }
+
+    /// Asks the thread to stop after what is queued, and waits for it.
+    pub fn stop(mut self) {
+        // A full queue still drains: `send` waits for room behind the queued appends.
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(crate) fn decode_head(bytes: &[u8]) -> (u64, u64) {
+    let version = codec::key_u64(bytes.get(..8).unwrap_or_default()).unwrap_or(0);
+    let seq = codec::key_u64(bytes.get(8..16).unwrap_or_default()).unwrap_or(0);
+    (version, seq)
+}
+
+fn encode_head(version: u64, seq: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&u64_key(version));
+    b[8..].copy_from_slice(&u64_key(seq));
+    b
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Writer {
+    inner: Arc<Inner>,
+    data_file: Option<File>,
+    head: u64,
+    chain_head: [u8; 32],
+    last_recorded_at: i64,
+    retention: Duration,
+    last_prune: Instant,
+}
+
+/// Starts the journal thread for a freshly opened store whose log ends at `head`.
+pub(crate) fn start(
+    inner: Arc<Inner>,
+    opts: &StoreOptions,
+    head: u64,
+) -> StoreResult<JournalHandle> {
+    let map = |e| StoreError::from_sled(e, &inner.sled_path);
+    let meta = &inner.trees.meta;
+    if meta.get(META_SERVER_ID).map_err(map)?.is_none() {
+        meta.insert(META_SERVER_ID, Uuid::new_v4().as_bytes())
+            .map_err(map)?;
+        meta.insert(META_FORMAT, &[FORMAT]).map_err(map)?;
+        inner.db.flush().map_err(map)?;
+    }
+    let chain_head = meta
+        .get(META_CHAIN_HEAD)
+        .map_err(map)?
+        .and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
+        .unwrap_or(envelope::GENESIS);
+    let last_recorded_at = match inner.trees.log.last().map_err(map)? {
+        Some((_, v)) => {
+            codec::decode::<Envelope>(&v, "last log entry")?
+                .recorded_at
+                .0
+        }
+        None => 0,
+    };
+    let data_file = if opts.sync_data {
+        let path = inner.sled_path.join("db");
+        Some(File::open(&path).map_err(|source| StoreError::Io {
+            context: format!("open {} for sync_data", path.display()),
+            source,
+        })?)
+    } else {
+        None
+    };
+    let mut writer = Writer {
+        inner,
+        data_file,
+        head,
+        chain_head,
+        last_recorded_at,
+        retention: opts.command_retention,
+        last_prune: Instant::now(),
+    };
+    let (tx, rx) = mpsc::sync_channel(opts.queue_capacity);
+    let max_batch = opts.max_batch.max(1);
+    let thread = std::thread::Builder::new()
+        .name("latchkey-journal".into())
+        .spawn(move || writer.run(rx, max_batch))
+        .map_err(|source| StoreError::Io {
+            context: "spawn the journal thread".into(),
+            source,
+        })?;
+    Ok(JournalHandle {
+        tx,
+        thread: Some(thread),
+    })
+}
+
+/// One request's outcome inside a group, before the group is durable.
+enum Pending {
+    Done(Result<Appended, AppendError>),
+    Written(Appended),
+}
+
+/// Where one event of a staged request goes.
+struct Slot {
+    seq: u64,
+    version: u64,
+}
+
+/// A request checked and encoded, not yet added to the group's batches.
+enum Staged {
+    Done(Result<Appended, AppendError>),
+    Write {
+        rows: Vec<(Slot, Vec<u8>)>,
+        record: CommandRecord,
+        chain: [u8; 32],
+    },
+}
+
+impl Writer {
+    /// Checks one request against the log and the group so far, and encodes its envelopes.
+    /// Nothing is written: a failure leaves the group untouched.
+    fn stage(
+        &self,
+        req: &AppendRequest,
+        mut seq: u64,
+        mut chain: [u8; 32],
+        recorded_at: Timestamp,
+        head_overlay: &HashMap<StreamId, (u64, u64)>,
+        cmd_overlay: &HashMap<Uuid, CommandRecord>,
+    ) -> Result<Staged, AppendError> {
+        if let Some(rec) = self.known_command(cmd_overlay, &req.command_id)? {
+            if rec.stream == req.stream {
+                return Ok(Staged::Done(Ok(rec.appended())));
+            }
+            return Err(AppendError::CommandReused {
+                command_id: req.command_id,
+                stream: rec.stream,
+            });
+        }
+        let (version, _) = self.current_head(head_overlay, &req.stream)?;
+        if let ExpectedVersion::Exact(expected) = req.expected {
+            if expected != version {
+                return Err(AppendError::Conflict {
+                    stream: req.stream.clone(),
+                    expected,
+                    actual: version,
+                });
+            }
+        }
+        if req.events.is_empty() {
+            return Ok(Staged::Done(Ok(Appended {
+                first_version: version + 1,
+                last_version: version,
+                first_seq: 0,
+                last_seq: 0,
+                replayed: false,
+            })));
+        }
+        let first_seq = seq + 1;
+        let mut v = version;
+        let mut rows = Vec::with_capacity(req.events.len());
+        for event in &req.events {
+            seq += 1;
+            v += 1;
+            let env = Envelope {
+                format: FORMAT,
+                seq,
+                stream: req.stream.clone(),
+                version: v,
+                event_id: Uuid::now_v7(),
+                command_id: req.command_id,
+                recorded_at,
+                actor: req.actor,
+                prev_hash: chain,
+                event_type: event.event_type().to_string(),
+                schema: SCHEMA,
+                payload: codec::encode(event)?,
+            };
+            let bytes = codec::encode(&env)?;
+            chain = envelope::hash(&bytes);
+            rows.push((Slot { seq, version: v }, bytes));
+        }
+        Ok(Staged::Write {
+            rows,
+            record: CommandRecord {
+                stream: req.stream.clone(),
+                first_version: version + 1,
+                last_version: v,
+                first_seq,
+                last_seq: seq,
+                recorded_at,
+            },
+            chain,
+        })
+    }
+
+    fn run(&mut self, rx: Receiver<Msg>, max_batch: usize) {
+        let mut stop = false;
+        while !stop {
+            let Ok(first) = rx.recv() else { break };
+            let mut group = Vec::new();
+            match first {
+                Msg::Append(r, reply) => group.push((r, reply)),
+                Msg::Stop => stop = true,
+            }
+            while group.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(Msg::Append(r, reply)) => group.push((r, reply)),
+                    Ok(Msg::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            if self.last_prune.elapsed() > Duration::from_secs(600) {
+                self.prune_commands();
+            }
+        }
+        // Drain anything sent after Stop so no caller waits forever.
+        while let Ok(Msg::Append(_, reply)) = rx.try_recv() {
+            let _ = reply.send(Err(StoreError::Closed.into()));
+        }
+    }
+
+    fn sled<T>(&self, r: sled::Result<T>) -> StoreResult<T> {
+        r.map_err(|e| StoreError::from_sled(e, &self.inner.sled_path))
+    }
+
+    fn current_head(
+        &self,
+        overlay: &HashMap<StreamId, (u64, u64)>,
+        stream: &StreamId,
+    ) -> StoreResult<(u64, u64)> {
+        if let Some(h) = overlay.get(stream) {
+            return Ok(*h);
+        }
+        let v = self.sled(self.inner.trees.heads.get(stream.as_str().as_bytes()))?;
+        Ok(v.map(|b| decode_head(&b)).unwrap_or((0, 0)))
+    }
+
+    fn known_command(
+        &self,
+        overlay: &HashMap<Uuid, CommandRecord>,
+        id: &Uuid,
+    ) -> StoreResult<Option<CommandRecord>> {
+        if let Some(r) = overlay.get(id) {
+            return Ok(Some(r.clone()));
+        }
+        match self.sled(self.inner.trees.commands.get(id.as_bytes()))? {
+            Some(b) => Ok(Some(decode_command(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<(AppendRequest, Reply)>) {
+        let mut log = sled::Batch::default();
+        let mut streams = sled::Batch::default();
+        let mut heads = sled::Batch::default();
+        let mut commands = sled::Batch::default();
+        let mut head_overlay: HashMap<StreamId, (u64, u64)> = HashMap::new();
+        let mut cmd_overlay: HashMap<Uuid, CommandRecord> = HashMap::new();
+        let mut seq = self.head;
+        let mut chain = self.chain_head;
+        let recorded_at = Timestamp(now_ms().max(self.last_recorded_at));
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut events_written = 0u64;
+
+        for (req, _) in &group {
+            let outcome =
+                match self.stage(req, seq, chain, recorded_at, &head_overlay, &cmd_overlay) {
+                    Ok(Staged::Done(r)) => Ok(Pending::Done(r)),
+                    Ok(Staged::Write {
+                        rows,
+                        record,
+                        chain: c,
+                    }) => {
+                        for (s, bytes) in rows {
+                            log.insert(&u64_key(s.seq), bytes);
+                            streams.insert(stream_key(&req.stream, s.version), &u64_key(s.seq));
+                            events_written += 1;
+                        }
+                        seq = record.last_seq;
+                        chain = c;
+                        head_overlay
+                            .insert(req.stream.clone(), (record.last_version, record.last_seq));
+                        heads.insert(
+                            req.stream.as_str().as_bytes(),
+                            &encode_head(record.last_version, record.last_seq),
+                        );
+                        match codec::encode(&record) {
+                            Ok(b) => commands.insert(req.command_id.as_bytes(), b),
+                            Err(e) => tracing::warn!(error = %e, "command record not stored"),
+                        }
+                        let appended = Appended {
+                            replayed: false,
+                            ..record.appended()
+                        };
+                        cmd_overlay.insert(req.command_id, record);
+                        Ok(Pending::Written(appended))
+                    }
+                    Err(e) => Err(e),
+                };
+            outcomes.push(outcome);
+        }
+
+        let wrote_anything = events_written > 0;
+        let durable = if wrote_anything {
+            self.write_durably(&log, &streams, &heads, &commands, &chain)
+        } else {
+            Ok(())
+        };
+
+        match durable {
+            Ok(()) => {
+                if wrote_anything {
+                    self.head = seq;
+                    self.chain_head = chain;
+                    self.last_recorded_at = recorded_at.0;
+                    self.inner.stats.flushes.fetch_add(1, Ordering::Relaxed);
+                    self.inner
+                        .stats
+                        .events
+                        .fetch_add(events_written, Ordering::Relaxed);
+                }
+                self.inner
+                    .stats
+                    .appends
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let result = match outcome {
+                        Ok(Pending::Done(r)) => r,
+                        Ok(Pending::Written(a)) => Ok(a),
+                        Err(e) => Err(e),
+                    };
+                    let _ = reply.send(result);
+                }
+                if wrote_anything {
+                    self.inner.head.publish(seq);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; nothing of it was acknowledged");
+                let msg = e.to_string();
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::Sled(msg.clone()).into()));
+                }
+            }
+        }
+    }
+
+    fn write_durably(
+        &self,
+        log: &sled::Batch,
+        streams: &sled::Batch,
+        heads: &sled::Batch,
+        commands: &sled::Batch,
+        chain: &[u8; 32],
+    ) -> StoreResult<()> {
+        let t = &self.inner.trees;
+        let result: sled::transaction::TransactionResult<(), ()> =
+            (&t.log, &t.streams, &t.heads, &t.meta, &t.commands).transaction(
+                |(tl, ts, th, tm, tc)| {
+                    tl.apply_batch(log)?;
+                    ts.apply_batch(streams)?;
+                    th.apply_batch(heads)?;
+                    tc.apply_batch(commands)?;
+                    tm.insert(META_CHAIN_HEAD, &chain[..])?;
+                    Ok(())
+                },
+            );
+        match result {
+            Ok(()) => {}
+            Err(sled::transaction::TransactionError::Storage(e)) => {
+                return Err(StoreError::from_sled(e, &self.inner.sled_path))
+            }
+            Err(sled::transaction::TransactionError::Abort(())) => {
+                return Err(StoreError::Sled("transaction aborted".into()))
+            }
+        }
+        self.sled(self.inner.db.flush())?;
+        if let Some(f) = &self.data_file {
+            f.sync_data().map_err(|source| StoreError::Io {
+                context: "sync_data on sled's data file".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Forgets command ids older than the retention (bounded idempotency memory).
+    fn prune_commands(&mut self) {
+        self.last_prune = Instant::now();
+        let cutoff = now_ms() - self.retention.as_millis() as i64;
+        let mut batch = sled::Batch::default();
+        let mut n = 0usize;
+        for (k, v) in self.inner.trees.commands.iter().flatten() {
+            if let Ok(rec) = decode_command(&v) {
+                if rec.recorded_at.0 < cutoff {
+                    batch.remove(k);
+                    n += 1;
+                }
+            }
+        }
+        if n > 0 {
+            if let Err(e) = self.inner.trees.commands.apply_batch(batch) {
+                tracing::warn!(error = %e, "pruning old command ids failed");
+            }
+        }
+    }
+}

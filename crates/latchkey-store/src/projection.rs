@@ -1,0 +1,336 @@
+//! Read models: one `rm/<name>` tree per projection, whose checkpoint (the last applied
+//! seq) is written in the same sled batch as its changes, and the projector thread that
+//! feeds every projection the log in seq order and publishes `applied_seq`.
+//!
+//! Read models need no fsync: after a crash a projection resumes from its checkpoint, and
+//! since the checkpoint and the changes it covers land atomically, replaying from there
+//! gives the same state.
+
+use crate::codec::{key_u64, u64_key};
+use crate::envelope::Recorded;
+use crate::error::{StoreError, StoreResult};
+use crate::sled_store::SledStore;
+use crate::EventStore;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The key of a projection's checkpoint inside its tree. Keys starting with 0x00 are reserved.
+pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
+
+/// Prefix of read-model tree names.
+pub const TREE_PREFIX: &str = "rm/";
+
+/// Most events applied between two commits.
+const CHUNK: usize = 1024;
+
+/// One projection's tree.
+#[derive(Clone)]
+pub struct ReadModel {
+    name: String,
+    tree: sled::Tree,
+}
+
+impl ReadModel {
+    /// Opens (creating) the tree `rm/<name>`.
+    pub fn open(db: &sled::Db, name: &str) -> StoreResult<Self> {
+        let tree = db
+            .open_tree(format!("{TREE_PREFIX}{name}"))
+            .map_err(|e| StoreError::Sled(e.to_string()))?;
+        Ok(Self {
+            name: name.to_string(),
+            tree,
+        })
+    }
+
+    /// The projection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last seq applied to this read model (0 when it is empty).
+    pub fn checkpoint(&self) -> StoreResult<u64> {
+        checkpoint_of(&self.tree)
+    }
+
+    /// Reads one key.
+    pub fn get(&self, key: &[u8]) -> StoreResult<Option<sled::IVec>> {
+        self.tree
+            .get(key)
+            .map_err(|e| StoreError::Sled(e.to_string()))
+    }
+
+    /// The raw tree, for prefix scans by readers.
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// Deletes every key, checkpoint included (for a rebuild).
+    pub fn clear(&self) -> StoreResult<()> {
+        self.tree
+            .clear()
+            .map_err(|e| StoreError::Sled(e.to_string()))
+    }
+}
+
+/// Reads the checkpoint stored in a read-model tree.
+pub fn checkpoint_of(tree: &sled::Tree) -> StoreResult<u64> {
+    let v = tree
+        .get(CHECKPOINT_KEY)
+        .map_err(|e| StoreError::Sled(e.to_string()))?;
+    Ok(v.and_then(|b| key_u64(&b)).unwrap_or(0))
+}
+
+/// Changes to one read model, buffered until the chunk commits. Reads see pending writes.
+pub struct ReadModelWriter<'a> {
+    model: &'a ReadModel,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> ReadModelWriter<'a> {
+    fn new(model: &'a ReadModel) -> Self {
+        Self {
+            model,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// Reads a key, seeing this chunk's pending writes first.
+    pub fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        if let Some(v) = self.pending.get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.model.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Sets a key. Keys starting with 0x00 are reserved for the store.
+    pub fn insert(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> StoreResult<()> {
+        let key = key.into();
+        reserved(&key)?;
+        self.pending.insert(key, Some(value.into()));
+        Ok(())
+    }
+
+    /// Deletes a key.
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) -> StoreResult<()> {
+        let key = key.into();
+        reserved(&key)?;
+        self.pending.insert(key, None);
+        Ok(())
+    }
+
+    /// Writes the changes and the checkpoint `seq` in one atomic batch.
+    fn commit(self, seq: u64) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in self.pending {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        batch.insert(CHECKPOINT_KEY, &u64_key(seq));
+        self.model
+            .tree
+            .apply_batch(batch)
+            .map_err(|e| StoreError::Sled(e.to_string()))
+    }
+}
+
+fn reserved(key: &[u8]) -> StoreResult<()> {
+    if key.first() == Some(&0) {
+        return Err(StoreError::Encode(
+            "read-model keys starting with 0x00 are reserved".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A read model built from the log. `apply` is called once per event, in seq order.
+pub trait Projection: Send {
+    /// The read model's name: its tree is `rm/<name>`.
+    fn name(&self) -> &str;
+
+    /// Applies one event. Reads through `rm` see this chunk's earlier writes.
+    fn apply(&mut self, event: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()>;
+}
+
+/// Called with each committed chunk, after `applied_seq` is published (the fanout hook).
+pub type AfterApply = Box<dyn FnMut(&[Recorded]) + Send>;
+
+/// Feeds projections from the log, in seq order.
+pub struct Projector {
+    store: Arc<SledStore>,
+    projections: Vec<(Box<dyn Projection>, ReadModel)>,
+    applied: watch::Sender<u64>,
+    after: Option<AfterApply>,
+}
+
+impl Projector {
+    /// Prepares the projections; each resumes from its own checkpoint.
+    pub fn new(store: Arc<SledStore>, projections: Vec<Box<dyn Projection>>) -> StoreResult<Self> {
+        let mut with_models = Vec::with_capacity(projections.len());
+        for p in projections {
+            let model = ReadModel::open(store.db(), p.name())?;
+            with_models.push((p, model));
+        }
+        let mut min = u64::MAX;
+        for (_, m) in &with_models {
+            min = min.min(m.checkpoint()?);
+        }
+        let applied = if with_models.is_empty() {
+            store.head()
+        } else {
+            min
+        };
+        let (tx, _) = watch::channel(applied);
+        Ok(Self {
+            store,
+            projections: with_models,
+            applied: tx,
+            after: None,
+        })
+    }
+
+    /// Sets the hook that receives each applied chunk (the fanout hub, later).
+    pub fn after_apply(mut self, hook: AfterApply) -> Self {
+        self.after = Some(hook);
+        self
+    }
+
+    /// A watch of the newest seq every projection has applied.
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// The newest seq every projection has applied.
+    pub fn applied_seq(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Applies everything up to the current durable head; returns the applied seq.
+    pub fn catch_up(&mut self) -> StoreResult<u64> {
+        loop {
+            let n = self.step()?;
+            if n == 0 {
+                return Ok(self.applied_seq());
+            }
+        }
+    }
+
+    /// Applies at most one chunk; returns how many events it read.
+    fn step(&mut self) -> StoreResult<usize> {
+        let from = self.applied_seq() + 1;
+        let store = self.store.clone();
+        let chunk: Vec<Recorded> = store
+            .read_all(from)?
+            .take(CHUNK)
+            .collect::<StoreResult<_>>()?;
+        let Some(last) = chunk.last().map(Recorded::seq) else {
+            return Ok(0);
+        };
+        for (projection, model) in &mut self.projections {
+            let checkpoint = model.checkpoint()?;
+            if checkpoint >= last {
+                continue;
+            }
+            let mut writer = ReadModelWriter::new(model);
+            for rec in chunk.iter().filter(|r| r.seq() > checkpoint) {
+                projection.apply(rec, &mut writer)?;
+            }
+            writer.commit(last)?;
+        }
+        self.applied.send_replace(last);
+        if let Some(hook) = self.after.as_mut() {
+            hook(&chunk);
+        }
+        Ok(chunk.len())
+    }
+
+    /// Runs the projector on its own thread until stopped.
+    pub fn spawn(mut self) -> StoreResult<ProjectorHandle> {
+        let applied = self.applied();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("latchkey-projector".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Acquire) {
+                    match self.step() {
+                        Ok(0) => {
+                            let applied = self.applied_seq();
+                            self.store
+                                .wait_for_head_above(applied, Duration::from_millis(100));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "projection failed; retrying");
+                            std::thread::park_timeout(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                context: "spawn the projector thread".into(),
+                source,
+            })?;
+        Ok(ProjectorHandle {
+            applied,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The running projector thread.
+pub struct ProjectorHandle {
+    applied: watch::Receiver<u64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ProjectorHandle {
+    /// A watch of the newest applied seq (read-your-writes waits on this).
+    pub fn applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// Stops the thread after its current chunk.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ProjectorHandle {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+/// Every read-model tree in the db with its checkpoint, for `verify` and `stats`.
+pub fn checkpoints(db: &sled::Db) -> StoreResult<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for name in db.tree_names() {
+        let name = String::from_utf8_lossy(&name).to_string();
+        if let Some(short) = name.strip_prefix(TREE_PREFIX) {
+            let tree = db
+                .open_tree(&name)
+                .map_err(|e| StoreError::Sled(e.to_string()))?;
+            out.push((short.to_string(), checkpoint_of(&tree)?));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,354 @@
+//! `SledStore`: the embedded `EventStore` on one sled `Db` with a fixed set of trees.
+//!
+//! Trees (DESIGN §3): `log` (seq BE -> envelope), `streams` (stream ++ 0 ++ version BE ->
+//! seq BE), `heads` (stream -> version BE ++ seq BE), `meta`, `commands` (command id ->
+//! stored result), and one `rm/<projection>` tree per read model. Never a tree per entity.
+//! Writes go through the journal thread only; reads go straight to sled.
+
+use crate::codec::{self, key_u64, u64_key};
+use crate::envelope::Recorded;
+use crate::error::{AppendError, StoreError, StoreResult};
+use crate::journal::{self, JournalHandle};
+use crate::lock::DataDirLock;
+use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore};
+use latchkey_domain::StreamId;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// Tunables of the store. `Default` is what `latchkey serve` uses.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// sled's page cache, in bytes.
+    pub cache_capacity: u64,
+    /// Most append requests folded into one group commit.
+    pub max_batch: usize,
+    /// Bound of the journal's queue; a full queue refuses appends with `StoreError::Busy`.
+    pub queue_capacity: usize,
+    /// How long a command id is remembered for idempotent retries.
+    pub command_retention: Duration,
+    /// `sync_data()` on sled's data file after each group flush (DESIGN §3). Only the
+    /// append benchmark turns this off, to measure its cost.
+    pub sync_data: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 256 << 20,
+            max_batch: 1024,
+            queue_capacity: 16 * 1024,
+            command_retention: Duration::from_secs(24 * 3600),
+            sync_data: true,
+        }
+    }
+}
+
+/// The fixed trees of the log.
+#[derive(Clone)]
+pub(crate) struct Trees {
+    pub log: sled::Tree,
+    pub streams: sled::Tree,
+    pub heads: sled::Tree,
+    pub meta: sled::Tree,
+    pub commands: sled::Tree,
+}
+
+/// Counters for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Group commits flushed.
+    pub flushes: AtomicU64,
+    /// Append requests acknowledged (including idempotent replays).
+    pub appends: AtomicU64,
+    /// Events written.
+    pub events: AtomicU64,
+}
+
+/// The newest durable seq, for async (`watch`) and blocking (`Condvar`) waiters.
+pub(crate) struct HeadSignal {
+    pub tx: watch::Sender<u64>,
+    pub blocking: (Mutex<u64>, Condvar),
+}
+
+impl HeadSignal {
+    pub fn publish(&self, seq: u64) {
+        self.tx.send_replace(seq);
+        let (lock, cv) = &self.blocking;
+        if let Ok(mut g) = lock.lock() {
+            *g = seq;
+        }
+        cv.notify_all();
+    }
+}
+
+pub(crate) struct Inner {
+    pub db: sled::Db,
+    pub trees: Trees,
+    pub sled_path: PathBuf,
+    pub head: HeadSignal,
+    pub stats: JournalStats,
+}
+
+/// The sled-backed event store. Dropping it stops the journal after the queued appends.
+pub struct SledStore {
+    inner: Arc<Inner>,
+    journal: Mutex<Option<JournalHandle>>,
+    dir: PathBuf,
+    // Declared last: released after the journal and sled are closed.
+    _lock: DataDirLock,
+}
+
+/// Where sled keeps its files inside a data dir.
+pub fn sled_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("sled")
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir`, taking its LOCK.
+    pub fn open(dir: &Path, opts: StoreOptions) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            context: format!("create data dir {}", dir.display()),
+            source,
+        })?;
+        let lock = DataDirLock::acquire(dir)?;
+        let sled_path = sled_dir(dir);
+        let db = open_sled(&sled_path, opts.cache_capacity)?;
+        let map = |e| StoreError::from_sled(e, &sled_path);
+        let trees = Trees {
+            log: db.open_tree("log").map_err(map)?,
+            streams: db.open_tree("streams").map_err(map)?,
+            heads: db.open_tree("heads").map_err(map)?,
+            meta: db.open_tree("meta").map_err(map)?,
+            commands: db.open_tree("commands").map_err(map)?,
+        };
+        let head = match trees.log.last().map_err(map)? {
+            Some((k, _)) => key_u64(&k).ok_or_else(|| StoreError::Corruption {
+                path: "tree log".into(),
+                detail: "a key is not 8 bytes".into(),
+            })?,
+            None => 0,
+        };
+        let (tx, _) = watch::channel(head);
+        let inner = Arc::new(Inner {
+            db,
+            trees,
+            sled_path: sled_path.clone(),
+            head: HeadSignal {
+                tx,
+                blocking: (Mutex::new(head), Condvar::new()),
+            },
+            stats: JournalStats::default(),
+        });
+        let journal = journal::start(inner.clone(), &opts, head)?;
+        Ok(Self {
+            inner,
+            journal: Mutex::new(Some(journal)),
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Opens the store in `dir` if it exists: the read-only admin commands treat a missing
+    /// data dir as an empty store (`Ok(None)`).
+    pub fn open_existing(dir: &Path, opts: StoreOptions) -> StoreResult<Option<Self>> {
+        if !sled_dir(dir).exists() {
+            return Ok(None);
+        }
+        Self::open(dir, opts).map(Some)
+    }
+
+    /// The data dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The raw sled database, for read-model trees and tools.
+    pub fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
+    /// The `log` tree (seq BE -> envelope bytes), for raw scans by tools and benchmarks.
+    pub fn log_tree(&self) -> &sled::Tree {
+        &self.inner.trees.log
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.inner.trees
+    }
+
+    /// Journal counters (flushes vs appends).
+    pub fn stats(&self) -> &JournalStats {
+        &self.inner.stats
+    }
+
+    /// The server id stored in `meta` at creation.
+    pub fn server_id(&self) -> StoreResult<uuid::Uuid> {
+        let v = self.sled(self.inner.trees.meta.get(journal::META_SERVER_ID))?;
+        v.and_then(|b| uuid::Uuid::from_slice(&b).ok())
+            .ok_or_else(|| StoreError::Corruption {
+                path: "tree meta".into(),
+                detail: "server_id is missing".into(),
+            })
+    }
+
+    /// The hash of the newest envelope (all zeros for an empty log).
+    pub fn chain_head(&self) -> StoreResult<[u8; 32]> {
+        let v = self.sled(self.inner.trees.meta.get(journal::META_CHAIN_HEAD))?;
+        Ok(v.and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
+            .unwrap_or(crate::envelope::GENESIS))
+    }
+
+    /// Blocks until the durable head is above `seq` or `timeout` passes; returns the head.
+    pub fn wait_for_head_above(&self, seq: u64, timeout: Duration) -> u64 {
+        let (lock, cv) = &self.inner.head.blocking;
+        let Ok(guard) = lock.lock() else {
+            return self.head();
+        };
+        match cv.wait_timeout_while(guard, timeout, |h| *h <= seq) {
+            Ok((g, _)) => *g,
+            Err(_) => self.head(),
+        }
+    }
+
+    /// Appends and blocks until the result is known (for tools and threads without a runtime).
+    pub fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError> {
+        let rx = self.submit(req)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn submit(
+        &self,
+        req: AppendRequest,
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+        let guard = self.journal.lock().map_err(|_| StoreError::Closed)?;
+        let journal = guard.as_ref().ok_or(StoreError::Closed)?;
+        journal.submit(req)
+    }
+
+    /// The stream's current (version, seq of its last event); `(0, 0)` for a new stream.
+    pub fn stream_head(&self, stream: &StreamId) -> StoreResult<(u64, u64)> {
+        let v = self.sled(self.inner.trees.heads.get(stream.as_str().as_bytes()))?;
+        Ok(v.map(|b| journal::decode_head(&b)).unwrap_or((0, 0)))
+    }
+
+    /// Stops the journal after everything queued is written, and flushes sled.
+    pub fn close(&self) -> StoreResult<()> {
+        let journal = self.journal.lock().ok().and_then(|mut g| g.take());
+        if let Some(j) = journal {
+            j.stop();
+        }
+        self.sled(self.inner.db.flush())?;
+        Ok(())
+    }
+
+    fn sled<T>(&self, r: sled::Result<T>) -> StoreResult<T> {
+        r.map_err(|e| StoreError::from_sled(e, &self.inner.sled_path))
+    }
+
+    fn decode_entry(&self, entry: sled::Result<(sled::IVec, sled::IVec)>) -> StoreResult<Recorded> {
+        let (k, v) = self.sled(entry)?;
+        let seq = key_u64(&k).ok_or_else(|| StoreError::Corruption {
+            path: "tree log".into(),
+            detail: "a key is not 8 bytes".into(),
+        })?;
+        Recorded::decode(seq, &v)
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the store failed");
+        }
+    }
+}
+
+/// Opens sled, turning its panics on some corrupt files into an error that names the path.
+fn open_sled(path: &Path, cache_capacity: u64) -> StoreResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_capacity)
+        .mode(sled::Mode::HighThroughput);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open())) {
+        Ok(r) => r.map_err(|e| StoreError::from_sled(e, path)),
+        Err(_) => Err(StoreError::Corruption {
+            path: path.display().to_string(),
+            detail: "sled could not recover its files".into(),
+        }),
+    }
+}
+
+/// The `streams` key of a stream's version: stream bytes, a 0 byte, the version BE.
+pub(crate) fn stream_key(stream: &StreamId, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.as_str().len() + 9);
+    k.extend_from_slice(stream.as_str().as_bytes());
+    k.push(0);
+    k.extend_from_slice(&u64_key(version));
+    k
+}
+
+impl EventStore for SledStore {
+    fn append(&self, req: AppendRequest) -> AppendFuture {
+        let rx = self.submit(req);
+        Box::pin(async move {
+            match rx {
+                Ok(rx) => rx
+                    .await
+                    .map_err(|_| AppendError::Store(StoreError::Closed))?,
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn read_stream(&self, stream: &StreamId, from_version: u64) -> StoreResult<EventIter<'_>> {
+        let start = stream_key(stream, from_version.max(1));
+        let mut end = stream.as_str().as_bytes().to_vec();
+        end.push(1);
+        let iter = self
+            .inner
+            .trees
+            .streams
+            .range(start..end)
+            .map(move |entry| {
+                let (_, seq_bytes) = self.sled(entry)?;
+                let seq = key_u64(&seq_bytes).ok_or_else(|| StoreError::Corruption {
+                    path: "tree streams".into(),
+                    detail: "a value is not 8 bytes".into(),
+                })?;
+                let bytes = self
+                    .sled(self.inner.trees.log.get(u64_key(seq)))?
+                    .ok_or_else(|| StoreError::Corruption {
+                        path: "tree log".into(),
+                        detail: format!("seq {seq} is indexed by a stream but missing"),
+                    })?;
+                Recorded::decode(seq, &bytes)
+            });
+        Ok(Box::new(iter))
+    }
+
+    fn read_all(&self, from_seq: u64) -> StoreResult<EventIter<'_>> {
+        let iter = self
+            .inner
+            .trees
+            .log
+            .range(u64_key(from_seq.max(1))..)
+            .map(move |entry| self.decode_entry(entry));
+        Ok(Box::new(iter))
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.head.tx.subscribe()
+    }
+
+    fn head(&self) -> u64 {
+        *self.inner.head.tx.borrow()
+    }
+}
+
+/// Decodes a stored command record (used by the journal).
+pub(crate) fn decode_command(bytes: &[u8]) -> StoreResult<journal::CommandRecord> {
+    codec::decode(bytes, "tree commands")
+}

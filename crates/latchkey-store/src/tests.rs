@@ -1,0 +1,381 @@
+//! Tests of the sled store through its public API: appends, reads, conflicts, idempotency,
+//! group commit, the hash chain and projections.
+
+use crate::projection::{Projection, Projector, ReadModel, ReadModelWriter};
+use crate::verify::verify;
+use crate::*;
+use latchkey_domain::{Actor, Event, RoomEvent, RoomId, StreamId, Timestamp, UserEvent, UserId};
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn open(dir: &std::path::Path) -> SledStore {
+    SledStore::open(dir, StoreOptions::default()).unwrap()
+}
+
+fn disabled(n: i64) -> Event {
+    Event::User(UserEvent::UserDisabled { at: Timestamp(n) })
+}
+
+fn req(stream: &StreamId, expected: ExpectedVersion, events: Vec<Event>) -> AppendRequest {
+    AppendRequest {
+        stream: stream.clone(),
+        expected,
+        events,
+        command_id: Uuid::new_v4(),
+        actor: Actor::System,
+    }
+}
+
+fn user_stream() -> StreamId {
+    UserId(Uuid::new_v4()).stream()
+}
+
+#[test]
+fn appends_get_contiguous_seqs_and_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = user_stream();
+    let b = user_stream();
+    let r1 = store
+        .append_blocking(req(
+            &a,
+            ExpectedVersion::Exact(0),
+            vec![disabled(1), disabled(2)],
+        ))
+        .unwrap();
+    let r2 = store
+        .append_blocking(req(&b, ExpectedVersion::Exact(0), vec![disabled(3)]))
+        .unwrap();
+    let r3 = store
+        .append_blocking(req(&a, ExpectedVersion::Exact(2), vec![disabled(4)]))
+        .unwrap();
+    assert_eq!(
+        (r1.first_seq, r1.last_seq, r1.first_version, r1.last_version),
+        (1, 2, 1, 2)
+    );
+    assert_eq!((r2.first_seq, r2.last_seq, r2.last_version), (3, 3, 1));
+    assert_eq!((r3.first_seq, r3.last_version), (4, 3));
+    assert_eq!(store.head(), 4);
+
+    let seqs: Vec<u64> = store
+        .read_all(1)
+        .unwrap()
+        .map(|r| r.unwrap().seq())
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    let a_events: Vec<(u64, u64)> = store
+        .read_stream(&a, 1)
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.envelope.version, r.seq())
+        })
+        .collect();
+    assert_eq!(a_events, vec![(1, 1), (2, 2), (3, 4)]);
+    let from_two: Vec<u64> = store
+        .read_stream(&a, 2)
+        .unwrap()
+        .map(|r| r.unwrap().seq())
+        .collect();
+    assert_eq!(from_two, vec![2, 4]);
+    assert_eq!(store.stream_head(&a).unwrap(), (3, 4));
+    assert_eq!(store.stream_head(&user_stream()).unwrap(), (0, 0));
+}
+
+#[test]
+fn a_stale_expected_version_is_a_typed_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = user_stream();
+    store
+        .append_blocking(req(&a, ExpectedVersion::Exact(0), vec![disabled(1)]))
+        .unwrap();
+    let err = store
+        .append_blocking(req(&a, ExpectedVersion::Exact(0), vec![disabled(2)]))
+        .unwrap_err();
+    match err {
+        AppendError::Conflict {
+            expected, actual, ..
+        } => assert_eq!((expected, actual), (0, 1)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.head(), 1, "a refused append writes nothing");
+}
+
+#[test]
+fn conflicting_appends_in_one_group_see_each_other() {
+    // Both ask for version 0 of the same stream; exactly one may win, even in one batch.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let a = user_stream();
+    let futures: Vec<_> = (0..8)
+        .map(|i| store.append(req(&a, ExpectedVersion::Exact(0), vec![disabled(i)])))
+        .collect();
+    let rt = tokio_free_block_on(futures);
+    let wins = rt.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1);
+    assert_eq!(store.stream_head(&a).unwrap().0, 1);
+}
+
+/// Waits on append futures without a runtime: their receivers resolve on the journal thread.
+fn tokio_free_block_on(futures: Vec<AppendFuture>) -> Vec<Result<Appended, AppendError>> {
+    futures.into_iter().map(block_on).collect()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Thread(std::thread::Thread);
+    impl Wake for Thread {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Thread(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_repeated_command_id_returns_the_first_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = user_stream();
+    let first = req(&a, ExpectedVersion::Exact(0), vec![disabled(1)]);
+    let r1 = store.append_blocking(first.clone()).unwrap();
+    let r2 = store.append_blocking(first.clone()).unwrap();
+    assert!(!r1.replayed);
+    assert!(r2.replayed);
+    assert_eq!(
+        (r1.first_seq, r1.last_version),
+        (r2.first_seq, r2.last_version)
+    );
+    assert_eq!(store.head(), 1, "the retry wrote nothing");
+
+    let mut elsewhere = first;
+    elsewhere.stream = user_stream();
+    assert!(matches!(
+        store.append_blocking(elsewhere),
+        Err(AppendError::CommandReused { .. })
+    ));
+}
+
+#[test]
+fn the_log_survives_reopening_and_keeps_its_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = user_stream();
+    let server_id;
+    {
+        let store = open(dir.path());
+        server_id = store.server_id().unwrap();
+        for i in 0..5 {
+            store
+                .append_blocking(req(&a, ExpectedVersion::Exact(i), vec![disabled(i as i64)]))
+                .unwrap();
+        }
+    }
+    let store = open(dir.path());
+    assert_eq!(store.head(), 5);
+    assert_eq!(store.server_id().unwrap(), server_id);
+    let r = store
+        .append_blocking(req(&a, ExpectedVersion::Exact(5), vec![disabled(9)]))
+        .unwrap();
+    assert_eq!(r.first_seq, 6);
+    let report = verify(&store, |_| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!((report.events, report.streams, report.head), (6, 1, 6));
+}
+
+#[test]
+fn concurrent_appenders_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let writers = 32;
+    let per_writer = 20;
+    std::thread::scope(|s| {
+        for _ in 0..writers {
+            let store = store.clone();
+            s.spawn(move || {
+                let stream = user_stream();
+                for v in 0..per_writer {
+                    store
+                        .append_blocking(req(&stream, ExpectedVersion::Exact(v), vec![disabled(0)]))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let appends = store
+        .stats()
+        .appends
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let flushes = store
+        .stats()
+        .flushes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(appends, writers * per_writer);
+    // With 32 writers each waiting for its ack, groups form whenever a flush is under way.
+    assert!(
+        flushes * 2 <= appends,
+        "expected shared flushes: {flushes} flushes for {appends} appends"
+    );
+    assert!(verify(&store, |_| {}).unwrap().ok());
+}
+
+#[test]
+fn a_flipped_byte_is_found_with_its_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let a = user_stream();
+    for i in 0..10 {
+        store
+            .append_blocking(req(&a, ExpectedVersion::Exact(i), vec![disabled(i as i64)]))
+            .unwrap();
+    }
+    for target in [1u64, 6, 10] {
+        let key = codec::u64_key(target);
+        let original = store.log_tree().get(key).unwrap().unwrap();
+        let mut bytes = original.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01; // inside the payload (the event's timestamp)
+        store.log_tree().insert(key, bytes).unwrap();
+        let report = verify(&store, |_| {}).unwrap();
+        assert!(!report.ok());
+        assert_eq!(
+            report.problems[0].seq,
+            Some(target),
+            "{:?}",
+            report.problems
+        );
+        assert!(report.problems[0]
+            .message
+            .contains(&format!("seq {target}")));
+        store.log_tree().insert(key, original).unwrap();
+        assert!(verify(&store, |_| {}).unwrap().ok());
+    }
+}
+
+#[test]
+fn a_missing_data_dir_is_an_empty_store_to_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    assert!(SledStore::open_existing(&missing, StoreOptions::default())
+        .unwrap()
+        .is_none());
+    assert!(!missing.exists(), "a reader must not create the data dir");
+}
+
+#[test]
+fn a_second_open_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    match SledStore::open(dir.path(), StoreOptions::default()) {
+        Err(StoreError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("expected Locked, got a second store"),
+    }
+}
+
+/// Counts events per room and remembers the last message seq: reads its own pending writes.
+struct RoomCounter;
+
+impl Projection for RoomCounter {
+    fn name(&self) -> &str {
+        "room_counter"
+    }
+
+    fn apply(&mut self, event: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        if let Event::Room(_) = &event.event {
+            let key = event.envelope.stream.as_str().as_bytes().to_vec();
+            let n = rm.get(&key)?.and_then(|b| codec::key_u64(&b)).unwrap_or(0);
+            rm.insert(key, codec::u64_key(n + 1).to_vec())?;
+        }
+        Ok(())
+    }
+}
+
+fn room_event(n: i64) -> Event {
+    Event::Room(RoomEvent::MessagePosted {
+        message_id: latchkey_domain::MessageId(Uuid::new_v4()),
+        sender: UserId(Uuid::nil()),
+        body: format!("hello {n}"),
+        target_user_ids: vec![],
+        reply_to: None,
+        at: Timestamp(n),
+    })
+}
+
+#[test]
+fn projections_resume_from_an_atomic_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let room = RoomId(Uuid::new_v4()).stream();
+    for i in 0..3 {
+        store
+            .append_blocking(req(
+                &room,
+                ExpectedVersion::Exact(i),
+                vec![room_event(i as i64)],
+            ))
+            .unwrap();
+    }
+    store
+        .append_blocking(req(&user_stream(), ExpectedVersion::Any, vec![disabled(0)]))
+        .unwrap();
+    let mut p = Projector::new(store.clone(), vec![Box::new(RoomCounter)]).unwrap();
+    assert_eq!(p.catch_up().unwrap(), 4);
+    let model = ReadModel::open(store.db(), "room_counter").unwrap();
+    let count = |m: &ReadModel| codec::key_u64(&m.get(room.as_str().as_bytes()).unwrap().unwrap());
+    assert_eq!(count(&model), Some(3));
+    assert_eq!(model.checkpoint().unwrap(), 4);
+
+    // A new projector resumes from the checkpoint: nothing is applied twice.
+    store
+        .append_blocking(req(&room, ExpectedVersion::Exact(3), vec![room_event(9)]))
+        .unwrap();
+    let mut p2 = Projector::new(store.clone(), vec![Box::new(RoomCounter)]).unwrap();
+    assert_eq!(p2.applied_seq(), 4);
+    assert_eq!(p2.catch_up().unwrap(), 5);
+    assert_eq!(count(&model), Some(4));
+
+    // Read models are reported by verify, and a checkpoint past the head is a problem.
+    assert!(verify(&store, |_| {}).unwrap().ok());
+    model
+        .tree()
+        .insert(projection::CHECKPOINT_KEY, &codec::u64_key(99))
+        .unwrap();
+    let report = verify(&store, |_| {}).unwrap();
+    assert!(report
+        .problems
+        .iter()
+        .any(|p| p.message.contains("room_counter")));
+}
+
+#[test]
+fn the_projector_thread_follows_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let handle = Projector::new(store.clone(), vec![Box::new(RoomCounter)])
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let room = RoomId(Uuid::new_v4()).stream();
+    let r = store
+        .append_blocking(req(&room, ExpectedVersion::Exact(0), vec![room_event(1)]))
+        .unwrap();
+    let mut applied = handle.applied();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while *applied.borrow_and_update() < r.last_seq {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projector did not catch up"
+        );
+        store.wait_for_head_above(u64::MAX - 1, std::time::Duration::from_millis(10));
+    }
+    handle.stop();
+}
