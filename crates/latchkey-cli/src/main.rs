@@ -1,0 +1,47 @@
+//! # latchkey
+//!
+//! The one binary: `latchkey serve` runs the service, `latchkey admin ...` inspects and
+//! verifies the event log.
+//!
+//! # Layout
+//! - `serve`: `latchkey serve` flags, handed to `latchkey-server`.
+//! - `admin`: the admin commands on a data dir (offline).
+//! - `output`: shared terminal output: times, progress bars, summaries.
+
+mod admin;
+mod output;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// latchkey: SSH-key sign-in, rooms and live events for native chat clients.
+#[derive(Parser, Debug)]
+#[command(name = "latchkey", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service.
+    Serve(serve::ServeArgs),
+    /// Inspect, verify and manage the event log.
+    Admin(admin::AdminArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Admin(args) => admin::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

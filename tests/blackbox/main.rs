@@ -1,0 +1,12 @@
+//! latchkey's black-box tests: one test binary (each file in `tests/` is a link step).
+//!
+//! They run the real `latchkey` binary (found through `LATCHKEY_BIN` or the target dir) and
+//! the crash-writer child, and check what a user or an admin would see.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod crash;
+mod docs;
+mod golden;
+mod support;

@@ -1,0 +1,47 @@
+//! Test support: finding binaries, running them, polling with a deadline.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// The `latchkey` binary: `LATCHKEY_BIN`, or next to this test's target dir.
+pub fn latchkey_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("LATCHKEY_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/blackbox-<hash> -> target/<profile>/latchkey
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = profile_dir.join("latchkey");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p latchkey-cli`), or set LATCHKEY_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `latchkey` with arguments and returns its output.
+pub fn latchkey(args: &[&str]) -> Output {
+    Command::new(latchkey_bin())
+        .args(args)
+        .output()
+        .expect("run latchkey")
+}
+
+/// Stdout as a string.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Stderr as a string.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The workspace root (for proto-docs and fixtures).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
