@@ -1,0 +1,32 @@
+//! # latchkey-actors
+//!
+//! The actix side of latchkey (DESIGN §5): one actor per entity (user, pairing, room)
+//! that decides on commands and appends to the log, registries that spawn, rehydrate and
+//! passivate them across arbiters, the read models the projector maintains, the expiry
+//! sweeper, and `Core`, the one facade the HTTP layer calls.
+//!
+//! **Architecture Invariant:** nothing here parses HTTP or JSON, and no business rule
+//! lives here: rules are the domain's `decide`. An entity is load -> fold -> decide ->
+//! append -> evolve.
+//!
+//! # Layout
+//! - `kind`: ties each domain decider to its stream kind and the log's `Event`.
+//! - `entity`: the generic entity actor (`Entity<D>`) and its messages.
+//! - `registry`: `id -> Addr` per kind, sharded over arbiters; spawn, rehydrate, retry.
+//! - `readmodel`: the projections (users, tokens, expiry index) and their queries.
+//! - `sweeper`: emits `ChallengeExpired` and `TokenExpired` for what has lapsed.
+//! - `core`: `Core`, the operations the server exposes (challenge, sign-in, auth, logout).
+//! - `clock`: the wall clock and the OS CSPRNG: the only place either is read.
+
+pub mod clock;
+pub mod core;
+pub mod entity;
+pub mod kind;
+pub mod readmodel;
+pub mod registry;
+pub mod sweeper;
+
+pub use crate::core::{Auth, Core, CoreConfig, CoreError, IpRetention, Registration, SignedIn};
+
+#[cfg(test)]
+mod tests;

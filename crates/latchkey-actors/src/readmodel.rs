@@ -1,0 +1,399 @@
+//! The read models the projector maintains, and the queries the API serves from them.
+//!
+//! - `rm/users`: `u`+user id -> `UserRow`; `h`+handle -> user id; `k`+fingerprint -> user id.
+//! - `rm/tokens`: `t`+SHA-256(token) -> `TokenRow`; `i`+token id -> hash; `u`+user+token -> ().
+//!   Revoked and expired tokens leave the model: only live tokens are in it.
+//! - `rm/expiry`: `c`+expires_at+challenge -> () and `t`+expires_at+user+token -> (), the
+//!   sweeper's due list; `C`+challenge / `T`+token -> the due key, to remove it.
+//!
+//! Rows are encoded by the store's codec. Each projection only assigns what events say.
+
+use latchkey_domain::{
+    Event, KeyAlgorithm, KeyId, PairingEvent, PairingId, Scope, Timestamp, TokenId, TokenKind,
+    UserEvent, UserId,
+};
+use latchkey_store::codec;
+use latchkey_store::projection::{Projection, ReadModel, ReadModelWriter};
+use latchkey_store::{Recorded, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A user as the API reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRow {
+    /// The user's id.
+    pub id: UserId,
+    /// The unique handle.
+    pub handle: String,
+    /// Whether the user is an admin.
+    pub admin: bool,
+    /// Whether the user is disabled.
+    pub disabled: bool,
+    /// The user's keys.
+    pub keys: Vec<KeyRow>,
+}
+
+/// A registered key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRow {
+    /// Its id.
+    pub key_id: KeyId,
+    /// Its algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// `SHA256:...`.
+    pub fingerprint: String,
+    /// The key line's comment.
+    pub comment: String,
+    /// When it was added.
+    pub added_at: Timestamp,
+}
+
+/// A live token as auth reads it (never the secret: the key is its SHA-256).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRow {
+    /// Public id.
+    pub token_id: TokenId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Session, device or personal.
+    pub kind: TokenKind,
+    /// Scopes carried.
+    pub scopes: Vec<Scope>,
+    /// PAT name.
+    pub name: Option<String>,
+    /// Device name.
+    pub device_name: Option<String>,
+    /// User-Agent at mint time.
+    pub user_agent: Option<String>,
+    /// The key that minted a session.
+    pub key_fingerprint: Option<String>,
+    /// When minted.
+    pub created_at: Timestamp,
+    /// None: never expires.
+    pub expires_at: Option<Timestamp>,
+    /// Last recorded use.
+    pub last_used_at: Option<Timestamp>,
+}
+
+fn user_key(id: &UserId) -> Vec<u8> {
+    [b"u".as_slice(), id.0.as_bytes()].concat()
+}
+
+fn prefixed(p: &[u8], rest: &[u8]) -> Vec<u8> {
+    [p, rest].concat()
+}
+
+fn user_of(rec: &Recorded) -> Option<UserId> {
+    let (_, id) = rec.envelope.stream.as_str().split_once('/')?;
+    Uuid::parse_str(id).ok().map(UserId)
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    rm: &ReadModelWriter<'_>,
+    key: &[u8],
+) -> StoreResult<Option<T>> {
+    match rm.get(key)? {
+        Some(b) => Ok(Some(codec::decode(&b, "read model row")?)),
+        None => Ok(None),
+    }
+}
+
+/// Projection of users, handles and key fingerprints (`rm/users`).
+pub struct UsersProjection;
+
+impl Projection for UsersProjection {
+    fn name(&self) -> &str {
+        "users"
+    }
+
+    fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        let Event::User(e) = &rec.event else {
+            return Ok(());
+        };
+        let Some(uid) = user_of(rec) else {
+            return Ok(());
+        };
+        let key = user_key(&uid);
+        if let UserEvent::UserRegistered {
+            user_id,
+            handle,
+            key_id,
+            key: k,
+            admin,
+            at,
+        } = e
+        {
+            let row = UserRow {
+                id: *user_id,
+                handle: handle.clone(),
+                admin: *admin,
+                disabled: false,
+                keys: vec![KeyRow {
+                    key_id: *key_id,
+                    algorithm: k.algorithm,
+                    fingerprint: k.fingerprint.clone(),
+                    comment: k.comment.clone(),
+                    added_at: *at,
+                }],
+            };
+            rm.insert(key, codec::encode(&row)?)?;
+            rm.insert(
+                prefixed(b"h", handle.as_bytes()),
+                user_id.0.as_bytes().to_vec(),
+            )?;
+            rm.insert(
+                prefixed(b"k", k.fingerprint.as_bytes()),
+                user_id.0.as_bytes().to_vec(),
+            )?;
+            return Ok(());
+        }
+        let Some(mut row) = get::<UserRow>(rm, &key)? else {
+            return Ok(());
+        };
+        match e {
+            UserEvent::KeyAdded { key_id, key: k, at } => {
+                row.keys.push(KeyRow {
+                    key_id: *key_id,
+                    algorithm: k.algorithm,
+                    fingerprint: k.fingerprint.clone(),
+                    comment: k.comment.clone(),
+                    added_at: *at,
+                });
+                rm.insert(
+                    prefixed(b"k", k.fingerprint.as_bytes()),
+                    uid.0.as_bytes().to_vec(),
+                )?;
+            }
+            UserEvent::KeyRemoved {
+                key_id,
+                fingerprint,
+            } => {
+                row.keys.retain(|k| k.key_id != *key_id);
+                rm.remove(prefixed(b"k", fingerprint.as_bytes()))?;
+            }
+            UserEvent::UserDisabled { .. } => row.disabled = true,
+            UserEvent::UserEnabled { .. } => row.disabled = false,
+            _ => return Ok(()),
+        }
+        rm.insert(key, codec::encode(&row)?)
+    }
+}
+
+/// Projection of live tokens by hash (`rm/tokens`).
+pub struct TokensProjection;
+
+impl TokensProjection {
+    fn remove(rm: &mut ReadModelWriter<'_>, user: UserId, token_id: &TokenId) -> StoreResult<()> {
+        let id_key = prefixed(b"i", token_id.0.as_bytes());
+        if let Some(hash) = rm.get(&id_key)? {
+            rm.remove(prefixed(b"t", &hash))?;
+        }
+        rm.remove(id_key)?;
+        rm.remove([b"u".as_slice(), user.0.as_bytes(), token_id.0.as_bytes()].concat())
+    }
+}
+
+impl Projection for TokensProjection {
+    fn name(&self) -> &str {
+        "tokens"
+    }
+
+    fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        let (Event::User(e), Some(user_id)) = (&rec.event, user_of(rec)) else {
+            return Ok(());
+        };
+        match e {
+            UserEvent::TokenMinted {
+                token_id,
+                hash,
+                kind,
+                scopes,
+                name,
+                device_name,
+                user_agent,
+                key_fingerprint,
+                created_at,
+                expires_at,
+                ..
+            } => {
+                let row = TokenRow {
+                    token_id: *token_id,
+                    user_id,
+                    kind: *kind,
+                    scopes: scopes.clone(),
+                    name: name.clone(),
+                    device_name: device_name.clone(),
+                    user_agent: user_agent.clone(),
+                    key_fingerprint: key_fingerprint.clone(),
+                    created_at: *created_at,
+                    expires_at: *expires_at,
+                    last_used_at: None,
+                };
+                rm.insert(prefixed(b"t", hash), codec::encode(&row)?)?;
+                rm.insert(prefixed(b"i", token_id.0.as_bytes()), hash.to_vec())?;
+                rm.insert(
+                    [b"u".as_slice(), user_id.0.as_bytes(), token_id.0.as_bytes()].concat(),
+                    Vec::new(),
+                )?;
+            }
+            UserEvent::TokenUsed { token_id, at } => {
+                if let Some(hash) = rm.get(&prefixed(b"i", token_id.0.as_bytes()))? {
+                    let key = prefixed(b"t", &hash);
+                    if let Some(mut row) = get::<TokenRow>(rm, &key)? {
+                        row.last_used_at = Some(*at);
+                        rm.insert(key, codec::encode(&row)?)?;
+                    }
+                }
+            }
+            UserEvent::TokenRevoked { token_id, .. } | UserEvent::TokenExpired { token_id } => {
+                Self::remove(rm, user_id, token_id)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Projection of what will lapse, by due time (`rm/expiry`), for the sweeper.
+pub struct ExpiryProjection;
+
+fn due_key(tag: u8, at: Timestamp, ids: &[&Uuid]) -> Vec<u8> {
+    let mut k = vec![tag];
+    k.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
+    for id in ids {
+        k.extend_from_slice(id.as_bytes());
+    }
+    k
+}
+
+impl Projection for ExpiryProjection {
+    fn name(&self) -> &str {
+        "expiry"
+    }
+
+    fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        let Some((_, id)) = rec.envelope.stream.as_str().split_once('/') else {
+            return Ok(());
+        };
+        let Ok(stream_id) = Uuid::parse_str(id) else {
+            return Ok(());
+        };
+        match &rec.event {
+            Event::Pairing(PairingEvent::ChallengeIssued { expires_at, .. }) => {
+                let k = due_key(b'c', *expires_at, &[&stream_id]);
+                rm.insert(prefixed(b"C", stream_id.as_bytes()), k.clone())?;
+                rm.insert(k, Vec::new())?;
+            }
+            Event::Pairing(_) => {
+                let back = prefixed(b"C", stream_id.as_bytes());
+                if let Some(k) = rm.get(&back)? {
+                    rm.remove(k)?;
+                    rm.remove(back)?;
+                }
+            }
+            Event::User(UserEvent::TokenMinted {
+                token_id,
+                expires_at: Some(at),
+                ..
+            }) => {
+                let k = due_key(b't', *at, &[&stream_id, &token_id.0]);
+                rm.insert(prefixed(b"T", token_id.0.as_bytes()), k.clone())?;
+                rm.insert(k, Vec::new())?;
+            }
+            Event::User(UserEvent::TokenRevoked { token_id, .. })
+            | Event::User(UserEvent::TokenExpired { token_id }) => {
+                let back = prefixed(b"T", token_id.0.as_bytes());
+                if let Some(k) = rm.get(&back)? {
+                    rm.remove(k)?;
+                    rm.remove(back)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Read access to every read model.
+#[derive(Clone)]
+pub struct ReadModels {
+    users: ReadModel,
+    tokens: ReadModel,
+    expiry: ReadModel,
+}
+
+/// The projections behind [`ReadModels`], for the projector.
+pub fn projections() -> Vec<Box<dyn Projection>> {
+    vec![
+        Box::new(UsersProjection),
+        Box::new(TokensProjection),
+        Box::new(ExpiryProjection),
+    ]
+}
+
+fn decode_row<T: serde::de::DeserializeOwned>(v: Option<sled::IVec>) -> StoreResult<Option<T>> {
+    v.map(|b| codec::decode(&b, "read model row")).transpose()
+}
+
+fn uuid_of(v: Option<sled::IVec>) -> Option<Uuid> {
+    v.and_then(|b| Uuid::from_slice(&b).ok())
+}
+
+impl ReadModels {
+    /// Opens the read-model trees of a store's db.
+    pub fn open(db: &sled::Db) -> StoreResult<Self> {
+        Ok(Self {
+            users: ReadModel::open(db, "users")?,
+            tokens: ReadModel::open(db, "tokens")?,
+            expiry: ReadModel::open(db, "expiry")?,
+        })
+    }
+
+    /// A live token by the SHA-256 of its raw value.
+    pub fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<TokenRow>> {
+        decode_row(self.tokens.get(&prefixed(b"t", hash))?)
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: UserId) -> StoreResult<Option<UserRow>> {
+        decode_row(self.users.get(&user_key(&id))?)
+    }
+
+    /// The owner of a key fingerprint.
+    pub fn user_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Option<UserId>> {
+        Ok(uuid_of(self.users.get(&prefixed(b"k", fingerprint.as_bytes()))?).map(UserId))
+    }
+
+    /// The owner of a handle.
+    pub fn user_by_handle(&self, handle: &str) -> StoreResult<Option<UserId>> {
+        Ok(uuid_of(self.users.get(&prefixed(b"h", handle.as_bytes()))?).map(UserId))
+    }
+
+    /// Challenges due at `now`, oldest first, at most `limit`.
+    pub fn due_challenges(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<PairingId>> {
+        let end = due_key(b'c', Timestamp(now.0.saturating_add(1)), &[]);
+        let mut out = Vec::new();
+        for kv in self.expiry.tree().range(vec![b'c']..end).take(limit) {
+            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+            if let Some(id) = k.get(9..25).and_then(|b| Uuid::from_slice(b).ok()) {
+                out.push(PairingId(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Users with tokens due at `now`, at most `limit` entries scanned.
+    pub fn due_token_owners(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<UserId>> {
+        let end = due_key(b't', Timestamp(now.0.saturating_add(1)), &[]);
+        let mut out = Vec::new();
+        for kv in self.expiry.tree().range(vec![b't']..end).take(limit) {
+            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+            if let Some(id) = k.get(9..25).and_then(|b| Uuid::from_slice(b).ok()) {
+                if !out.contains(&UserId(id)) {
+                    out.push(UserId(id));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,97 @@
+//! The sweeper: every tick it reads the expiry index and asks the entities concerned to
+//! record `ChallengeExpired` and `TokenExpired`. Auth checks `expires_at` itself, so sweeper
+//! lag is never a hole; the events keep the log and the read models honest.
+
+use crate::clock;
+use crate::core::Core;
+use actix::prelude::*;
+use latchkey_domain::{Actor as Who, PairingCommand, UserCommand};
+use std::sync::Weak;
+use std::time::Duration;
+
+/// Most items handled per tick.
+const PER_TICK: usize = 256;
+
+/// The sweeper actor.
+pub struct Sweeper {
+    core: Weak<Core>,
+    every: Duration,
+    busy: bool,
+}
+
+/// Stops the sweeper.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Sweeper {
+    /// A sweeper over `core`, ticking every `every`.
+    pub fn new(core: Weak<Core>, every: Duration) -> Self {
+        Self {
+            core,
+            every,
+            busy: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        let Some(core) = self.core.upgrade() else {
+            ctx.stop();
+            return;
+        };
+        self.busy = true;
+        let fut = async move {
+            let now = clock::now();
+            let challenges = core
+                .models()
+                .due_challenges(now, PER_TICK)
+                .unwrap_or_default();
+            for id in challenges {
+                let r = core
+                    .pairings()
+                    .execute(id.stream(), PairingCommand::Expire { now }, Who::System)
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(challenge = %id, error = %e, "expiring a challenge failed");
+                }
+            }
+            let owners = core
+                .models()
+                .due_token_owners(now, PER_TICK)
+                .unwrap_or_default();
+            for user in owners {
+                let r = core
+                    .users()
+                    .execute(
+                        user.stream(),
+                        UserCommand::ExpireTokens { now },
+                        Who::System,
+                    )
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(user = %user, error = %e, "expiring tokens failed");
+                }
+            }
+        };
+        ctx.spawn(fut.into_actor(self).map(|(), act, _| act.busy = false));
+    }
+}
+
+impl Actor for Sweeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.every, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Stop> for Sweeper {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

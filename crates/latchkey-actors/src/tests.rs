@@ -1,0 +1,172 @@
+//! Actor tests on a real store: rehydration after passivation, the journal's guard against
+//! two live actors for one id, read-your-writes, and the sweeper.
+
+use crate::core::SignIn;
+use crate::entity::ExecError;
+use crate::registry::{EntitySettings, Registry};
+use crate::{clock, Core, CoreConfig, CoreError};
+use actix::prelude::*;
+use latchkey_domain::sshkey::parse_public_key;
+use latchkey_domain::{
+    Actor as Who, ChallengePurpose, Event, KeyId, PairingEvent, UserCommand, UserDecider,
+    UserError, UserId,
+};
+use latchkey_store::{EventStore, SledStore, StoreOptions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+
+fn store() -> (tempfile::TempDir, Arc<SledStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path(), StoreOptions::default()).unwrap());
+    (dir, store)
+}
+
+fn register(user: UserId) -> UserCommand {
+    UserCommand::Register {
+        user_id: user,
+        handle: "alice".into(),
+        key_id: KeyId(Uuid::new_v4()),
+        key: parse_public_key(KEY).unwrap(),
+        admin: false,
+        now: clock::now(),
+    }
+}
+
+fn registry(store: &Arc<SledStore>, passivate_after: Duration) -> Registry<UserDecider> {
+    let arbiters = [Arbiter::current()];
+    Registry::new(
+        store.clone(),
+        &arbiters,
+        EntitySettings {
+            mailbox: 16,
+            passivate_after,
+        },
+    )
+}
+
+#[actix_rt::test]
+async fn a_passivated_entity_rehydrates_from_its_stream() {
+    let (_dir, store) = store();
+    let users = registry(&store, Duration::from_millis(50));
+    let user = UserId(Uuid::new_v4());
+    users
+        .execute(user.stream(), register(user), Who::System)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while users.live() > 0 {
+        assert!(Instant::now() < deadline, "the idle entity never passivated");
+        actix_rt::time::sleep(Duration::from_millis(10)).await; // yield to the arbiter
+    }
+    // A fresh entity must know the user exists: registering again is refused.
+    let again = users.execute(user.stream(), register(user), Who::System).await;
+    assert!(matches!(again, Err(ExecError::Domain(UserError::AlreadyExists))));
+    let out = users
+        .execute(user.stream(), UserCommand::Disable { now: clock::now() }, Who::System)
+        .await
+        .unwrap();
+    assert_eq!(out.last_seq, 2, "appended after the rehydrated version");
+}
+
+#[actix_rt::test]
+async fn two_live_actors_for_one_id_cannot_both_append() {
+    let (_dir, store) = store();
+    let a = registry(&store, Duration::from_secs(60));
+    let b = registry(&store, Duration::from_secs(60));
+    let user = UserId(Uuid::new_v4());
+    // Spawn both entities while the stream is empty.
+    let _ = a.inspect(user.stream()).await.unwrap();
+    let _ = b.inspect(user.stream()).await.unwrap();
+    a.execute(user.stream(), register(user), Who::System)
+        .await
+        .unwrap();
+    let stale = b.execute(user.stream(), register(user), Who::System).await;
+    assert!(matches!(stale, Err(ExecError::Conflict)), "{stale:?}");
+    // After the conflict, b reloaded: it now sees the user.
+    let again = b.execute(user.stream(), register(user), Who::System).await;
+    assert!(matches!(again, Err(ExecError::Domain(UserError::AlreadyExists))));
+    assert_eq!(store.head(), 1);
+}
+
+fn core_config() -> CoreConfig {
+    let mut c = CoreConfig::new("https://chat.example".into());
+    c.arbiters = 1;
+    c
+}
+
+#[actix_rt::test]
+async fn the_sweeper_expires_lapsed_challenges() {
+    let (_dir, store) = store();
+    let mut config = core_config();
+    config.challenge_ttl = Duration::from_secs(1);
+    config.sweep_every = Duration::from_millis(50);
+    let core = Core::start(store.clone(), config).unwrap();
+    let issued = core
+        .issue_challenge(KEY, ChallengePurpose::SignIn, None)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let expired = store
+            .read_stream(&issued.challenge_id.stream(), 1)
+            .unwrap()
+            .any(|r| {
+                matches!(
+                    r.unwrap().event,
+                    Event::Pairing(PairingEvent::ChallengeExpired { .. })
+                )
+            });
+        if expired {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sweeper never expired the challenge");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    // An expired challenge cannot be redeemed.
+    let r = core
+        .sign_in(SignIn {
+            challenge_id: &issued.challenge_id.to_string(),
+            signature: "irrelevant",
+            device_name: None,
+            handle: None,
+            user_agent: None,
+            ip: None,
+        })
+        .await;
+    assert!(matches!(r, Err(CoreError::ChallengeInvalid)), "{r:?}");
+    core.shutdown();
+}
+
+#[actix_rt::test]
+async fn a_made_up_challenge_spawns_nothing() {
+    let (_dir, store) = store();
+    let core = Core::start(store.clone(), core_config()).unwrap();
+    let r = core
+        .sign_in(SignIn {
+            challenge_id: &Uuid::new_v4().to_string(),
+            signature: "x",
+            device_name: None,
+            handle: None,
+            user_agent: None,
+            ip: None,
+        })
+        .await;
+    assert!(matches!(r, Err(CoreError::ChallengeInvalid)));
+    assert_eq!(core.live_entities(), (0, 0));
+    assert_eq!(store.head(), 0);
+    core.shutdown();
+}
+
+#[test]
+fn ip_retention_truncates_to_24_and_48() {
+    use crate::IpRetention;
+    let v4 = Some("203.0.113.77".parse().unwrap());
+    let v6 = Some("2001:db8:1234:5678::1".parse().unwrap());
+    assert_eq!(IpRetention::Truncated.apply(v4), Some("203.0.113.0".parse().unwrap()));
+    assert_eq!(IpRetention::Truncated.apply(v6), Some("2001:db8:1234::".parse().unwrap()));
+    assert_eq!(IpRetention::None.apply(v4), None);
+    assert_eq!(IpRetention::Full.apply(v4), v4);
+}

@@ -1,0 +1,98 @@
+//! `latchkey serve`: flags (each also a `LATCHKEY_*` variable) turned into a
+//! `ServerConfig`, and the actix system that runs it.
+
+use clap::{Args, ValueEnum};
+use latchkey_actors::{IpRetention, Registration};
+use latchkey_server::{LogFormat, ServerConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RegistrationArg {
+    Open,
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum IpRetentionArg {
+    None,
+    Truncated,
+    Full,
+}
+
+/// Flags of `latchkey serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "LATCHKEY_BIND", default_value = "127.0.0.1:8080")]
+    bind: String,
+    /// Where the event log lives (created when missing).
+    #[arg(long, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
+    data_dir: PathBuf,
+    /// `open`: a valid signature by an unknown key creates a user. `closed`: it gets key_unknown.
+    #[arg(
+        long,
+        env = "LATCHKEY_REGISTRATION",
+        value_enum,
+        default_value = "open"
+    )]
+    registration: RegistrationArg,
+    /// The public origin (e.g. https://chat.example), written on each challenge's server= line.
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        env = "LATCHKEY_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    log_format: LogFormatArg,
+    /// How much of client IPs is stored in events.
+    #[arg(
+        long,
+        env = "LATCHKEY_IP_RETENTION",
+        value_enum,
+        default_value = "truncated"
+    )]
+    ip_retention: IpRetentionArg,
+    /// Challenge lifetime in seconds.
+    #[arg(long, env = "LATCHKEY_CHALLENGE_TTL", default_value_t = 60)]
+    challenge_ttl: u64,
+    /// Session token lifetime in seconds (30 days).
+    #[arg(long, env = "LATCHKEY_SESSION_TTL", default_value_t = 30 * 24 * 3600)]
+    session_ttl: u64,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "LATCHKEY_WORKERS", default_value_t = 0)]
+    workers: usize,
+}
+
+/// Runs the server until SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = ServerConfig::new(args.data_dir);
+    config.bind = args.bind;
+    config.registration = match args.registration {
+        RegistrationArg::Open => Registration::Open,
+        RegistrationArg::Closed => Registration::Closed,
+    };
+    config.public_url = args.public_url;
+    config.log_format = match args.log_format {
+        LogFormatArg::Pretty => LogFormat::Pretty,
+        LogFormatArg::Json => LogFormat::Json,
+    };
+    config.ip_retention = match args.ip_retention {
+        IpRetentionArg::None => IpRetention::None,
+        IpRetentionArg::Truncated => IpRetention::Truncated,
+        IpRetentionArg::Full => IpRetention::Full,
+    };
+    config.challenge_ttl = Duration::from_secs(args.challenge_ttl.max(1));
+    config.session_ttl = Duration::from_secs(args.session_ttl.max(1));
+    config.workers = args.workers;
+    actix_rt::System::new().block_on(latchkey_server::run(config))
+}

@@ -1,0 +1,18 @@
+//! # latchkey-proto
+//!
+//! The wire types of latchkey's HTTP API (DESIGN §7): JSON request and response bodies and
+//! the error codes. Server, client and CLI share them.
+//!
+//! **Architecture Invariant:** this is the only crate whose types go on the wire. It knows
+//! nothing of the server's internals, the domain's events or the store; the server converts
+//! by hand. Stability: everything here is API v1; fields are only ever added.
+//!
+//! # Layout
+//! - `error`: the error body and every error code.
+//! - `native`: `/api/native/*` bodies.
+
+pub mod error;
+pub mod native;
+
+pub use error::{codes, ErrorBody};
+pub use native::*;

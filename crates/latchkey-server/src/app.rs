@@ -1,0 +1,86 @@
+//! Start-up and shutdown: open the store, bring the read models to the durable head,
+//! start the core, bind, serve until SIGTERM, then drain and flush.
+
+use crate::config::ServerConfig;
+use crate::error::{json_error, not_found, path_error, query_error, render_json, MAX_BODY};
+use crate::observe::{self, Metrics};
+use crate::routes;
+use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use latchkey_actors::{Core, CoreConfig};
+use latchkey_store::{SledStore, StoreOptions};
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long SIGTERM waits for in-flight requests (DESIGN §8: the drain finishes in 10 s).
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Runs the server until SIGTERM/SIGINT. Prints `latchkey listening on http://ADDR` on
+/// stdout once it accepts connections (tests read that line to find a port-0 server).
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    observe::init_tracing(config.log_format);
+    let store = Arc::new(
+        SledStore::open(&config.data_dir, StoreOptions::default())
+            .with_context(|| format!("opening {}", config.data_dir.display()))?,
+    );
+    let server_line = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => store.server_id()?.to_string(),
+    };
+    let mut core_config = CoreConfig::new(server_line);
+    core_config.registration = config.registration;
+    core_config.ip_retention = config.ip_retention;
+    core_config.challenge_ttl = config.challenge_ttl;
+    core_config.session_ttl = config.session_ttl;
+    // Built once, outside the per-worker closure: one registry, one read model, one core.
+    let core = Core::start(store.clone(), core_config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let core_data = web::Data::from(core.clone());
+    let metrics = web::Data::new(Metrics::new()?);
+
+    let listener =
+        TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let workers = if config.workers == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    } else {
+        config.workers
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(core_data.clone())
+            .app_data(metrics.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_BODY)
+                    .content_type_required(false)
+                    .error_handler(json_error),
+            )
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .wrap(ErrorHandlers::new().default_handler(render_json))
+            .wrap(from_fn(observe::access_log))
+            .configure(routes::configure)
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(DRAIN.as_secs())
+    .listen(listener)?
+    .run();
+
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    println!("latchkey listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let result = server.await;
+    tracing::info!("draining: stopping actors and flushing the log");
+    core.shutdown();
+    drop(core);
+    store.close()?;
+    tracing::info!("stopped");
+    result.context("server")
+}

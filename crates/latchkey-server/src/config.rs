@@ -1,0 +1,54 @@
+//! `ServerConfig`: everything `latchkey serve` needs, filled from flags and `LATCHKEY_*`.
+
+use latchkey_actors::{IpRetention, Registration};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How logs are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The server's settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    pub bind: String,
+    /// The data dir (created when missing).
+    pub data_dir: PathBuf,
+    /// Open or closed registration.
+    pub registration: Registration,
+    /// The public origin, used as the `server=` line; the server id when unset.
+    pub public_url: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// How much of client IPs is stored.
+    pub ip_retention: IpRetention,
+    /// Challenge lifetime.
+    pub challenge_ttl: Duration,
+    /// Session lifetime.
+    pub session_ttl: Duration,
+    /// HTTP worker threads (0: one per core).
+    pub workers: usize,
+}
+
+impl ServerConfig {
+    /// Defaults of DESIGN §9 for a data dir.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            data_dir,
+            registration: Registration::Open,
+            public_url: None,
+            log_format: LogFormat::Pretty,
+            ip_retention: IpRetention::Truncated,
+            challenge_ttl: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(30 * 24 * 3600),
+            workers: 0,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The one place failures become HTTP: `ApiError` (status, code, message, Retry-After),
+//! the mapping from `CoreError`, the handlers for actix extractor errors, and a last-resort
+//! middleware that turns any non-JSON error response (unknown route, wrong method) into
+//! the JSON shape. Messages never carry secrets or request bodies.
+
+use actix_web::body::{BoxBody, EitherBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use latchkey_actors::CoreError;
+use latchkey_proto::{codes, ErrorBody};
+use std::fmt;
+
+/// The largest request body accepted: 64 KiB.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a status, a code from `latchkey_proto::codes` and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 invalid_request.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, codes::INVALID_REQUEST, message)
+    }
+
+    /// 401 unauthorized.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
+    }
+
+    /// 503 with Retry-After.
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, message)
+        }
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(ErrorBody {
+            error: self.code.to_string(),
+            message: self.message.clone(),
+        })
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        use StatusCode as S;
+        let msg = e.to_string();
+        match e {
+            CoreError::InvalidRequest(_) => Self::invalid(msg),
+            CoreError::UnsupportedKeyType(_) => {
+                Self::new(S::BAD_REQUEST, codes::UNSUPPORTED_KEY_TYPE, msg)
+            }
+            CoreError::ChallengeInvalid => {
+                Self::new(S::UNAUTHORIZED, codes::CHALLENGE_INVALID, msg)
+            }
+            CoreError::SignatureInvalid(_) => {
+                Self::new(S::UNAUTHORIZED, codes::SIGNATURE_INVALID, msg)
+            }
+            CoreError::KeyUnknown => Self::new(S::UNAUTHORIZED, codes::KEY_UNKNOWN, msg),
+            CoreError::Unauthorized => Self::unauthorized(msg),
+            CoreError::Forbidden(_) => Self::new(S::FORBIDDEN, codes::FORBIDDEN, msg),
+            CoreError::HandleTaken(_) => Self::new(S::CONFLICT, codes::HANDLE_TAKEN, msg),
+            CoreError::Busy => Self::unavailable(msg, 1),
+            CoreError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                Self::new(S::INTERNAL_SERVER_ERROR, codes::INTERNAL, "internal error")
+            }
+        }
+    }
+}
+
+/// Maps JSON body failures: too large → 413, anything else → 400 without echoing input.
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_BODY} bytes"),
+            )
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::invalid(describe_json(e)),
+        JsonPayloadError::ContentType => ApiError::invalid("the body must be JSON"),
+        _ => ApiError::invalid("the body could not be read as JSON"),
+    };
+    api.into()
+}
+
+/// A serde_json error in words that never repeat the client's values (they may be secrets).
+fn describe_json(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let safe = ["missing field", "unknown field", "duplicate field"];
+    if safe.iter().any(|p| text.starts_with(p)) {
+        // These name a field of our schema, never a value.
+        let upto = text.find(" at line").unwrap_or(text.len());
+        return format!("invalid body: {}", &text[..upto]);
+    }
+    match e.classify() {
+        serde_json::error::Category::Data => format!(
+            "invalid body: a field has the wrong type or value (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+        serde_json::error::Category::Eof => "invalid body: the JSON ends too early".into(),
+        _ => format!(
+            "invalid body: not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    }
+}
+
+/// Maps path parameter failures to 404: a malformed id names no resource.
+pub fn path_error(_err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such resource").into()
+}
+
+/// Maps query string failures to 400.
+pub fn query_error(_err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::invalid("invalid query parameters").into()
+}
+
+/// 404 for every unknown route.
+pub async fn not_found() -> HttpResponse {
+    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route").error_response()
+}
+
+/// Last resort: any error response that is not JSON yet (405 from a resource, 413 from a
+/// payload limit, a 4xx/5xx from actix itself) gets the JSON error shape for its status.
+pub fn render_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (codes::NOT_FOUND, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            codes::METHOD_NOT_ALLOWED,
+            "this route does not take that method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (codes::PAYLOAD_TOO_LARGE, "the body is over 64 KiB"),
+        StatusCode::UNAUTHORIZED => (codes::UNAUTHORIZED, "a valid bearer token is required"),
+        StatusCode::FORBIDDEN => (codes::FORBIDDEN, "forbidden"),
+        StatusCode::TOO_MANY_REQUESTS => (codes::RATE_LIMITED, "too many requests"),
+        StatusCode::SERVICE_UNAVAILABLE => (codes::UNAVAILABLE, "unavailable; retry shortly"),
+        s if s.is_server_error() => (codes::INTERNAL, "internal error"),
+        _ => (codes::INVALID_REQUEST, "invalid request"),
+    };
+    let (req, old) = res.into_parts();
+    let mut new = HttpResponse::build(status).json(ErrorBody {
+        error: code.to_string(),
+        message: message.to_string(),
+    });
+    if let Some(allow) = old.headers().get(header::ALLOW) {
+        new.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        new.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    let res: ServiceResponse<EitherBody<B, BoxBody>> =
+        ServiceResponse::new(req, new).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}

@@ -1,0 +1,29 @@
+//! # latchkey-server
+//!
+//! The actix-web side of latchkey: routes (DESIGN §7), the bearer-auth extractor, the one
+//! place errors become HTTP, metrics, and access logs with secrets redacted.
+//!
+//! **Architecture Invariant:** handlers hold no domain rule. Each extracts, makes one call
+//! to `latchkey_actors::Core`, and maps the result; `error.rs` is the only file that picks
+//! status codes. Wire types come from `latchkey-proto`, converted by hand in `convert`.
+//!
+//! # Layout
+//! - `config`: `ServerConfig`, what `latchkey serve` passes in.
+//! - `app`: builds the store, the core and the `HttpServer`, and runs it until SIGTERM.
+//! - `auth`: the `Authed` extractor (bearer header only; a token in the URL is refused).
+//! - `error`: `ApiError` and the JSON error shape for every failure, extractor errors too.
+//! - `convert`: domain values to wire values (times, kinds, scopes).
+//! - `routes`: one module per route family.
+//! - `observe`: tracing setup, the access log (path without query, secrets redacted),
+//!   Prometheus metrics.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod observe;
+pub mod routes;
+
+pub use app::run;
+pub use config::{LogFormat, ServerConfig};

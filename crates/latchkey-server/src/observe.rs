@@ -1,0 +1,183 @@
+//! Observability: tracing to stderr (pretty or JSON), the access log, and Prometheus metrics.
+//!
+//! Redaction is by construction: the access log writes method, path *without* its query
+//! string (with any token-shaped segment masked), status and latency; it never writes
+//! headers or bodies, so `Authorization`, cookies, tickets and signatures cannot reach it.
+
+use crate::config::LogFormat;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use latchkey_actors::Core;
+use latchkey_domain::token::TokenPrefix;
+use latchkey_store::EventStore;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber (stderr). `RUST_LOG` overrides the level.
+pub fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// A path safe to log: any segment that looks like a credential is masked.
+pub fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            match TokenPrefix::ALL
+                .iter()
+                .find(|p| seg.starts_with(p.as_str()))
+            {
+                Some(p) => format!("{}[redacted]", p.as_str()),
+                None => seg.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The Prometheus registry and the request metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    head: IntGauge,
+    applied: IntGauge,
+    flushes: IntGauge,
+    appends: IntGauge,
+    users_live: IntGauge,
+    pairings_live: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "latchkey_http_requests_total",
+                "HTTP requests by route and status",
+            ),
+            &["route", "method", "status"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("latchkey_http_request_seconds", "HTTP request latency").buckets(
+                vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ],
+            ),
+            &["route"],
+        )?;
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help);
+        let head = gauge("latchkey_log_head_seq", "Newest durable seq")?;
+        let applied = gauge(
+            "latchkey_projection_applied_seq",
+            "Newest seq applied to read models",
+        )?;
+        let flushes = gauge("latchkey_journal_flushes", "Group commits since start")?;
+        let appends = gauge("latchkey_journal_appends", "Append requests since start")?;
+        let users_live = gauge("latchkey_entities_user", "User actors in memory")?;
+        let pairings_live = gauge("latchkey_entities_pairing", "Pairing actors in memory")?;
+        for c in [
+            &head,
+            &applied,
+            &flushes,
+            &appends,
+            &users_live,
+            &pairings_live,
+        ] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            latency,
+            head,
+            applied,
+            flushes,
+            appends,
+            users_live,
+            pairings_live,
+        })
+    }
+
+    /// The text exposition, with gauges read now.
+    pub fn render(&self, core: &Core) -> String {
+        let store = core.store();
+        self.head.set(store.head() as i64);
+        self.applied.set(core.applied_seq() as i64);
+        self.flushes
+            .set(store.stats().flushes.load(Ordering::Relaxed) as i64);
+        self.appends
+            .set(store.stats().appends.load(Ordering::Relaxed) as i64);
+        let (users, pairings) = core.live_entities();
+        self.users_live.set(users as i64);
+        self.pairings_live.set(pairings as i64);
+        let mut buf = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// The access log and request metrics, as an actix middleware function.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let path = redact_path(req.path());
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let res = next.call(req).await?;
+    let status = res.status().as_u16();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let elapsed = started.elapsed();
+    if let Some(m) = metrics {
+        m.requests
+            .with_label_values(&[&route, &method, &status.to_string()])
+            .inc();
+        m.latency
+            .with_label_values(&[&route])
+            .observe(elapsed.as_secs_f64());
+    }
+    tracing::info!(
+        target: "latchkey::access",
+        method = %method,
+        path = %path,
+        status,
+        micros = elapsed.as_micros() as u64,
+        "request"
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_shaped_segments_are_masked() {
+        assert_eq!(
+            redact_path("/api/native/lks_abcdef/x"),
+            "/api/native/lks_[redacted]/x"
+        );
+        assert_eq!(redact_path("/api/native/me"), "/api/native/me");
+    }
+}

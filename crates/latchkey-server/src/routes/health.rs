@@ -1,0 +1,42 @@
+//! `/healthz` (liveness), `/readyz` (read models caught up) and `/metrics` (Prometheus).
+
+use crate::observe::Metrics;
+use actix_web::{web, HttpResponse};
+use latchkey_actors::Core;
+use latchkey_proto::HealthResponse;
+use latchkey_store::EventStore;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
+}
+
+fn health(core: &Core, status: &str) -> HealthResponse {
+    HealthResponse {
+        status: status.into(),
+        head: core.store().head(),
+        applied: core.applied_seq(),
+    }
+}
+
+async fn healthz(core: web::Data<Core>) -> HttpResponse {
+    HttpResponse::Ok().json(health(&core, "ok"))
+}
+
+async fn readyz(core: web::Data<Core>) -> HttpResponse {
+    if core.applied_seq() >= core.store().head() {
+        HttpResponse::Ok().json(health(&core, "ok"))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(health(&core, "catching_up"))
+    }
+}
+
+async fn metrics(core: web::Data<Core>, m: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(m.render(&core))
+}

@@ -1,0 +1,133 @@
+//! `/api/native/*`: server info, SSH challenge sign-in, `me`, `ping`, logout.
+
+use crate::auth::Authed;
+use crate::convert::{kind, rfc3339, scope};
+use crate::error::ApiError;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use latchkey_actors::core::SignIn;
+use latchkey_actors::{Core, Registration};
+use latchkey_domain::challenge::NAMESPACE;
+use latchkey_domain::ChallengePurpose;
+use latchkey_proto as proto;
+use std::net::IpAddr;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/native/info").route(web::get().to(info)))
+        .service(web::resource("/api/native/challenge").route(web::post().to(challenge)))
+        .service(
+            web::resource("/api/native/token")
+                .route(web::post().to(token))
+                .route(web::delete().to(logout)),
+        )
+        .service(web::resource("/api/native/me").route(web::get().to(me)))
+        .service(web::resource("/api/native/ping").route(web::get().to(ping)));
+}
+
+/// The client's address (the peer; trusted proxies come with rate limiting).
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+fn user_agent(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}
+
+async fn info(core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+    let server_id = core
+        .store()
+        .server_id()
+        .map_err(latchkey_actors::CoreError::from)?;
+    Ok(HttpResponse::Ok().json(proto::InfoResponse {
+        server_id: server_id.to_string(),
+        server: core.config().server.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        namespace: NAMESPACE.into(),
+        key_types: vec![
+            "ssh-ed25519".into(),
+            "sk-ssh-ed25519@openssh.com".into(),
+            "ecdsa-sha2-nistp256".into(),
+        ],
+        capabilities: vec!["ssh-challenge".into()],
+        registration: match core.config().registration {
+            Registration::Open => "open".into(),
+            Registration::Closed => "closed".into(),
+        },
+    }))
+}
+
+async fn challenge(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    body: web::Json<proto::ChallengeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let issued = core
+        .issue_challenge(&body.public_key, ChallengePurpose::SignIn, client_ip(&req))
+        .await?;
+    let now = latchkey_actors::clock::now();
+    Ok(HttpResponse::Created().json(proto::ChallengeResponse {
+        challenge_id: issued.challenge_id.to_string(),
+        nonce: latchkey_domain::challenge::encode_nonce(&issued.nonce),
+        message: issued.message(),
+        namespace: NAMESPACE.into(),
+        expires_at: rfc3339(issued.expires_at),
+        expires_in: (issued.expires_at.0 - now.0).max(0) / 1000,
+    }))
+}
+
+async fn token(
+    core: web::Data<Core>,
+    req: HttpRequest,
+    body: web::Json<proto::TokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let signed = core
+        .sign_in(SignIn {
+            challenge_id: &body.challenge_id,
+            signature: &body.signature,
+            device_name: body.device_name.map(|d| d.chars().take(128).collect()),
+            handle: body.handle,
+            user_agent: user_agent(&req),
+            ip: client_ip(&req),
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(proto::TokenResponse {
+        token: signed.token.expose_secret().to_string(),
+        token_id: signed.token_id.to_string(),
+        kind: kind(signed.kind).into(),
+        expires_at: signed.expires_at.map(rfc3339),
+        user: proto::UserRef {
+            id: signed.user_id.to_string(),
+            handle: signed.handle,
+        },
+        registered: signed.registered,
+    }))
+}
+
+async fn me(Authed(auth): Authed, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+    let user = core.me(&auth)?;
+    Ok(HttpResponse::Ok().json(proto::MeResponse {
+        user: proto::MeUser {
+            id: user.id.to_string(),
+            handle: user.handle,
+            admin: user.admin,
+        },
+        token_id: auth.token_id.to_string(),
+        kind: kind(auth.kind).into(),
+        scopes: auth.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        expires_at: auth.expires_at.map(rfc3339),
+    }))
+}
+
+async fn ping(Authed(_): Authed) -> HttpResponse {
+    HttpResponse::Ok().json(proto::PingResponse { ok: true })
+}
+
+async fn logout(Authed(auth): Authed, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+    core.logout(&auth).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
