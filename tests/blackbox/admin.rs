@@ -76,7 +76,7 @@ fn a_held_data_dir_names_the_holder_pid() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
-    assert!(err.contains("--server"), "names the online form: {err}");
+    assert!(err.contains("stop it first"), "says what to do: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -17,8 +17,17 @@ fn config() -> impl bincode::config::Config {
 }
 
 /// Encodes a value with the log's fixed configuration.
+/// Values over [`DECODE_LIMIT`] are refused: they could be written but never read back.
 pub fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| StoreError::Encode(e.to_string()))
+    let bytes = bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| StoreError::Encode(e.to_string()))?;
+    if bytes.len() > DECODE_LIMIT {
+        return Err(StoreError::Encode(format!(
+            "{} bytes is over the {DECODE_LIMIT}-byte limit",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Decodes a value, refusing anything over [`DECODE_LIMIT`] or with trailing bytes.

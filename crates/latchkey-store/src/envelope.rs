@@ -16,7 +16,8 @@ pub const FORMAT: u8 = 1;
 /// The hash of "nothing before": `prev_hash` of seq 1.
 pub const GENESIS: [u8; 32] = [0; 32];
 
-/// One stored event with its metadata. Field order is the byte layout: append-only.
+/// One stored event with its metadata. Field order is the byte layout: never reorder,
+/// insert or remove a field; a layout change needs a new [`FORMAT`] and a migration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     /// Envelope format ([`FORMAT`]).

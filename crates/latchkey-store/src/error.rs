@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The data dir is held by another process.
-    #[error("data dir {dir} is in use by another latchkey process (pid {pid}); stop it first, or use the online form `latchkey admin --server URL --token-file F ...`")]
+    #[error("data dir {dir} is in use by another latchkey process (pid {pid}); stop it first")]
     Locked {
         /// The data dir.
         dir: PathBuf,
@@ -40,6 +40,9 @@ pub enum StoreError {
     /// The journal's queue is full: the caller should answer 503 and retry later.
     #[error("the journal is busy; retry later")]
     Busy,
+    /// An earlier flush or fsync failed; the journal refuses appends until a restart.
+    #[error("the log could not be made durable earlier; restart the server")]
+    Poisoned,
     /// The journal thread is gone (the store is closing).
     #[error("the journal is closed")]
     Closed,

@@ -115,6 +115,8 @@ struct Writer {
     last_recorded_at: i64,
     retention: Duration,
     last_prune: Instant,
+    /// Set after a failed flush or fsync: every later append is refused until restart.
+    poisoned: bool,
 }
 
 /// Starts the journal thread for a freshly opened store whose log ends at `head`.
@@ -136,12 +138,21 @@ pub(crate) fn start(
         .map_err(map)?
         .and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
         .unwrap_or(envelope::GENESIS);
-    let last_recorded_at = match inner.trees.log.last().map_err(map)? {
-        Some((_, v)) => {
-            codec::decode::<Envelope>(&v, "last log entry")?
-                .recorded_at
-                .0
+    match meta.get(META_FORMAT).map_err(map)?.as_deref() {
+        Some([FORMAT]) | None => {}
+        Some(other) => {
+            return Err(StoreError::Corruption {
+                path: "tree meta".into(),
+                detail: format!("log format {other:?} is not the supported format {FORMAT}"),
+            })
         }
+    }
+    // A last entry that does not decode must not keep the store from opening: `verify`
+    // has to be able to name it. Appends then stamp times from the clock alone.
+    let last_recorded_at = match inner.trees.log.last().map_err(map)? {
+        Some((_, v)) => codec::decode::<Envelope>(&v, "last log entry")
+            .map(|e| e.recorded_at.0)
+            .unwrap_or(0),
         None => 0,
     };
     let data_file = if opts.sync_data {
@@ -161,6 +172,7 @@ pub(crate) fn start(
         last_recorded_at,
         retention: opts.command_retention,
         last_prune: Instant::now(),
+        poisoned: false,
     };
     let (tx, rx) = mpsc::sync_channel(opts.queue_capacity);
     let max_batch = opts.max_batch.max(1);
@@ -175,6 +187,12 @@ pub(crate) fn start(
         tx,
         thread: Some(thread),
     })
+}
+
+/// A group commit that failed; `written` when the trees took it but it is not durable.
+struct Failure {
+    written: bool,
+    error: StoreError,
 }
 
 /// One request's outcome inside a group, before the group is durable.
@@ -294,6 +312,11 @@ impl Writer {
                         break;
                     }
                     Err(_) => break,
+                }
+            }
+            if self.poisoned {
+                for (_, reply) in group.drain(..) {
+                    let _ = reply.send(Err(StoreError::Poisoned.into()));
                 }
             }
             if !group.is_empty() {
@@ -425,9 +448,18 @@ impl Writer {
                     self.inner.head.publish(seq);
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; nothing of it was acknowledged");
-                let msg = e.to_string();
+            Err(Failure { written, error }) => {
+                if written {
+                    // The trees hold the group but it may not be on disk: after a failed
+                    // fsync the page cache cannot be trusted (PostgreSQL's "fsyncgate"), so
+                    // the journal stops taking appends until a restart recovers from disk.
+                    // Its in-memory head moves past the group so no seq is ever reused.
+                    self.head = seq;
+                    self.chain_head = chain;
+                    self.poisoned = true;
+                }
+                tracing::error!(error = %error, written, "group commit failed; nothing of it was acknowledged");
+                let msg = error.to_string();
                 for (_, reply) in group {
                     let _ = reply.send(Err(StoreError::Sled(msg.clone()).into()));
                 }
@@ -442,7 +474,7 @@ impl Writer {
         heads: &sled::Batch,
         commands: &sled::Batch,
         chain: &[u8; 32],
-    ) -> StoreResult<()> {
+    ) -> Result<(), Failure> {
         let t = &self.inner.trees;
         let result: sled::transaction::TransactionResult<(), ()> =
             (&t.log, &t.streams, &t.heads, &t.meta, &t.commands).transaction(
@@ -455,20 +487,30 @@ impl Writer {
                     Ok(())
                 },
             );
+        let not_written = |error| Failure {
+            written: false,
+            error,
+        };
         match result {
             Ok(()) => {}
             Err(sled::transaction::TransactionError::Storage(e)) => {
-                return Err(StoreError::from_sled(e, &self.inner.sled_path))
+                return Err(not_written(StoreError::from_sled(e, &self.inner.sled_path)))
             }
             Err(sled::transaction::TransactionError::Abort(())) => {
-                return Err(StoreError::Sled("transaction aborted".into()))
+                return Err(not_written(StoreError::Sled("transaction aborted".into())))
             }
         }
-        self.sled(self.inner.db.flush())?;
+        let written = |error| Failure {
+            written: true,
+            error,
+        };
+        self.sled(self.inner.db.flush()).map_err(written)?;
         if let Some(f) = &self.data_file {
-            f.sync_data().map_err(|source| StoreError::Io {
-                context: "sync_data on sled's data file".into(),
-                source,
+            f.sync_data().map_err(|source| {
+                written(StoreError::Io {
+                    context: "sync_data on sled's data file".into(),
+                    source,
+                })
             })?;
         }
         Ok(())
