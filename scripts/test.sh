@@ -4,10 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The black-box tests sign with OpenSSH's ssh-keygen.
-if ! command -v ssh-keygen >/dev/null 2>&1; then
-  echo "installing openssh-client (ssh-keygen)"
-  apt-get update -qq && apt-get install -y -qq openssh-client
+# The black-box tests sign with OpenSSH's ssh-keygen, and run the proto-docs/auth.md
+# walkthrough with curl and jq (1.6+, for --rawfile).
+missing=()
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}"
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
 echo "== cargo fmt --check"

@@ -12,8 +12,14 @@ use uuid::Uuid;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().ok_or("usage: crash-writer DATA_DIR WRITERS")?;
-    let writers: usize = args.next().ok_or("usage: crash-writer DATA_DIR WRITERS")?.parse()?;
-    let store = Arc::new(SledStore::open(std::path::Path::new(&dir), StoreOptions::default())?);
+    let writers: usize = args
+        .next()
+        .ok_or("usage: crash-writer DATA_DIR WRITERS")?
+        .parse()?;
+    let store = Arc::new(SledStore::open(
+        std::path::Path::new(&dir),
+        StoreOptions::default(),
+    )?);
     let out = Arc::new(Mutex::new(std::io::stdout()));
     println!("ready");
     std::io::stdout().flush()?;
@@ -26,7 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut version = 0u64;
                 loop {
                     // Writers alternate between one and three events per append.
-                    let n = if (version + w as u64) % 2 == 0 { 1 } else { 3 };
+                    let n = if (version + w as u64).is_multiple_of(2) {
+                        1
+                    } else {
+                        3
+                    };
                     let events = (0..n)
                         .map(|i| Event::User(UserEvent::UserEnabled { at: Timestamp(i) }))
                         .collect();

@@ -37,7 +37,10 @@ fn verify_on_a_missing_data_dir_is_an_empty_store() {
         let out = latchkey(&["admin", "--data-dir", &dir_arg(&missing), cmd]);
         assert!(out.status.success(), "{cmd}: {}", stderr(&out));
     }
-    assert!(!missing.exists(), "read-only commands must not create the data dir");
+    assert!(
+        !missing.exists(),
+        "read-only commands must not create the data dir"
+    );
 }
 
 #[test]
@@ -47,7 +50,11 @@ fn verify_passes_on_a_healthy_store_and_names_the_tampered_seq() {
     // Flags are global: before or after the command.
     let out = latchkey(&["admin", "verify", "--data-dir", &dir_arg(tmp.path())]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).starts_with("ok: 12 events in 1 streams"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("ok: 12 events in 1 streams"),
+        "{}",
+        stdout(&out)
+    );
 
     {
         let store = SledStore::open(tmp.path(), StoreOptions::default()).unwrap();
@@ -61,7 +68,13 @@ fn verify_passes_on_a_healthy_store_and_names_the_tampered_seq() {
     assert!(!out.status.success());
     assert!(stdout(&out).contains("seq 7:"), "{}", stdout(&out));
 
-    let out = latchkey(&["admin", "--data-dir", &dir_arg(tmp.path()), "verify", "--json"]);
+    let out = latchkey(&[
+        "admin",
+        "--data-dir",
+        &dir_arg(tmp.path()),
+        "verify",
+        "--json",
+    ]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["problems"][0]["seq"], 7);
@@ -75,7 +88,10 @@ fn a_held_data_dir_names_the_holder_pid() {
     let out = latchkey(&["admin", "--data-dir", &dir_arg(tmp.path()), "verify"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
     assert!(err.contains("stop it first"), "says what to do: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -84,18 +100,50 @@ fn a_held_data_dir_names_the_holder_pid() {
 fn log_and_stats_speak_json() {
     let tmp = tempfile::tempdir().unwrap();
     seed(tmp.path(), 5);
-    let out = latchkey(&["admin", "--data-dir", &dir_arg(tmp.path()), "log", "--json", "--from", "2", "--to", "4"]);
+    let out = latchkey(&[
+        "admin",
+        "--data-dir",
+        &dir_arg(tmp.path()),
+        "log",
+        "--json",
+        "--from",
+        "2",
+        "--to",
+        "4",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let seqs: Vec<u64> = stdout(&out)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, vec![2, 3, 4]);
 
-    let out = latchkey(&["admin", "--data-dir", &dir_arg(tmp.path()), "log", "--type", "user.enabled"]);
-    assert_eq!(stdout(&out).lines().count(), 6, "header and five rows:\n{}", stdout(&out));
+    let out = latchkey(&[
+        "admin",
+        "--data-dir",
+        &dir_arg(tmp.path()),
+        "log",
+        "--type",
+        "user.enabled",
+    ]);
+    assert_eq!(
+        stdout(&out).lines().count(),
+        6,
+        "header and five rows:\n{}",
+        stdout(&out)
+    );
 
-    let out = latchkey(&["admin", "--data-dir", &dir_arg(tmp.path()), "stats", "--json"]);
+    let out = latchkey(&[
+        "admin",
+        "--data-dir",
+        &dir_arg(tmp.path()),
+        "stats",
+        "--json",
+    ]);
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["events"], 5);
     assert_eq!(doc["events_by_type"]["user.enabled"], 5);

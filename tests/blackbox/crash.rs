@@ -53,7 +53,10 @@ fn kill_9_loses_no_acknowledged_event() {
             if seen >= kill_after {
                 break;
             }
-            assert!(Instant::now() < deadline, "round {round}: too slow to acknowledge");
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: too slow to acknowledge"
+            );
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -80,7 +83,11 @@ fn kill_9_loses_no_acknowledged_event() {
                 "round {round}: {stream} v{version} moved"
             );
         }
-        let seqs: Vec<u64> = store.read_all(1).unwrap().map(|r| r.unwrap().seq()).collect();
+        let seqs: Vec<u64> = store
+            .read_all(1)
+            .unwrap()
+            .map(|r| r.unwrap().seq())
+            .collect();
         assert!(
             seqs.iter().copied().eq(1..=seqs.len() as u64),
             "round {round}: seqs are not contiguous"

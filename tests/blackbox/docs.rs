@@ -11,5 +11,9 @@ fn every_event_type_is_documented() {
         .iter()
         .filter(|t| !doc.contains(&format!("### `{t}`")))
         .collect();
-    assert!(missing.is_empty(), "undocumented in {}: {missing:?}", path.display());
+    assert!(
+        missing.is_empty(),
+        "undocumented in {}: {missing:?}",
+        path.display()
+    );
 }

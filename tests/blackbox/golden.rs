@@ -30,9 +30,29 @@ fn samples() -> Vec<Event> {
     let user = UserId(id(1));
     let other = UserId(id(2));
     vec![
-        UserEvent::UserRegistered { user_id: user, handle: "alice".into(), key_id: KeyId(id(3)), key: key(), admin: true, at: t }.into(),
-        UserEvent::KeyAdded { key_id: KeyId(id(4)), key: SshPublicKey { algorithm: KeyAlgorithm::SkEd25519, ..key() }, at: t }.into(),
-        UserEvent::KeyRemoved { key_id: KeyId(id(4)), fingerprint: "SHA256:golden".into() }.into(),
+        UserEvent::UserRegistered {
+            user_id: user,
+            handle: "alice".into(),
+            key_id: KeyId(id(3)),
+            key: key(),
+            admin: true,
+            at: t,
+        }
+        .into(),
+        UserEvent::KeyAdded {
+            key_id: KeyId(id(4)),
+            key: SshPublicKey {
+                algorithm: KeyAlgorithm::SkEd25519,
+                ..key()
+            },
+            at: t,
+        }
+        .into(),
+        UserEvent::KeyRemoved {
+            key_id: KeyId(id(4)),
+            fingerprint: "SHA256:golden".into(),
+        }
+        .into(),
         UserEvent::TokenMinted {
             token_id: TokenId(id(5)),
             hash: [7; 32],
@@ -47,9 +67,21 @@ fn samples() -> Vec<Event> {
             expires_at: Some(Timestamp(1_792_592_000_000)),
         }
         .into(),
-        UserEvent::TokenUsed { token_id: TokenId(id(5)), at: t }.into(),
-        UserEvent::TokenRevoked { token_id: TokenId(id(5)), reason: RevokeReason::KeyRemoved, at: t }.into(),
-        UserEvent::TokenExpired { token_id: TokenId(id(5)) }.into(),
+        UserEvent::TokenUsed {
+            token_id: TokenId(id(5)),
+            at: t,
+        }
+        .into(),
+        UserEvent::TokenRevoked {
+            token_id: TokenId(id(5)),
+            reason: RevokeReason::KeyRemoved,
+            at: t,
+        }
+        .into(),
+        UserEvent::TokenExpired {
+            token_id: TokenId(id(5)),
+        }
+        .into(),
         UserEvent::UserDisabled { at: t }.into(),
         UserEvent::UserEnabled { at: t }.into(),
         PairingEvent::ChallengeIssued {
@@ -63,12 +95,38 @@ fn samples() -> Vec<Event> {
             ip: Some("2001:db8::".parse().unwrap()),
         }
         .into(),
-        PairingEvent::SignatureVerified { user_id: user, at: t }.into(),
-        PairingEvent::SignatureRejected { reason: RejectReason::UserPresenceMissing, at: t }.into(),
+        PairingEvent::SignatureVerified {
+            user_id: user,
+            at: t,
+        }
+        .into(),
+        PairingEvent::SignatureRejected {
+            reason: RejectReason::UserPresenceMissing,
+            at: t,
+        }
+        .into(),
         PairingEvent::ChallengeExpired { at: t }.into(),
-        RoomEvent::RoomCreated { room_id: RoomId(id(7)), name: "general".into(), visibility: RoomVisibility::Private, owner: user, at: t }.into(),
-        RoomEvent::MemberJoined { user_id: other, by: user, at: t }.into(),
-        RoomEvent::MemberLeft { user_id: other, by: user, reason: LeaveReason::Removed, at: t }.into(),
+        RoomEvent::RoomCreated {
+            room_id: RoomId(id(7)),
+            name: "general".into(),
+            visibility: RoomVisibility::Private,
+            owner: user,
+            at: t,
+        }
+        .into(),
+        RoomEvent::MemberJoined {
+            user_id: other,
+            by: user,
+            at: t,
+        }
+        .into(),
+        RoomEvent::MemberLeft {
+            user_id: other,
+            by: user,
+            reason: LeaveReason::Removed,
+            at: t,
+        }
+        .into(),
         RoomEvent::MessagePosted {
             message_id: MessageId(id(8)),
             sender: user,
@@ -102,9 +160,15 @@ fn envelope() -> Envelope {
 fn current() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for e in samples() {
-        out.insert(e.event_type().to_string(), hex::encode(codec::encode(&e).unwrap()));
+        out.insert(
+            e.event_type().to_string(),
+            hex::encode(codec::encode(&e).unwrap()),
+        );
     }
-    out.insert("envelope".into(), hex::encode(codec::encode(&envelope()).unwrap()));
+    out.insert(
+        "envelope".into(),
+        hex::encode(codec::encode(&envelope()).unwrap()),
+    );
     out
 }
 
@@ -133,5 +197,8 @@ fn encodings_match_the_golden_bytes() {
         assert_eq!(codec::decode::<Event>(&bytes, "golden").unwrap(), e);
     }
     let env_bytes = hex::decode(&golden["envelope"]).unwrap();
-    assert_eq!(codec::decode::<Envelope>(&env_bytes, "golden").unwrap(), envelope());
+    assert_eq!(
+        codec::decode::<Envelope>(&env_bytes, "golden").unwrap(),
+        envelope()
+    );
 }

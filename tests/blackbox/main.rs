@@ -6,7 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod auth;
 mod crash;
 mod docs;
 mod golden;
+mod server;
 mod support;

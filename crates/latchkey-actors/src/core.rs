@@ -129,6 +129,12 @@ pub enum CoreError {
     /// 403 forbidden.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// 404 not_found.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 409 conflict.
+    #[error("{0}")]
+    Conflict(&'static str),
     /// 409 handle_taken.
     #[error("the handle {0} is taken")]
     HandleTaken(String),
@@ -149,7 +155,10 @@ impl From<StoreError> for CoreError {
     }
 }
 
-fn exec<E: std::fmt::Debug>(e: ExecError<E>, domain: impl FnOnce(E) -> CoreError) -> CoreError {
+pub(crate) fn exec<E: std::fmt::Debug>(
+    e: ExecError<E>,
+    domain: impl FnOnce(E) -> CoreError,
+) -> CoreError {
     match e {
         ExecError::Domain(d) => domain(d),
         ExecError::Busy | ExecError::Conflict | ExecError::Gone => CoreError::Busy,
@@ -171,6 +180,13 @@ pub struct Auth {
     /// When it lapses.
     pub expires_at: Option<Timestamp>,
     last_used_at: Option<Timestamp>,
+}
+
+impl Auth {
+    /// Whether the credential carries a scope.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
 }
 
 /// The result of a sign-in: the raw token is shown to the client once.
@@ -221,12 +237,36 @@ pub struct Core {
     /// Handles being registered right now: the read model sees a handle only once its
     /// user is projected, so two concurrent registrations claim here first.
     handle_claims: Mutex<HashSet<String>>,
+    /// Registration locks by key fingerprint (see `sign_in`).
+    key_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Last `TokenUsed` sent per token, so a busy token does not message its user actor on
     /// every request. Cleared when it grows past a bound.
     recent_use: Mutex<HashMap<TokenId, Timestamp>>,
     arbiters: Vec<Arbiter>,
+    tickets: crate::tickets::Tickets,
     projector: Mutex<Option<ProjectorHandle>>,
     sweeper: Mutex<Option<Addr<Sweeper>>>,
+}
+
+/// Holds a key's registration lock; removes the map entry when nobody else waits.
+struct KeyLockGuard<'a> {
+    core: &'a Core,
+    fingerprint: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for KeyLockGuard<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if let Ok(mut map) = self.core.key_locks.lock() {
+            if map
+                .get(&self.fingerprint)
+                .is_some_and(|l| Arc::strong_count(l) == 1)
+            {
+                map.remove(&self.fingerprint);
+            }
+        }
+    }
 }
 
 /// Most tokens remembered in `recent_use` before it is cleared.
@@ -273,8 +313,10 @@ impl Core {
             applied,
             config,
             handle_claims: Mutex::new(HashSet::new()),
+            key_locks: Mutex::new(HashMap::new()),
             recent_use: Mutex::new(HashMap::new()),
             arbiters,
+            tickets: crate::tickets::Tickets::default(),
             projector: Mutex::new(Some(projector)),
             sweeper: Mutex::new(None),
         });
@@ -329,6 +371,10 @@ impl Core {
 
     pub(crate) fn pairings(&self) -> &Registry<PairingDecider> {
         &self.pairings
+    }
+
+    pub(crate) fn tickets(&self) -> &crate::tickets::Tickets {
+        &self.tickets
     }
 
     /// Waits until the projector has applied `seq` (0: nothing to wait for).
@@ -399,22 +445,30 @@ impl Core {
         if challenge.purpose != ChallengePurpose::SignIn {
             return Err(CoreError::ChallengeInvalid);
         }
-        let owner = self
+        let mut owner = self
             .models
             .user_by_fingerprint(&challenge.key.fingerprint)?;
+        let open = self.config.registration == Registration::Open;
+        // One registration per key at a time: a second sign-in by the same new key waits
+        // here, then finds the user the first one created and signs in as that user.
+        let _registering = match (owner, open) {
+            (None, true) => {
+                let guard = self.key_lock(&challenge.key.fingerprint).await;
+                owner = self
+                    .models
+                    .user_by_fingerprint(&challenge.key.fingerprint)?;
+                Some(guard)
+            }
+            _ => None,
+        };
+        let registers = owner.is_none() && open;
+        let user_id = match owner {
+            Some(u) => Some(u),
+            None if open => Some(UserId(Uuid::new_v4())),
+            None => None,
+        };
         let now = clock::now();
-        // A new user's handle is checked before the challenge is consumed, so a taken
-        // handle costs the client nothing but a retry with another.
-        let registering = match (owner, self.config.registration) {
-            (Some(_), _) => None,
-            (None, Registration::Open) => Some(self.choose_handle(&req, &challenge)?),
-            (None, Registration::Closed) => None,
-        };
-        let user_id = match (owner, &registering) {
-            (Some(u), _) => Some(u),
-            (None, Some(_)) => Some(UserId(Uuid::new_v4())),
-            (None, None) => None,
-        };
+        // The challenge is consumed first, whatever happens next (DESIGN §6).
         let verify = PairingCommand::VerifySignature {
             signature: req.signature.to_string(),
             user_id,
@@ -443,19 +497,17 @@ impl Core {
             _ => return Err(CoreError::ChallengeInvalid),
         };
 
-        let mut registered = false;
-        let handle = match registering {
-            Some(handle) => {
-                self.register(user_id, &handle, &challenge, now).await?;
-                registered = true;
-                handle
-            }
-            None => self
-                .models
+        let handle = if registers {
+            let handle = self.choose_handle(&req, &challenge)?;
+            self.register(user_id, &handle, &challenge, now).await?;
+            handle
+        } else {
+            self.models
                 .user(user_id)?
                 .map(|u| u.handle)
-                .ok_or_else(|| CoreError::Internal("signed-in user is not projected".into()))?,
+                .ok_or_else(|| CoreError::Internal("signed-in user is not projected".into()))?
         };
+        let registered = registers;
         let admin = self.models.user(user_id)?.is_some_and(|u| u.admin);
         let raw = token::generate(TokenPrefix::Session, clock::random32());
         let token_id = TokenId(Uuid::new_v4());
@@ -493,6 +545,20 @@ impl Core {
             handle,
             registered,
         })
+    }
+
+    /// The registration lock of a key fingerprint. Entries are dropped when unused.
+    async fn key_lock(&self, fingerprint: &str) -> KeyLockGuard<'_> {
+        let lock = match self.key_locks.lock() {
+            Ok(mut map) => map.entry(fingerprint.to_string()).or_default().clone(),
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let guard = lock.clone().lock_owned().await;
+        KeyLockGuard {
+            core: self,
+            fingerprint: fingerprint.to_string(),
+            guard: Some(guard),
+        }
     }
 
     fn choose_handle(
@@ -581,7 +647,15 @@ impl Core {
             .models
             .token_by_hash(&parsed.hash())?
             .ok_or(CoreError::Unauthorized)?;
-        let now = clock::now();
+        self.auth_from_row(row, clock::now())
+    }
+
+    /// A credential from a live token row, unless it has expired.
+    pub(crate) fn auth_from_row(
+        &self,
+        row: readmodel::TokenRow,
+        now: Timestamp,
+    ) -> Result<Auth, CoreError> {
         if row.expires_at.is_some_and(|e| now >= e) {
             return Err(CoreError::Unauthorized);
         }

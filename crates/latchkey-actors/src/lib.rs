@@ -16,15 +16,19 @@
 //! - `readmodel`: the projections (users, tokens, expiry index) and their queries.
 //! - `sweeper`: emits `ChallengeExpired` and `TokenExpired` for what has lapsed.
 //! - `core`: `Core`, the operations the server exposes (challenge, sign-in, auth, logout).
+//! - `credentials`: token and key management on `Core` (PATs, revoke, add/remove keys).
+//! - `tickets`: single-use WebSocket tickets, in memory only (30 s, bound to a token).
 //! - `clock`: the wall clock and the OS CSPRNG: the only place either is read.
 
 pub mod clock;
 pub mod core;
+pub mod credentials;
 pub mod entity;
 pub mod kind;
 pub mod readmodel;
 pub mod registry;
 pub mod sweeper;
+pub mod tickets;
 
 pub use crate::core::{Auth, Core, CoreConfig, CoreError, IpRetention, Registration, SignedIn};
 

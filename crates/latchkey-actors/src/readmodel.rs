@@ -354,6 +354,30 @@ impl ReadModels {
         decode_row(self.tokens.get(&prefixed(b"t", hash))?)
     }
 
+    /// A live token by its id.
+    pub fn token_by_id(&self, id: TokenId) -> StoreResult<Option<TokenRow>> {
+        match self.tokens.get(&prefixed(b"i", id.0.as_bytes()))? {
+            Some(hash) => decode_row(self.tokens.get(&prefixed(b"t", &hash))?),
+            None => Ok(None),
+        }
+    }
+
+    /// A user's live tokens.
+    pub fn tokens_of(&self, user: UserId) -> StoreResult<Vec<TokenRow>> {
+        let prefix = prefixed(b"u", user.0.as_bytes());
+        let mut out = Vec::new();
+        for kv in self.tokens.tree().scan_prefix(&prefix) {
+            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+            let Some(id) = k.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) else {
+                continue;
+            };
+            if let Some(row) = self.token_by_id(TokenId(id))? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
     /// A user by id.
     pub fn user(&self, id: UserId) -> StoreResult<Option<UserRow>> {
         decode_row(self.users.get(&user_key(&id))?)

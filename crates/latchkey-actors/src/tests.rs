@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
 fn store() -> (tempfile::TempDir, Arc<SledStore>) {
     let dir = tempfile::tempdir().unwrap();
@@ -58,14 +59,26 @@ async fn a_passivated_entity_rehydrates_from_its_stream() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while users.live() > 0 {
-        assert!(Instant::now() < deadline, "the idle entity never passivated");
+        assert!(
+            Instant::now() < deadline,
+            "the idle entity never passivated"
+        );
         actix_rt::time::sleep(Duration::from_millis(10)).await; // yield to the arbiter
     }
     // A fresh entity must know the user exists: registering again is refused.
-    let again = users.execute(user.stream(), register(user), Who::System).await;
-    assert!(matches!(again, Err(ExecError::Domain(UserError::AlreadyExists))));
+    let again = users
+        .execute(user.stream(), register(user), Who::System)
+        .await;
+    assert!(matches!(
+        again,
+        Err(ExecError::Domain(UserError::AlreadyExists))
+    ));
     let out = users
-        .execute(user.stream(), UserCommand::Disable { now: clock::now() }, Who::System)
+        .execute(
+            user.stream(),
+            UserCommand::Disable { now: clock::now() },
+            Who::System,
+        )
         .await
         .unwrap();
     assert_eq!(out.last_seq, 2, "appended after the rehydrated version");
@@ -87,7 +100,10 @@ async fn two_live_actors_for_one_id_cannot_both_append() {
     assert!(matches!(stale, Err(ExecError::Conflict)), "{stale:?}");
     // After the conflict, b reloaded: it now sees the user.
     let again = b.execute(user.stream(), register(user), Who::System).await;
-    assert!(matches!(again, Err(ExecError::Domain(UserError::AlreadyExists))));
+    assert!(matches!(
+        again,
+        Err(ExecError::Domain(UserError::AlreadyExists))
+    ));
     assert_eq!(store.head(), 1);
 }
 
@@ -122,7 +138,10 @@ async fn the_sweeper_expires_lapsed_challenges() {
         if expired {
             break;
         }
-        assert!(Instant::now() < deadline, "the sweeper never expired the challenge");
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper never expired the challenge"
+        );
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
     // An expired challenge cannot be redeemed.
@@ -165,8 +184,14 @@ fn ip_retention_truncates_to_24_and_48() {
     use crate::IpRetention;
     let v4 = Some("203.0.113.77".parse().unwrap());
     let v6 = Some("2001:db8:1234:5678::1".parse().unwrap());
-    assert_eq!(IpRetention::Truncated.apply(v4), Some("203.0.113.0".parse().unwrap()));
-    assert_eq!(IpRetention::Truncated.apply(v6), Some("2001:db8:1234::".parse().unwrap()));
+    assert_eq!(
+        IpRetention::Truncated.apply(v4),
+        Some("203.0.113.0".parse().unwrap())
+    );
+    assert_eq!(
+        IpRetention::Truncated.apply(v6),
+        Some("2001:db8:1234::".parse().unwrap())
+    );
     assert_eq!(IpRetention::None.apply(v4), None);
     assert_eq!(IpRetention::Full.apply(v4), v4);
 }

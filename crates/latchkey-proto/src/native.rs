@@ -129,3 +129,124 @@ pub struct HealthResponse {
     /// The newest seq every read model has applied.
     pub applied: u64,
 }
+
+/// One token in `GET /api/native/tokens` (never the secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Its id (for `DELETE /api/native/tokens/{id}`).
+    pub id: String,
+    /// `session`, `device` or `personal`.
+    pub kind: String,
+    /// The name given to a personal access token.
+    pub name: Option<String>,
+    /// The token's type prefix (`lks_`, `lkd_`, `lkp_`), to match it to a stored secret.
+    pub prefix: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, recorded at most every 5 minutes.
+    pub last_used_at: Option<String>,
+    /// RFC 3339, or null for no expiry.
+    pub expires_at: Option<String>,
+    /// Device name given at sign-in.
+    pub device_name: Option<String>,
+    /// User-Agent at sign-in.
+    pub user_agent: Option<String>,
+    /// True for the token making this request.
+    pub current: bool,
+}
+
+/// `GET /api/native/tokens`: the caller's live tokens.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenList {
+    /// Newest first.
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `POST /api/native/tokens`: create a personal access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTokenRequest {
+    /// A name to recognize it by (1..=64 characters).
+    pub name: String,
+    /// `chat:read` and/or `chat:write`; default both.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Lifetime in seconds; default: no expiry.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+}
+
+/// `201` answer to `POST /api/native/tokens`: the secret is shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTokenResponse {
+    /// The bearer token (`lkp_...`). It is never shown again.
+    pub token: String,
+    /// Its id.
+    pub token_id: String,
+    /// `personal`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// RFC 3339, or null.
+    pub expires_at: Option<String>,
+}
+
+/// `POST /api/native/tokens/revoke-all`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeAllRequest {
+    /// Keep the token making this request.
+    #[serde(default)]
+    pub keep_current: bool,
+}
+
+/// Answer to `POST /api/native/tokens/revoke-all`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeAllResponse {
+    /// How many tokens were revoked.
+    pub revoked: usize,
+}
+
+/// One key in `GET /api/native/keys`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Its id (for `DELETE /api/native/keys/{key_id}`).
+    pub key_id: String,
+    /// The OpenSSH key type.
+    #[serde(rename = "type")]
+    pub key_type: String,
+    /// `SHA256:...`.
+    pub fingerprint: String,
+    /// The key line's comment.
+    pub comment: String,
+    /// RFC 3339.
+    pub added_at: String,
+}
+
+/// `GET /api/native/keys`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyList {
+    /// The caller's keys, oldest first.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// `POST /api/native/keys`: a challenge from `POST /api/native/keys/challenge`, signed
+/// by the new key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddKeyRequest {
+    /// The challenge issued for the new key.
+    pub challenge_id: String,
+    /// The armored SSHSIG by the new key.
+    pub signature: String,
+}
+
+/// `POST /api/native/ws-ticket`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WsTicketResponse {
+    /// `lkw_...`: single use, for `GET /api/native/ws?ticket=`.
+    pub ticket: String,
+    /// Seconds until it lapses (30).
+    pub expires_in: u64,
+}
