@@ -4,6 +4,7 @@
 
 use crate::clock;
 use crate::entity::ExecError;
+use crate::hub::{Encode, Hub};
 use crate::readmodel::{self, ReadModels, UserRow};
 use crate::registry::{EntitySettings, Registry};
 use crate::sweeper::Sweeper;
@@ -14,8 +15,8 @@ use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::{session_scopes, MintToken, TOKEN_USE_INTERVAL_MS};
 use latchkey_domain::{
     handle, Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingDecider, PairingError,
-    PairingEvent, PairingId, RejectReason, RevokeReason, Scope, Timestamp, TokenId, TokenKind,
-    UserCommand, UserDecider, UserError, UserId,
+    PairingEvent, PairingId, RejectReason, RevokeReason, RoomDecider, Scope, Timestamp, TokenId,
+    TokenKind, UserCommand, UserDecider, UserError, UserId,
 };
 use latchkey_store::projection::{Projector, ProjectorHandle};
 use latchkey_store::{SledStore, StoreError};
@@ -86,6 +87,8 @@ pub struct CoreConfig {
     pub arbiters: usize,
     /// How often the sweeper looks for lapsed challenges and tokens.
     pub sweep_every: Duration,
+    /// Bound of each WebSocket connection's queue of pending event frames.
+    pub ws_queue: usize,
 }
 
 impl CoreConfig {
@@ -101,6 +104,7 @@ impl CoreConfig {
             projection_timeout: Duration::from_secs(10),
             arbiters: 0,
             sweep_every: Duration::from_secs(1),
+            ws_queue: 1024,
         }
     }
 }
@@ -135,6 +139,9 @@ pub enum CoreError {
     /// 409 conflict.
     #[error("{0}")]
     Conflict(&'static str),
+    /// 403 not_a_member.
+    #[error("you are not a member of this room")]
+    NotAMember,
     /// 409 handle_taken.
     #[error("the handle {0} is taken")]
     HandleTaken(String),
@@ -232,6 +239,8 @@ pub struct Core {
     models: ReadModels,
     users: Registry<UserDecider>,
     pairings: Registry<PairingDecider>,
+    rooms: Registry<RoomDecider>,
+    hub: Arc<Hub>,
     applied: watch::Receiver<u64>,
     config: CoreConfig,
     /// Handles being registered right now: the read model sees a handle only once its
@@ -275,13 +284,27 @@ const RECENT_USE_BOUND: usize = 100_000;
 impl Core {
     /// Brings the read models to the durable head, starts the projector thread, the entity
     /// arbiters and the sweeper. Must run inside an actix `System`.
-    pub fn start(store: Arc<SledStore>, config: CoreConfig) -> Result<Arc<Self>, CoreError> {
+    pub fn start(
+        store: Arc<SledStore>,
+        config: CoreConfig,
+        encode: Encode,
+    ) -> Result<Arc<Self>, CoreError> {
         let mut projector = Projector::new(store.clone(), readmodel::projections())?;
         let caught_up = projector.catch_up()?;
         tracing::info!(seq = caught_up, "read models at the durable head");
+        let models = ReadModels::open(store.db())?;
+        // The hub starts from the read models at `caught_up`; the projector thread feeds it
+        // every later chunk, so it never misses or repeats an event.
+        let hub = Arc::new(Hub::new(
+            caught_up,
+            models.rooms().all_intervals()?,
+            encode,
+            config.ws_queue,
+        ));
+        let feed = hub.clone();
+        let projector = projector.after_apply(Box::new(move |chunk| feed.apply(chunk)));
         let applied = projector.applied();
         let projector = projector.spawn()?;
-        let models = ReadModels::open(store.db())?;
         let n = if config.arbiters == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -305,11 +328,18 @@ impl Core {
             &handles,
             settings(<PairingDecider as crate::kind::Kind>::PASSIVATE_AFTER),
         );
+        let rooms = Registry::new(
+            store.clone(),
+            &handles,
+            settings(<RoomDecider as crate::kind::Kind>::PASSIVATE_AFTER),
+        );
         let core = Arc::new(Self {
             store,
             models,
             users,
             pairings,
+            rooms,
+            hub,
             applied,
             config,
             handle_claims: Mutex::new(HashSet::new()),
@@ -360,9 +390,9 @@ impl Core {
         *self.applied.borrow()
     }
 
-    /// Live entities per kind (users, pairings), for metrics.
-    pub fn live_entities(&self) -> (usize, usize) {
-        (self.users.live(), self.pairings.live())
+    /// Live entities per kind (users, pairings, rooms), for metrics.
+    pub fn live_entities(&self) -> (usize, usize, usize) {
+        (self.users.live(), self.pairings.live(), self.rooms.live())
     }
 
     pub(crate) fn users(&self) -> &Registry<UserDecider> {
@@ -371,6 +401,15 @@ impl Core {
 
     pub(crate) fn pairings(&self) -> &Registry<PairingDecider> {
         &self.pairings
+    }
+
+    pub(crate) fn rooms_registry(&self) -> &Registry<RoomDecider> {
+        &self.rooms
+    }
+
+    /// The fanout hub (the WebSocket route registers connections here).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
     }
 
     pub(crate) fn tickets(&self) -> &crate::tickets::Tickets {
@@ -426,6 +465,27 @@ impl Core {
             .issued()
             .cloned()
             .ok_or_else(|| CoreError::Internal("challenge not issued".into()))
+    }
+
+    /// The fingerprint of the key a challenge was issued for (for per-key rate limits);
+    /// `None` for an unknown challenge id.
+    pub async fn challenge_fingerprint(
+        &self,
+        challenge_id: &str,
+    ) -> Result<Option<String>, CoreError> {
+        let Ok(id) = Uuid::parse_str(challenge_id) else {
+            return Ok(None);
+        };
+        let stream = PairingId(id).stream();
+        if self.store.stream_head(&stream)?.0 == 0 {
+            return Ok(None);
+        }
+        let state = self
+            .pairings
+            .inspect(stream)
+            .await
+            .map_err(|e| exec(e, |_: PairingError| CoreError::ChallengeInvalid))?;
+        Ok(state.challenge().map(|c| c.key.fingerprint.clone()))
     }
 
     /// Redeems a challenge: verifies the signature, registers the user when registration

@@ -51,7 +51,7 @@ impl Core {
     /// The caller's live tokens, newest first.
     pub fn list_tokens(&self, auth: &Auth) -> Result<Vec<TokenRow>, CoreError> {
         let mut rows = self.models().tokens_of(auth.user_id)?;
-        rows.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(rows)
     }
 

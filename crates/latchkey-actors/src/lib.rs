@@ -14,6 +14,10 @@
 //! - `entity`: the generic entity actor (`Entity<D>`) and its messages.
 //! - `registry`: `id -> Addr` per kind, sharded over arbiters; spawn, rehydrate, retry.
 //! - `readmodel`: the projections (users, tokens, expiry index) and their queries.
+//! - `roommodel`: the rooms projection: rooms, membership intervals, messages.
+//! - `rooms`: room operations on `Core`, history filtered by the visibility rule.
+//! - `hub`: the fanout hub: routes each applied room event to the connections that may
+//!   see it, by membership; closes revoked credentials' connections.
 //! - `sweeper`: emits `ChallengeExpired` and `TokenExpired` for what has lapsed.
 //! - `core`: `Core`, the operations the server exposes (challenge, sign-in, auth, logout).
 //! - `credentials`: token and key management on `Core` (PATs, revoke, add/remove keys).
@@ -24,9 +28,12 @@ pub mod clock;
 pub mod core;
 pub mod credentials;
 pub mod entity;
+pub mod hub;
 pub mod kind;
 pub mod readmodel;
 pub mod registry;
+pub mod roommodel;
+pub mod rooms;
 pub mod sweeper;
 pub mod tickets;
 

@@ -320,6 +320,7 @@ pub struct ReadModels {
     users: ReadModel,
     tokens: ReadModel,
     expiry: ReadModel,
+    rooms: crate::roommodel::Rooms,
 }
 
 /// The projections behind [`ReadModels`], for the projector.
@@ -328,6 +329,7 @@ pub fn projections() -> Vec<Box<dyn Projection>> {
         Box::new(UsersProjection),
         Box::new(TokensProjection),
         Box::new(ExpiryProjection),
+        Box::new(crate::roommodel::RoomsProjection),
     ]
 }
 
@@ -346,7 +348,13 @@ impl ReadModels {
             users: ReadModel::open(db, "users")?,
             tokens: ReadModel::open(db, "tokens")?,
             expiry: ReadModel::open(db, "expiry")?,
+            rooms: crate::roommodel::Rooms::open(db)?,
         })
+    }
+
+    /// The rooms model.
+    pub fn rooms(&self) -> &crate::roommodel::Rooms {
+        &self.rooms
     }
 
     /// A live token by the SHA-256 of its raw value.

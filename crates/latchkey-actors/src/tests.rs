@@ -107,6 +107,10 @@ async fn two_live_actors_for_one_id_cannot_both_append() {
     assert_eq!(store.head(), 1);
 }
 
+fn encode() -> crate::hub::Encode {
+    Box::new(|rec, _, _| rec.seq().to_string().into())
+}
+
 fn core_config() -> CoreConfig {
     let mut c = CoreConfig::new("https://chat.example".into());
     c.arbiters = 1;
@@ -119,7 +123,7 @@ async fn the_sweeper_expires_lapsed_challenges() {
     let mut config = core_config();
     config.challenge_ttl = Duration::from_secs(1);
     config.sweep_every = Duration::from_millis(50);
-    let core = Core::start(store.clone(), config).unwrap();
+    let core = Core::start(store.clone(), config, encode()).unwrap();
     let issued = core
         .issue_challenge(KEY, ChallengePurpose::SignIn, None)
         .await
@@ -162,7 +166,7 @@ async fn the_sweeper_expires_lapsed_challenges() {
 #[actix_rt::test]
 async fn a_made_up_challenge_spawns_nothing() {
     let (_dir, store) = store();
-    let core = Core::start(store.clone(), core_config()).unwrap();
+    let core = Core::start(store.clone(), core_config(), encode()).unwrap();
     let r = core
         .sign_in(SignIn {
             challenge_id: &Uuid::new_v4().to_string(),
@@ -174,7 +178,7 @@ async fn a_made_up_challenge_spawns_nothing() {
         })
         .await;
     assert!(matches!(r, Err(CoreError::ChallengeInvalid)));
-    assert_eq!(core.live_entities(), (0, 0));
+    assert_eq!(core.live_entities(), (0, 0, 0));
     assert_eq!(store.head(), 0);
     core.shutdown();
 }

@@ -29,6 +29,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Inspect, verify and manage the event log.
     Admin(admin::AdminArgs),
+    /// Print the OpenAPI document of the HTTP API (as served at /api/openapi.json).
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Admin(args) => admin::run(args),
+        Command::Openapi => {
+            println!("{}", latchkey_server::openapi::json());
+            return ExitCode::SUCCESS;
+        }
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,8 @@
 
 use clap::{Args, ValueEnum};
 use latchkey_actors::{IpRetention, Registration};
+use latchkey_server::client_ip::TrustedProxies;
+use latchkey_server::limits::LimitConfig;
 use latchkey_server::{LogFormat, ServerConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,6 +73,13 @@ pub struct ServeArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "LATCHKEY_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// Turn every rate limit off (for benchmarks; never in production).
+    #[arg(long, env = "LATCHKEY_NO_RATE_LIMIT")]
+    no_rate_limit: bool,
+    /// A proxy (CIDR or address) whose X-Forwarded-For is believed; repeatable, or
+    /// comma-separated in the variable.
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<String>,
 }
 
 /// Runs the server until SIGTERM.
@@ -94,5 +103,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.challenge_ttl = Duration::from_secs(args.challenge_ttl.max(1));
     config.session_ttl = Duration::from_secs(args.session_ttl.max(1));
     config.workers = args.workers;
+    if args.no_rate_limit {
+        config.limits = LimitConfig::disabled();
+    }
+    config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxy)
+        .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
     actix_rt::System::new().block_on(latchkey_server::run(config))
 }

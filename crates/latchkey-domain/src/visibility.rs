@@ -104,6 +104,12 @@ impl RoomMembership {
         }
     }
 
+    /// Restores a user's intervals as a read model stored them (oldest first). Used to
+    /// rebuild the in-memory membership at start-up without replaying the log.
+    pub fn restore(&mut self, user: UserId, intervals: Vec<MembershipInterval>) {
+        self.intervals.insert(user, intervals);
+    }
+
     /// A user's intervals, oldest first; empty if they were never a member.
     pub fn intervals(&self, user: UserId) -> &[MembershipInterval] {
         self.intervals.get(&user).map_or(&[], Vec::as_slice)

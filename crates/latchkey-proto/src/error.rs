@@ -1,9 +1,10 @@
 //! The one error shape of the API, `{"error": code, "message": text}`, and its codes.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Every error response body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// A stable machine-readable code (see [`codes`]).
     pub error: String,
@@ -29,6 +30,8 @@ pub mod codes {
     pub const FORBIDDEN: &str = "forbidden";
     /// 403: this route needs a session token (from an SSH challenge).
     pub const INTERACTIVE_CREDENTIAL_REQUIRED: &str = "interactive_credential_required";
+    /// 403: the caller is not (or no longer) a member of this public room.
+    pub const NOT_A_MEMBER: &str = "not_a_member";
     /// 404: no such resource (or not visible to the caller).
     pub const NOT_FOUND: &str = "not_found";
     /// 405: the route exists, the method does not.

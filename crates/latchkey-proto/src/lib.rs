@@ -9,10 +9,15 @@
 //!
 //! # Layout
 //! - `error`: the error body and every error code.
-//! - `native`: `/api/native/*` bodies.
+//! - `native`: `/api/native/*` bodies (sign-in, tokens, keys).
+//! - `rooms`: room, membership and message bodies.
+//! - `ws`: WebSocket frames and close codes.
 
 pub mod error;
 pub mod native;
+pub mod rooms;
+pub mod ws;
 
 pub use error::{codes, ErrorBody};
 pub use native::*;
+pub use rooms::*;

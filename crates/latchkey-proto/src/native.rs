@@ -1,9 +1,10 @@
 //! Bodies of the `/api/native/*` routes. Times are RFC 3339 UTC strings, ids UUID strings.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `GET /api/native/info`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InfoResponse {
     /// This server's id (also the `server=` line unless a public URL is set).
     pub server_id: String,
@@ -22,14 +23,14 @@ pub struct InfoResponse {
 }
 
 /// `POST /api/native/challenge`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChallengeRequest {
     /// An OpenSSH public key line (`ssh-ed25519 AAAA... comment`).
     pub public_key: String,
 }
 
 /// `201` answer to `POST /api/native/challenge`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChallengeResponse {
     /// The challenge to redeem at `POST /api/native/token`.
     pub challenge_id: String,
@@ -46,7 +47,7 @@ pub struct ChallengeResponse {
 }
 
 /// `POST /api/native/token`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// From the challenge response.
     pub challenge_id: String,
@@ -61,7 +62,7 @@ pub struct TokenRequest {
 }
 
 /// A user as other answers name them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserRef {
     /// The user's id.
     pub id: String,
@@ -70,7 +71,7 @@ pub struct UserRef {
 }
 
 /// `201` answer to `POST /api/native/token`: the secret is shown once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenResponse {
     /// The bearer token (`lks_...`). Store it; it is never shown again.
     pub token: String,
@@ -87,7 +88,7 @@ pub struct TokenResponse {
 }
 
 /// The user in `GET /api/native/me`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MeUser {
     /// The user's id.
     pub id: String,
@@ -98,7 +99,7 @@ pub struct MeUser {
 }
 
 /// `GET /api/native/me`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MeResponse {
     /// Who the token belongs to.
     pub user: MeUser,
@@ -113,14 +114,14 @@ pub struct MeResponse {
 }
 
 /// `GET /api/native/ping`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PingResponse {
     /// Always true: the credential was valid.
     pub ok: bool,
 }
 
 /// `GET /healthz` and `GET /readyz`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthResponse {
     /// `ok`, or `starting` while projections catch up.
     pub status: String,
@@ -131,7 +132,7 @@ pub struct HealthResponse {
 }
 
 /// One token in `GET /api/native/tokens` (never the secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {
     /// Its id (for `DELETE /api/native/tokens/{id}`).
     pub id: String,
@@ -158,14 +159,14 @@ pub struct TokenInfo {
 }
 
 /// `GET /api/native/tokens`: the caller's live tokens.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     /// Newest first.
     pub tokens: Vec<TokenInfo>,
 }
 
 /// `POST /api/native/tokens`: create a personal access token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateTokenRequest {
     /// A name to recognize it by (1..=64 characters).
     pub name: String,
@@ -178,7 +179,7 @@ pub struct CreateTokenRequest {
 }
 
 /// `201` answer to `POST /api/native/tokens`: the secret is shown once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateTokenResponse {
     /// The bearer token (`lkp_...`). It is never shown again.
     pub token: String,
@@ -195,7 +196,7 @@ pub struct CreateTokenResponse {
 }
 
 /// `POST /api/native/tokens/revoke-all`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RevokeAllRequest {
     /// Keep the token making this request.
     #[serde(default)]
@@ -203,14 +204,14 @@ pub struct RevokeAllRequest {
 }
 
 /// Answer to `POST /api/native/tokens/revoke-all`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RevokeAllResponse {
     /// How many tokens were revoked.
     pub revoked: usize,
 }
 
 /// One key in `GET /api/native/keys`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeyInfo {
     /// Its id (for `DELETE /api/native/keys/{key_id}`).
     pub key_id: String,
@@ -226,7 +227,7 @@ pub struct KeyInfo {
 }
 
 /// `GET /api/native/keys`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct KeyList {
     /// The caller's keys, oldest first.
     pub keys: Vec<KeyInfo>,
@@ -234,7 +235,7 @@ pub struct KeyList {
 
 /// `POST /api/native/keys`: a challenge from `POST /api/native/keys/challenge`, signed
 /// by the new key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AddKeyRequest {
     /// The challenge issued for the new key.
     pub challenge_id: String,
@@ -243,7 +244,7 @@ pub struct AddKeyRequest {
 }
 
 /// `POST /api/native/ws-ticket`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WsTicketResponse {
     /// `lkw_...`: single use, for `GET /api/native/ws?ticket=`.
     pub ticket: String,

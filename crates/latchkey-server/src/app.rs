@@ -3,6 +3,7 @@
 
 use crate::config::ServerConfig;
 use crate::error::{json_error, not_found, path_error, query_error, render_json, MAX_BODY};
+use crate::limits::Limits;
 use crate::observe::{self, Metrics};
 use crate::routes;
 use actix_web::middleware::{from_fn, ErrorHandlers};
@@ -36,9 +37,27 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     core_config.challenge_ttl = config.challenge_ttl;
     core_config.session_ttl = config.session_ttl;
     // Built once, outside the per-worker closure: one registry, one read model, one core.
-    let core = Core::start(store.clone(), core_config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let core = Core::start(
+        store.clone(),
+        core_config,
+        Box::new(crate::frames::event_frame),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let core_data = web::Data::from(core.clone());
     let metrics = web::Data::new(Metrics::new()?);
+    let limits = web::Data::new(Limits::new(&config.limits));
+    let proxies = web::Data::new(config.trusted_proxies.clone());
+    if !config.limits.enabled {
+        tracing::warn!("rate limits are off (--no-rate-limit)");
+    }
+    let sweep = limits.clone();
+    actix_rt::spawn(async move {
+        let mut every = actix_rt::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            sweep.retain_recent();
+        }
+    });
 
     let listener =
         TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
@@ -54,6 +73,8 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         App::new()
             .app_data(core_data.clone())
             .app_data(metrics.clone())
+            .app_data(limits.clone())
+            .app_data(proxies.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(MAX_BODY)
@@ -70,8 +91,20 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     })
     .workers(workers)
     .shutdown_timeout(DRAIN.as_secs())
+    .disable_signals()
     .listen(listener)?
     .run();
+
+    // SIGTERM/SIGINT: close every WebSocket with 1001 first, then stop accepting and let
+    // in-flight requests finish (up to DRAIN).
+    let handle = server.handle();
+    let hub = core.hub().clone();
+    actix_rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal: closing WebSockets with 1001 and draining");
+        hub.close_all(latchkey_proto::ws::CLOSE_GOING_AWAY);
+        handle.stop(true).await;
+    });
 
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
     println!("latchkey listening on http://{addr}");
@@ -83,4 +116,24 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     store.close()?;
     tracing::info!("stopped");
     result.context("server")
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            tracing::error!("cannot listen for signals; use the process manager's SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
 }

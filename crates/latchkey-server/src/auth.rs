@@ -1,17 +1,25 @@
-//! The `Authed` extractor: a bearer token from the `Authorization` header, checked against
-//! the token read model before anything else about the request is looked at. A token in
-//! the query string is refused outright (URLs end up in logs and browser history).
+//! Credential extractors. Each checks the bearer token, its kind and its scopes before
+//! anything else about the request (the body is parsed after, so a PAT sending a malformed
+//! body to a session-only route gets 403, not 400). A token in the query string is refused
+//! outright: URLs end up in logs and browser history.
+//!
+//! - `Authed`: any live token.
+//! - `Session`: a session token (`lks_`), the only interactive credential.
+//! - `ChatRead` / `ChatWrite`: a token carrying that scope.
+//! - `Admin`: a session of an admin user.
 
 use crate::error::ApiError;
+use crate::limits::Limits;
+use crate::routes::native::client_ip;
 use actix_web::dev::Payload;
 use actix_web::http::header;
+use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use latchkey_actors::{Auth, Core};
 use latchkey_domain::token::TokenPrefix;
+use latchkey_domain::{Scope, TokenKind};
+use latchkey_proto::codes;
 use std::future::{ready, Ready};
-
-/// A request whose bearer credential is valid.
-pub struct Authed(pub Auth);
 
 /// Whether a query string carries something that looks like a credential.
 fn query_has_credential(query: &str) -> bool {
@@ -28,7 +36,46 @@ fn query_has_credential(query: &str) -> bool {
     })
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
+/// The bearer token of a request, if any (no validation).
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks the request's credential; failures are charged to the client's failed-auth limit.
+pub fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
+    checked(req, |core, req| {
+        bearer(req)
+            .ok_or_else(|| ApiError::unauthorized("Authorization: Bearer <token> is required"))
+            .and_then(|token| core.authenticate(token).map_err(ApiError::from))
+    })
+}
+
+/// The WebSocket's credential: a single-use `?ticket=` or the bearer header.
+pub fn authenticate_ws(req: &HttpRequest) -> Result<Auth, ApiError> {
+    let ticket = req
+        .query_string()
+        .split('&')
+        .find_map(|p| p.strip_prefix("ticket="))
+        .map(str::to_string);
+    match ticket {
+        Some(t) => checked(req, |core, _| {
+            core.redeem_ws_ticket(&t)
+                .map_err(|_| ApiError::unauthorized("the ticket is unknown, used, or expired"))
+        }),
+        None => authenticate(req),
+    }
+}
+
+/// Runs a credential check behind the URL rule and the failed-auth limit.
+fn checked(
+    req: &HttpRequest,
+    check: impl FnOnce(&Core, &HttpRequest) -> Result<Auth, ApiError>,
+) -> Result<Auth, ApiError> {
     if query_has_credential(req.query_string()) {
         return Err(ApiError::unauthorized(
             "credentials are never accepted in the URL; send Authorization: Bearer",
@@ -37,30 +84,104 @@ fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
     let core = req
         .app_data::<web::Data<Core>>()
         .ok_or_else(|| ApiError::unavailable("not ready", 1))?;
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("Authorization: Bearer <token> is required"))?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| ApiError::unauthorized("Authorization: Bearer <token> is required"))?;
-    let auth = core.authenticate(token)?;
-    core.clone().into_inner().touch(&auth);
-    Ok(auth)
-}
-
-impl FromRequest for Authed {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req).map(Authed))
+    let limits = req.app_data::<web::Data<Limits>>();
+    let ip = client_ip(req);
+    if let (Some(l), Some(ip)) = (limits, ip) {
+        l.peek_failed_auth(&ip)?;
+    }
+    match check(core, req) {
+        Ok(auth) => {
+            core.clone().into_inner().touch(&auth);
+            Ok(auth)
+        }
+        Err(e) => {
+            if let (Some(l), Some(ip)) = (limits, ip) {
+                l.charge_failed_auth(&ip)?;
+            }
+            Err(e)
+        }
     }
 }
+
+fn require(
+    auth: Auth,
+    check: impl FnOnce(&Auth) -> Result<(), ApiError>,
+) -> Result<Auth, ApiError> {
+    check(&auth).map(|()| auth)
+}
+
+fn session_only(auth: &Auth) -> Result<(), ApiError> {
+    if auth.kind == TokenKind::Session {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            codes::INTERACTIVE_CREDENTIAL_REQUIRED,
+            "this route needs a session token from an SSH sign-in; personal and device tokens cannot manage credentials",
+        ))
+    }
+}
+
+/// 403 unless the credential carries `s`.
+pub fn scope_check(auth: &Auth, s: Scope, name: &'static str) -> Result<(), ApiError> {
+    scope(s, name)(auth)
+}
+
+fn scope(s: Scope, name: &'static str) -> impl FnOnce(&Auth) -> Result<(), ApiError> {
+    move |auth| {
+        if auth.has(s) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                codes::FORBIDDEN,
+                format!("this token lacks the {name} scope"),
+            ))
+        }
+    }
+}
+
+macro_rules! extractor {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Auth);
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(authenticate(req).and_then(|a| require(a, $check)).map($name))
+            }
+        }
+    };
+}
+
+extractor!(
+    /// Any live token.
+    Authed,
+    |_| Ok(())
+);
+extractor!(
+    /// A session token: the only credential that may manage tokens and keys.
+    Session,
+    session_only
+);
+extractor!(
+    /// A token with `chat:read`.
+    ChatRead,
+    scope(Scope::ChatRead, "chat:read")
+);
+extractor!(
+    /// A token with `chat:write`.
+    ChatWrite,
+    scope(Scope::ChatWrite, "chat:write")
+);
+extractor!(
+    /// A session of an admin user.
+    Admin,
+    |a: &Auth| session_only(a).and_then(|()| scope(Scope::Admin, "admin")(a))
+);
 
 #[cfg(test)]
 mod tests {

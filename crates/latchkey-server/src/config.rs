@@ -1,5 +1,7 @@
 //! `ServerConfig`: everything `latchkey serve` needs, filled from flags and `LATCHKEY_*`.
 
+use crate::client_ip::TrustedProxies;
+use crate::limits::LimitConfig;
 use latchkey_actors::{IpRetention, Registration};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +36,10 @@ pub struct ServerConfig {
     pub session_ttl: Duration,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Rate limits (`LimitConfig::disabled()` for `--no-rate-limit`).
+    pub limits: LimitConfig,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl ServerConfig {
@@ -49,6 +55,8 @@ impl ServerConfig {
             challenge_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             workers: 0,
+            limits: LimitConfig::default(),
+            trusted_proxies: TrustedProxies::none(),
         }
     }
 }

@@ -55,9 +55,20 @@ impl ApiError {
         }
     }
 
+    /// The same error, answered with `Retry-After: secs` (used for 429 `rate_limited`).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// The error code.
     pub fn code(&self) -> &'static str {
         self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -109,6 +120,9 @@ impl From<CoreError> for ApiError {
             CoreError::Unauthorized => Self::unauthorized(msg),
             CoreError::Forbidden(_) => Self::new(S::FORBIDDEN, codes::FORBIDDEN, msg),
             CoreError::HandleTaken(_) => Self::new(S::CONFLICT, codes::HANDLE_TAKEN, msg),
+            CoreError::NotFound(_) => Self::new(S::NOT_FOUND, codes::NOT_FOUND, msg),
+            CoreError::NotAMember => Self::new(S::FORBIDDEN, codes::NOT_A_MEMBER, msg),
+            CoreError::Conflict(_) => Self::new(S::CONFLICT, codes::CONFLICT, msg),
             CoreError::Busy => Self::unavailable(msg, 1),
             CoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");

@@ -57,6 +57,8 @@ pub struct Metrics {
     appends: IntGauge,
     users_live: IntGauge,
     pairings_live: IntGauge,
+    rooms_live: IntGauge,
+    ws_connections: IntGauge,
 }
 
 impl Metrics {
@@ -88,6 +90,8 @@ impl Metrics {
         let appends = gauge("latchkey_journal_appends", "Append requests since start")?;
         let users_live = gauge("latchkey_entities_user", "User actors in memory")?;
         let pairings_live = gauge("latchkey_entities_pairing", "Pairing actors in memory")?;
+        let rooms_live = gauge("latchkey_entities_room", "Room actors in memory")?;
+        let ws_connections = gauge("latchkey_ws_connections", "Open WebSocket connections")?;
         for c in [
             &head,
             &applied,
@@ -95,6 +99,8 @@ impl Metrics {
             &appends,
             &users_live,
             &pairings_live,
+            &rooms_live,
+            &ws_connections,
         ] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -110,6 +116,8 @@ impl Metrics {
             appends,
             users_live,
             pairings_live,
+            rooms_live,
+            ws_connections,
         })
     }
 
@@ -122,9 +130,11 @@ impl Metrics {
             .set(store.stats().flushes.load(Ordering::Relaxed) as i64);
         self.appends
             .set(store.stats().appends.load(Ordering::Relaxed) as i64);
-        let (users, pairings) = core.live_entities();
+        let (users, pairings, rooms) = core.live_entities();
         self.users_live.set(users as i64);
         self.pairings_live.set(pairings as i64);
+        self.rooms_live.set(rooms as i64);
+        self.ws_connections.set(core.hub().connections() as i64);
         let mut buf = Vec::new();
         if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!(error = %e, "metrics encoding failed");

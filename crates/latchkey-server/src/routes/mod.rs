@@ -1,7 +1,10 @@
 //! Route families. Each handler extracts, calls `Core` once, and converts the answer.
 
+pub mod credentials;
 pub mod health;
 pub mod native;
+pub mod rooms;
+pub mod ws;
 
 use actix_web::web;
 
@@ -9,4 +12,18 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     native::configure(cfg);
+    credentials::configure(cfg);
+    rooms::configure(cfg);
+    ws::configure(cfg);
+}
+
+/// A UUID path segment; anything else names no resource (404 with `what`).
+pub fn path_uuid(s: &str, what: &'static str) -> Result<uuid::Uuid, crate::error::ApiError> {
+    uuid::Uuid::parse_str(s).map_err(|_| {
+        crate::error::ApiError::new(
+            actix_web::http::StatusCode::NOT_FOUND,
+            latchkey_proto::codes::NOT_FOUND,
+            what,
+        )
+    })
 }

@@ -1,8 +1,10 @@
 //! `/api/native/*`: server info, SSH challenge sign-in, `me`, `ping`, logout.
 
 use crate::auth::Authed;
+use crate::client_ip::TrustedProxies;
 use crate::convert::{kind, rfc3339, scope};
 use crate::error::ApiError;
+use crate::limits::{IpLimit, Limits, StrLimit};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use latchkey_actors::core::SignIn;
@@ -10,6 +12,8 @@ use latchkey_actors::{Core, Registration};
 use latchkey_domain::challenge::NAMESPACE;
 use latchkey_domain::ChallengePurpose;
 use latchkey_proto as proto;
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use latchkey_proto::*;
 use std::net::IpAddr;
 
 /// Registers the routes.
@@ -25,9 +29,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/native/ping").route(web::get().to(ping)));
 }
 
-/// The client's address (the peer; trusted proxies come with rate limiting).
+/// The client's address: the peer, or what trusted proxies say in X-Forwarded-For.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    match req.app_data::<web::Data<TrustedProxies>>() {
+        Some(t) => t.from_request(req),
+        None => req.peer_addr().map(|a| a.ip()),
+    }
+}
+
+/// Applies a per-IP limit to a request (no address: nothing to key on, not limited).
+pub fn limit(req: &HttpRequest, kind: IpLimit) -> Result<(), ApiError> {
+    match (req.app_data::<web::Data<Limits>>(), client_ip(req)) {
+        (Some(l), Some(ip)) => l.check(kind, &ip),
+        _ => Ok(()),
+    }
 }
 
 fn user_agent(req: &HttpRequest) -> Option<String> {
@@ -37,6 +52,9 @@ fn user_agent(req: &HttpRequest) -> Option<String> {
         .map(|s| s.chars().take(256).collect())
 }
 
+/// Server identity and what it accepts.
+#[utoipa::path(get, path = "/api/native/info", tag = "auth",
+    responses((status = 200, body = InfoResponse)))]
 async fn info(core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
     let server_id = core
         .store()
@@ -60,11 +78,15 @@ async fn info(core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
     }))
 }
 
+/// Issue a sign-in challenge for a public key.
+#[utoipa::path(post, path = "/api/native/challenge", tag = "auth", request_body = ChallengeRequest,
+    responses((status = 201, body = ChallengeResponse), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn challenge(
     core: web::Data<Core>,
     req: HttpRequest,
     body: web::Json<proto::ChallengeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    limit(&req, IpLimit::Challenge)?;
     let issued = core
         .issue_challenge(&body.public_key, ChallengePurpose::SignIn, client_ip(&req))
         .await?;
@@ -79,12 +101,23 @@ async fn challenge(
     }))
 }
 
+/// Redeem a challenge with its signature for a session token.
+#[utoipa::path(post, path = "/api/native/token", tag = "auth", request_body = TokenRequest,
+    responses((status = 201, body = TokenResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn token(
     core: web::Data<Core>,
     req: HttpRequest,
     body: web::Json<proto::TokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    limit(&req, IpLimit::Token)?;
     let body = body.into_inner();
+    if let (Some(limits), Some(fingerprint)) = (
+        req.app_data::<web::Data<Limits>>(),
+        core.challenge_fingerprint(&body.challenge_id).await?,
+    ) {
+        limits.check_str(StrLimit::TokenPerKey, &fingerprint)?;
+    }
     let signed = core
         .sign_in(SignIn {
             challenge_id: &body.challenge_id,
@@ -108,6 +141,9 @@ async fn token(
     }))
 }
 
+/// Who the presented token belongs to.
+#[utoipa::path(get, path = "/api/native/me", tag = "auth", security(("session" = []), ("pat" = []), ("device" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn me(Authed(auth): Authed, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
     let user = core.me(&auth)?;
     Ok(HttpResponse::Ok().json(proto::MeResponse {
@@ -123,10 +159,16 @@ async fn me(Authed(auth): Authed, core: web::Data<Core>) -> Result<HttpResponse,
     }))
 }
 
+/// An auth-checked health check.
+#[utoipa::path(get, path = "/api/native/ping", tag = "auth", security(("session" = []), ("pat" = []), ("device" = [])),
+    responses((status = 200, body = PingResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn ping(Authed(_): Authed) -> HttpResponse {
     HttpResponse::Ok().json(proto::PingResponse { ok: true })
 }
 
+/// Log out: revoke the presented token.
+#[utoipa::path(delete, path = "/api/native/token", tag = "auth", security(("session" = []), ("pat" = []), ("device" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn logout(Authed(auth): Authed, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
     core.logout(&auth).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -1,0 +1,311 @@
+//! The fanout hub: routes each applied room event to the WebSocket connections allowed to
+//! see it, by room membership (never by scanning every connection), and closes the
+//! connections of a revoked token or a disabled user at once.
+//!
+//! The projector calls [`Hub::apply`] with each committed chunk, in seq order, on its own
+//! thread. Registration happens under the same lock, so `head` (the last seq the hub has
+//! routed) splits a connection's events exactly: everything after `head` arrives live;
+//! everything up to it is history (REST, or a WebSocket resume from the log).
+//!
+//! Each event is encoded once (by the server's encoder: the hub knows no JSON) and the
+//! same bytes go to every recipient. Queues are bounded: a full queue closes that
+//! connection with 4008 rather than growing.
+
+use bytestring::ByteString;
+use latchkey_domain::{Event, RoomEvent, RoomId, RoomMembership, TokenId, UserEvent, UserId};
+use latchkey_store::Recorded;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Encodes one room event as the frame text every recipient gets.
+pub type Encode = Box<dyn Fn(&Recorded, RoomId, &RoomEvent) -> ByteString + Send + Sync>;
+
+/// Close code for a revoked or expired credential, or a disabled user.
+pub const CLOSE_CREDENTIAL: u16 = 4001;
+/// Close code for a connection whose queue overflowed.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+
+/// One outgoing event frame.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The event's seq.
+    pub seq: u64,
+    /// The encoded frame, shared by every recipient (a clone is a reference count).
+    pub text: ByteString,
+}
+
+/// What a new connection gets from the hub.
+pub struct Registration {
+    /// The connection's id.
+    pub id: u64,
+    /// The last seq routed before this connection existed.
+    pub head: u64,
+    /// The user's rooms at `head`.
+    pub rooms: Vec<RoomId>,
+    /// Live frames after `head`, bounded.
+    pub frames: mpsc::Receiver<Frame>,
+    /// Fires with a close code when the hub closes the connection.
+    pub closed: oneshot::Receiver<u16>,
+}
+
+struct Conn {
+    user: UserId,
+    token: TokenId,
+    tx: mpsc::Sender<Frame>,
+    close: Option<oneshot::Sender<u16>>,
+}
+
+#[derive(Default)]
+struct State {
+    last_seq: u64,
+    membership: HashMap<RoomId, RoomMembership>,
+    members: HashMap<RoomId, HashSet<UserId>>,
+    rooms_of: HashMap<UserId, HashSet<RoomId>>,
+    conns: HashMap<u64, Conn>,
+    by_user: HashMap<UserId, Vec<u64>>,
+    by_token: HashMap<TokenId, Vec<u64>>,
+    next_id: u64,
+    shut: Option<u16>,
+}
+
+impl State {
+    fn join(&mut self, room: RoomId, user: UserId) {
+        self.members.entry(room).or_default().insert(user);
+        self.rooms_of.entry(user).or_default().insert(room);
+    }
+
+    fn leave(&mut self, room: RoomId, user: UserId) {
+        if let Some(m) = self.members.get_mut(&room) {
+            m.remove(&user);
+        }
+        if let Some(r) = self.rooms_of.get_mut(&user) {
+            r.remove(&room);
+            if r.is_empty() {
+                self.rooms_of.remove(&user);
+            }
+        }
+    }
+
+    fn close(&mut self, id: u64, code: u16) {
+        if let Some(mut conn) = self.conns.remove(&id) {
+            if let Some(ids) = self.by_user.get_mut(&conn.user) {
+                ids.retain(|c| *c != id);
+                if ids.is_empty() {
+                    self.by_user.remove(&conn.user);
+                }
+            }
+            if let Some(ids) = self.by_token.get_mut(&conn.token) {
+                ids.retain(|c| *c != id);
+                if ids.is_empty() {
+                    self.by_token.remove(&conn.token);
+                }
+            }
+            if let Some(tx) = conn.close.take() {
+                let _ = tx.send(code);
+            }
+        }
+    }
+
+    fn route(&mut self, rec: &Recorded, room: RoomId, event: &RoomEvent, encode: &Encode) {
+        let seq = rec.seq();
+        let membership = self.membership.entry(room).or_default();
+        membership.apply(seq, event);
+        match event {
+            RoomEvent::RoomCreated { owner, .. } => self.join(room, *owner),
+            RoomEvent::MemberJoined { user_id, .. } => self.join(room, *user_id),
+            _ => {}
+        }
+        let Some(membership) = self.membership.get(&room) else {
+            return;
+        };
+        let mut text: Option<ByteString> = None;
+        let mut overflowed = Vec::new();
+        let members = self.members.get(&room).into_iter().flatten();
+        for user in members {
+            // The one visibility rule decides; membership routing only narrows the search.
+            if !membership.may_see(*user, seq, event) {
+                continue;
+            }
+            for id in self.by_user.get(user).into_iter().flatten() {
+                let Some(conn) = self.conns.get(id) else {
+                    continue;
+                };
+                let frame = Frame {
+                    seq,
+                    text: text.get_or_insert_with(|| encode(rec, room, event)).clone(),
+                };
+                if conn.tx.try_send(frame).is_err() {
+                    overflowed.push(*id);
+                }
+            }
+        }
+        for id in overflowed {
+            self.close(id, CLOSE_SLOW_CONSUMER);
+        }
+        if let RoomEvent::MemberLeft { user_id, .. } = event {
+            self.leave(room, *user_id);
+        }
+    }
+}
+
+/// The hub. Share it as `Arc<Hub>`.
+pub struct Hub {
+    state: Mutex<State>,
+    encode: Encode,
+    queue: usize,
+}
+
+fn room_of(rec: &Recorded) -> Option<RoomId> {
+    let (kind, id) = rec.envelope.stream.as_str().split_once('/')?;
+    (kind == "room").then(|| Uuid::parse_str(id).ok().map(RoomId))?
+}
+
+impl Hub {
+    /// A hub whose state is the rooms read model at `head`; `queue` bounds each
+    /// connection's pending frames.
+    pub fn new(
+        head: u64,
+        intervals: Vec<(RoomId, UserId, Vec<latchkey_domain::MembershipInterval>)>,
+        encode: Encode,
+        queue: usize,
+    ) -> Self {
+        let mut state = State {
+            last_seq: head,
+            ..State::default()
+        };
+        for (room, user, list) in intervals {
+            let member_now = list.last().is_some_and(|i| i.left_seq.is_none());
+            state
+                .membership
+                .entry(room)
+                .or_default()
+                .restore(user, list);
+            if member_now {
+                state.join(room, user);
+            }
+        }
+        Self {
+            state: Mutex::new(state),
+            encode,
+            queue: queue.max(1),
+        }
+    }
+
+    /// Registers a connection for `user` on `token`. `still_valid` runs under the hub's
+    /// lock, so a revocation is either seen by it or routed to this connection afterwards:
+    /// there is no window where a revoked token's connection survives. `None` when the
+    /// credential is no longer valid or the hub is shutting down.
+    pub fn register(
+        &self,
+        user: UserId,
+        token: TokenId,
+        still_valid: impl FnOnce() -> bool,
+    ) -> Option<Registration> {
+        let mut s = self.state.lock().ok()?;
+        if s.shut.is_some() || !still_valid() {
+            return None;
+        }
+        s.next_id += 1;
+        let id = s.next_id;
+        let (tx, frames) = mpsc::channel(self.queue);
+        let (close, closed) = oneshot::channel();
+        s.conns.insert(
+            id,
+            Conn {
+                user,
+                token,
+                tx,
+                close: Some(close),
+            },
+        );
+        s.by_user.entry(user).or_default().push(id);
+        s.by_token.entry(token).or_default().push(id);
+        let rooms = s
+            .rooms_of
+            .get(&user)
+            .map(|r| r.iter().copied().collect())
+            .unwrap_or_default();
+        Some(Registration {
+            id,
+            head: s.last_seq,
+            rooms,
+            frames,
+            closed,
+        })
+    }
+
+    /// Forgets a connection (it closed on its own).
+    pub fn unregister(&self, id: u64) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(conn) = s.conns.get_mut(&id) {
+                conn.close = None; // nobody listens any more
+            }
+            s.close(id, 1000);
+        }
+    }
+
+    /// Routes a chunk of applied events (called by the projector, in seq order).
+    pub fn apply(&self, chunk: &[Recorded]) {
+        let Ok(mut s) = self.state.lock() else {
+            return;
+        };
+        for rec in chunk {
+            if rec.seq() <= s.last_seq {
+                continue;
+            }
+            match &rec.event {
+                Event::Room(e) => {
+                    if let Some(room) = room_of(rec) {
+                        s.route(rec, room, e, &self.encode);
+                    }
+                }
+                Event::User(UserEvent::TokenRevoked { token_id, .. })
+                | Event::User(UserEvent::TokenExpired { token_id }) => {
+                    let ids = s.by_token.get(token_id).cloned().unwrap_or_default();
+                    for id in ids {
+                        s.close(id, CLOSE_CREDENTIAL);
+                    }
+                }
+                Event::User(UserEvent::UserDisabled { .. }) => {
+                    if let Some(user) = rec
+                        .envelope
+                        .stream
+                        .as_str()
+                        .strip_prefix("user/")
+                        .and_then(|u| Uuid::parse_str(u).ok())
+                    {
+                        let ids = s.by_user.get(&UserId(user)).cloned().unwrap_or_default();
+                        for id in ids {
+                            s.close(id, CLOSE_CREDENTIAL);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            s.last_seq = rec.seq();
+        }
+    }
+
+    /// Closes every connection with `code` and refuses new ones (shutdown: 1001).
+    pub fn close_all(&self, code: u16) {
+        if let Ok(mut s) = self.state.lock() {
+            s.shut = Some(code);
+            let ids: Vec<u64> = s.conns.keys().copied().collect();
+            for id in ids {
+                s.close(id, code);
+            }
+        }
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.state.lock().map(|s| s.conns.len()).unwrap_or(0)
+    }
+
+    /// The last seq routed.
+    pub fn head(&self) -> u64 {
+        self.state.lock().map(|s| s.last_seq).unwrap_or(0)
+    }
+}

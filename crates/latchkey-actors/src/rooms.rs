@@ -1,0 +1,257 @@
+//! Room operations on `Core`: create, list, discover, join, leave, add and remove members,
+//! post, and history filtered by the visibility rule. A room the caller may not see and a
+//! room that does not exist answer the same `NotFound`.
+
+use crate::clock;
+use crate::core::{exec, Auth, Core, CoreError};
+use crate::roommodel::{MessageRow, RoomRow};
+use latchkey_domain::visibility::audience;
+use latchkey_domain::{
+    may_see, Actor as Who, MessageId, RoomCommand, RoomError, RoomEvent, RoomId, RoomVisibility,
+    UserId,
+};
+use uuid::Uuid;
+
+/// Largest history page.
+pub const MAX_PAGE: usize = 200;
+/// History page when none is asked for.
+pub const DEFAULT_PAGE: usize = 50;
+/// Most messages a history request reads while filtering, so a member who sees little of
+/// a busy room cannot make one request scan all of it.
+const MAX_SCAN: usize = 2_000;
+
+/// A page of history.
+#[derive(Debug)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub messages: Vec<MessageRow>,
+    /// Pass as `before` for the next page; `None` when the room's start was reached.
+    pub next_before: Option<u64>,
+}
+
+fn room_error(e: RoomError) -> CoreError {
+    match e {
+        RoomError::NotFound => CoreError::NotFound("no such room"),
+        RoomError::AlreadyExists => CoreError::Conflict("the room already exists"),
+        RoomError::InvalidName => {
+            CoreError::InvalidRequest("name must be 1 to 100 characters".into())
+        }
+        RoomError::NotAMember => CoreError::NotAMember,
+        RoomError::OwnerCannotLeave => {
+            CoreError::Conflict("the owner cannot leave or be removed from the room")
+        }
+        RoomError::Forbidden => CoreError::Forbidden("only the room's owner may do this"),
+        RoomError::InvalidBody => {
+            CoreError::InvalidRequest("body must be 1 to 4000 bytes and not blank".into())
+        }
+        RoomError::TargetNotMember(u) => {
+            CoreError::InvalidRequest(format!("target {u} is not a member of this room"))
+        }
+    }
+}
+
+impl Core {
+    /// Makes sure a room stream exists before an actor is spawned for it.
+    fn room_exists(&self, room: RoomId) -> Result<(), CoreError> {
+        if self.store().stream_head(&room.stream())?.0 == 0 {
+            return Err(CoreError::NotFound("no such room"));
+        }
+        Ok(())
+    }
+
+    async fn room_command(
+        &self,
+        auth: &Auth,
+        room: RoomId,
+        cmd: RoomCommand,
+    ) -> Result<(Vec<RoomEvent>, u64), CoreError> {
+        let out = self
+            .rooms_registry()
+            .execute(room.stream(), cmd, Who::User(auth.user_id))
+            .await
+            .map_err(|e| exec(e, room_error))?;
+        self.wait_applied(out.last_seq).await?;
+        Ok((out.events, out.last_seq))
+    }
+
+    /// Creates a room owned by the caller.
+    pub async fn create_room(
+        &self,
+        auth: &Auth,
+        name: &str,
+        visibility: RoomVisibility,
+    ) -> Result<RoomRow, CoreError> {
+        let room = RoomId(Uuid::new_v4());
+        let cmd = RoomCommand::Create {
+            room_id: room,
+            name: name.to_string(),
+            visibility,
+            owner: auth.user_id,
+            now: clock::now(),
+        };
+        self.room_command(auth, room, cmd).await?;
+        self.models()
+            .rooms()
+            .room(room)?
+            .ok_or_else(|| CoreError::Internal("created room is not projected".into()))
+    }
+
+    /// The caller's rooms.
+    pub fn my_rooms(&self, auth: &Auth) -> Result<Vec<RoomRow>, CoreError> {
+        Ok(self.models().rooms().rooms_of(auth.user_id)?)
+    }
+
+    /// Public rooms.
+    pub fn public_rooms(&self) -> Result<Vec<RoomRow>, CoreError> {
+        Ok(self.models().rooms().public_rooms(1000)?)
+    }
+
+    /// A room, if the caller may see it (public, or a member now).
+    pub fn get_room(&self, auth: &Auth, room: RoomId) -> Result<RoomRow, CoreError> {
+        let row = self
+            .models()
+            .rooms()
+            .room(room)?
+            .ok_or(CoreError::NotFound("no such room"))?;
+        if row.visibility == RoomVisibility::Public
+            || self.models().rooms().is_member(room, auth.user_id)?
+        {
+            Ok(row)
+        } else {
+            Err(CoreError::NotFound("no such room"))
+        }
+    }
+
+    /// Joins a public room.
+    pub async fn join_room(&self, auth: &Auth, room: RoomId) -> Result<(), CoreError> {
+        self.room_exists(room)?;
+        let cmd = RoomCommand::Join {
+            user_id: auth.user_id,
+            now: clock::now(),
+        };
+        self.room_command(auth, room, cmd).await.map(|_| ())
+    }
+
+    /// Leaves a room.
+    pub async fn leave_room(&self, auth: &Auth, room: RoomId) -> Result<(), CoreError> {
+        self.room_exists(room)?;
+        let cmd = RoomCommand::Leave {
+            user_id: auth.user_id,
+            now: clock::now(),
+        };
+        self.room_command(auth, room, cmd).await.map(|_| ())
+    }
+
+    /// The owner adds a user.
+    pub async fn add_member(
+        &self,
+        auth: &Auth,
+        room: RoomId,
+        user: UserId,
+    ) -> Result<(), CoreError> {
+        self.room_exists(room)?;
+        if self.models().user(user)?.is_none() {
+            // Only a member may learn the room exists; the user check comes second.
+            self.get_room(auth, room)?;
+            return Err(CoreError::NotFound("no such user"));
+        }
+        let cmd = RoomCommand::AddMember {
+            by: auth.user_id,
+            user_id: user,
+            now: clock::now(),
+        };
+        self.room_command(auth, room, cmd).await.map(|_| ())
+    }
+
+    /// The owner removes a member.
+    pub async fn remove_member(
+        &self,
+        auth: &Auth,
+        room: RoomId,
+        user: UserId,
+    ) -> Result<(), CoreError> {
+        self.room_exists(room)?;
+        let cmd = RoomCommand::RemoveMember {
+            by: auth.user_id,
+            user_id: user,
+            now: clock::now(),
+        };
+        self.room_command(auth, room, cmd).await.map(|_| ())
+    }
+
+    /// Posts a message; returns its id and seq.
+    pub async fn post_message(
+        &self,
+        auth: &Auth,
+        room: RoomId,
+        body: String,
+        target_user_ids: Vec<UserId>,
+        reply_to: Option<MessageId>,
+    ) -> Result<(MessageId, u64), CoreError> {
+        self.room_exists(room)?;
+        let message_id = MessageId(Uuid::now_v7());
+        let cmd = RoomCommand::Post {
+            message_id,
+            sender: auth.user_id,
+            body,
+            target_user_ids,
+            reply_to,
+            now: clock::now(),
+        };
+        let (_, seq) = self.room_command(auth, room, cmd).await?;
+        Ok((message_id, seq))
+    }
+
+    /// History for a current member, filtered by the visibility rule: a former member of a
+    /// private room gets `NotFound`, of a public room `NotAMember`.
+    pub fn history(
+        &self,
+        auth: &Auth,
+        room: RoomId,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<HistoryPage, CoreError> {
+        let row = self.get_room(auth, room)?;
+        let rooms = self.models().rooms();
+        if !rooms.is_member(room, auth.user_id)? {
+            return Err(match row.visibility {
+                RoomVisibility::Public => CoreError::NotAMember,
+                RoomVisibility::Private => CoreError::NotFound("no such room"),
+            });
+        }
+        let limit = limit.clamp(1, MAX_PAGE);
+        let intervals = rooms.intervals(room, auth.user_id)?;
+        let scanned = rooms.messages(room, before, after, MAX_SCAN)?;
+        let reached_start = scanned.len() < MAX_SCAN;
+        let mut messages = Vec::with_capacity(limit);
+        let mut last_seen = None;
+        for m in scanned {
+            last_seen = Some(m.seq);
+            let event = RoomEvent::MessagePosted {
+                message_id: m.message_id,
+                sender: m.sender,
+                body: String::new(),
+                target_user_ids: m.target_user_ids.clone(),
+                reply_to: m.reply_to,
+                at: m.sent_at,
+            };
+            let (sender, targets) = audience(&event);
+            if may_see(auth.user_id, &intervals, m.seq, sender, targets) {
+                messages.push(m);
+                if messages.len() == limit {
+                    break;
+                }
+            }
+        }
+        let next_before = if messages.len() == limit || !reached_start {
+            last_seen
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            messages,
+            next_before,
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! Bodies of the room routes (`/api/native/rooms/*`).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /api/native/rooms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateRoomRequest {
+    /// Display name, 1..=100 characters.
+    pub name: String,
+    /// `public` (anyone may join) or `private` (the owner adds members).
+    pub visibility: String,
+}
+
+/// A room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RoomInfo {
+    /// The room's id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `public` or `private`.
+    pub visibility: String,
+    /// The owner's user id.
+    pub owner: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// `GET /api/native/rooms` (mine, or `?discover=public`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RoomList {
+    /// The rooms.
+    pub rooms: Vec<RoomInfo>,
+}
+
+/// `POST /api/native/rooms/{id}/members`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AddMemberRequest {
+    /// The user to add.
+    pub user_id: String,
+}
+
+/// `POST /api/native/rooms/{id}/messages`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PostMessageRequest {
+    /// 1..=4000 bytes of UTF-8.
+    pub body: String,
+    /// Only these members (and the sender) see it; all members when absent or empty.
+    #[serde(default)]
+    pub target_user_ids: Option<Vec<String>>,
+    /// The message this answers.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+/// `201` answer to a post.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PostMessageResponse {
+    /// The new message's id.
+    pub message_id: String,
+    /// Its global seq.
+    pub seq: u64,
+}
+
+/// One message in history, and the `data` of a `message.posted` WebSocket event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    /// The message's id.
+    pub message_id: String,
+    /// Its global seq (absent inside a WebSocket event, which carries `seq` itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The sender's user id.
+    pub sender: String,
+    /// The text.
+    pub body: String,
+    /// Who it was addressed to; empty for everyone.
+    pub target_user_ids: Vec<String>,
+    /// The message it answers.
+    pub reply_to: Option<String>,
+    /// RFC 3339.
+    pub sent_at: String,
+}
+
+/// `GET /api/native/rooms/{id}/messages`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct History {
+    /// Newest first, only what the caller may see.
+    pub messages: Vec<Message>,
+    /// Pass as `before` for the next (older) page; null at the start of the room.
+    pub next_before: Option<u64>,
+}
+
+/// Query of `GET /api/native/rooms/{id}/messages`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HistoryQuery {
+    /// Only messages with a seq below this.
+    pub before: Option<u64>,
+    /// Only messages with a seq above this.
+    pub after: Option<u64>,
+    /// 1..=200, default 50.
+    pub limit: Option<u32>,
+}
+
+/// Query of `GET /api/native/rooms`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RoomsQuery {
+    /// `public` lists public rooms instead of mine.
+    pub discover: Option<String>,
+}
