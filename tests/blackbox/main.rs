@@ -8,7 +8,10 @@
 mod admin;
 mod auth;
 mod crash;
+mod credentials;
 mod docs;
 mod golden;
+mod limits;
+mod openapi;
 mod server;
 mod support;

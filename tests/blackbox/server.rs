@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -39,8 +40,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server with extra `serve` flags (`--registration closed`, ...).
+    /// Starts a server with extra `serve` flags (`--registration closed`, ...) and rate
+    /// limits off: most tests send many requests from one address. Tests of the limits
+    /// themselves use [`Server::start_limited`].
     pub fn start(args: &[&str]) -> Server {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--no-rate-limit");
+        Server::start_limited(&all)
+    }
+
+    /// Starts a server with its default rate limits.
+    pub fn start_limited(args: &[&str]) -> Server {
         let tmp = tempfile::tempdir().expect("temp dir");
         let agent = ureq::AgentBuilder::new()
             .timeout(HTTP_TIMEOUT)
@@ -118,6 +128,11 @@ impl Server {
         }
     }
 
+    /// The same as [`Server::start`] (rate limits off); kept for the callers that say so.
+    pub fn start_unlimited(args: &[&str]) -> Server {
+        Server::start(args)
+    }
+
     /// Kills the child if it still runs, then starts it again on the same data dir with
     /// the same flags (a new port).
     pub fn restart(&mut self) {
@@ -127,7 +142,11 @@ impl Server {
 
     /// Like [`Server::restart`], with other flags from now on.
     pub fn restart_with(&mut self, args: &[&str]) {
+        let unlimited = self.args.iter().any(|a| a == "--no-rate-limit");
         self.args = args.iter().map(|s| s.to_string()).collect();
+        if unlimited {
+            self.args.push("--no-rate-limit".into());
+        }
         self.restart();
     }
 
@@ -248,6 +267,26 @@ impl Server {
         self.request("POST", path, &headers, Some(&bytes))
     }
 
+    /// Any method, with a bearer token when given and a JSON body when given (sent with
+    /// `Content-Type: application/json`); never fails on a status.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<&[u8]>,
+    ) -> Resp {
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let mut headers = Vec::new();
+        if json.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        if let Some(a) = auth.as_deref() {
+            headers.push(("Authorization", a));
+        }
+        self.request(method, path, &headers, json)
+    }
+
     /// DELETE with a bearer token.
     pub fn delete(&self, path: &str, bearer: &str) -> Resp {
         let auth = format!("Bearer {bearer}");
@@ -296,6 +335,21 @@ impl Drop for Server {
     }
 }
 
+/// Whether `latchkey serve --help` lists `flag` (the help is read once per test run).
+pub fn serve_has_flag(flag: &str) -> bool {
+    static HELP: OnceLock<String> = OnceLock::new();
+    let help = HELP.get_or_init(|| {
+        let out = Command::new(latchkey_bin())
+            .args(["serve", "--help"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run latchkey serve --help");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    help.split(|c: char| c.is_whitespace() || c == ',')
+        .any(|word| word == flag)
+}
+
 /// An HTTP answer, read whole.
 #[derive(Debug)]
 pub struct Resp {
@@ -307,12 +361,15 @@ pub struct Resp {
     pub content_type: String,
     /// The body as text (lossy).
     pub body: String,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
 }
 
 impl Resp {
     fn read(method: &str, path: &str, r: ureq::Response) -> Resp {
         let status = r.status();
         let content_type = r.header("content-type").unwrap_or("").to_string();
+        let retry_after = r.header("retry-after").map(str::to_string);
         let mut bytes = Vec::new();
         r.into_reader()
             .take(16 * 1024 * 1024)
@@ -323,6 +380,7 @@ impl Resp {
             status,
             content_type,
             body: String::from_utf8_lossy(&bytes).into_owned(),
+            retry_after,
         }
     }
 
