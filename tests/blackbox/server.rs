@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -335,20 +334,6 @@ impl Drop for Server {
     }
 }
 
-/// Whether `latchkey serve --help` lists `flag` (the help is read once per test run).
-pub fn serve_has_flag(flag: &str) -> bool {
-    static HELP: OnceLock<String> = OnceLock::new();
-    let help = HELP.get_or_init(|| {
-        let out = Command::new(latchkey_bin())
-            .args(["serve", "--help"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run latchkey serve --help");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    });
-    help.split(|c: char| c.is_whitespace() || c == ',')
-        .any(|word| word == flag)
-}
 
 /// An HTTP answer, read whole.
 #[derive(Debug)]
