@@ -150,3 +150,277 @@ fn log_and_stats_speak_json() {
     assert_eq!(doc["streams_by_kind"]["user"], 1);
     assert!(doc["size_on_disk_bytes"].as_u64().unwrap() > 0);
 }
+
+mod replay_and_online {
+    //! Issue 6: replay, state, rebuild, export/import, and the online form.
+
+    use crate::server::{Key, Server};
+    use crate::support::{latchkey, stderr, stdout};
+    use serde_json::{json, Value};
+    use std::path::Path;
+
+    fn admin(dir: &Path, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["admin", "--data-dir"];
+        let d = dir.display().to_string();
+        all.push(&d);
+        all.extend_from_slice(args);
+        latchkey(&all)
+    }
+
+    fn admin_json(dir: &Path, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = admin(dir, &all);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
+    }
+
+    fn log_json(dir: &Path, args: &[&str]) -> Vec<Value> {
+        let mut all = vec!["log", "--json"];
+        all.extend_from_slice(args);
+        let out = admin(dir, &all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn replay_at_a_time_between_mint_and_revoke_shows_the_token_valid() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Server::start(&[]);
+        let key = Key::generate(tmp.path(), "ed25519", "alice@laptop");
+        let token = server.sign_in(&key, Some("alice")).token;
+        server.delete("/api/native/token", &token).expect(204);
+        server.kill9();
+        let dir = server.data_dir();
+
+        let minted = log_json(&dir, &["--type", "token.minted"]);
+        let revoked = log_json(&dir, &["--type", "token.revoked"]);
+        let mint_at = minted[0]["recorded_at"].as_str().unwrap().to_string();
+        assert!(revoked[0]["seq"].as_u64() > minted[0]["seq"].as_u64());
+        assert_ne!(
+            revoked[0]["recorded_at"], minted[0]["recorded_at"],
+            "distinct times"
+        );
+
+        let then = admin_json(&dir, &["state", "user", "alice", "--at", &mint_at]);
+        assert_eq!(then["tokens"][0]["status"], "live", "{then}");
+        assert_eq!(then["user"]["handle"], "alice");
+        let now = admin_json(&dir, &["state", "user", "alice"]);
+        assert_eq!(now["tokens"][0]["status"], "revoked", "{now}");
+        assert_eq!(now["tokens"][0]["id"], then["tokens"][0]["id"]);
+        // The same instant with another offset is the same point in the log.
+        let t =
+            time::OffsetDateTime::parse(&mint_at, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+        let plus_two = t
+            .to_offset(time::macros::offset!(+2))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        assert_eq!(
+            admin_json(&dir, &["state", "user", "alice", "--at", &plus_two])["tokens"],
+            then["tokens"]
+        );
+
+        let out = tmp.path().join("replayed");
+        let stats = admin_json(
+            &dir,
+            &[
+                "replay",
+                "--at",
+                &mint_at,
+                "--out",
+                &out.display().to_string(),
+            ],
+        );
+        assert_eq!(stats["tokens"]["live"], 1, "{stats}");
+        assert_eq!(stats["tokens"]["revoked"], 0, "{stats}");
+        // The live store is untouched and still verifies.
+        assert_eq!(admin_json(&dir, &["verify"])["ok"], true);
+        assert!(out.join("sled").exists());
+    }
+
+    #[test]
+    fn rebuild_restores_identical_read_models() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Server::start(&[]);
+        let key = Key::generate(tmp.path(), "ed25519", "bob@laptop");
+        let token = server.sign_in(&key, Some("bob")).token;
+        let room = server
+            .post_json(
+                "/api/native/rooms",
+                &json!({"name":"r","visibility":"public"}),
+                Some(&token),
+            )
+            .expect(201);
+        let room: Value = serde_json::from_str(&room.body).unwrap();
+        let path = format!(
+            "/api/native/rooms/{}/messages",
+            room["id"].as_str().unwrap()
+        );
+        server
+            .post_json(&path, &json!({"body":"hi"}), Some(&token))
+            .expect(201);
+        let history_before = server.get(&path, Some(&token)).expect(200).body;
+        // A clean stop flushes the read models; after kill -9 they may lag their log by the
+        // last chunk (they are rebuilt from their checkpoint at start), which rebuild reports.
+        assert!(server
+            .terminate(std::time::Duration::from_secs(15))
+            .success());
+        let dir = server.data_dir();
+
+        let report = admin_json(&dir, &["rebuild"]);
+        for (name, line) in report["read_models"].as_object().unwrap() {
+            assert_eq!(line, "identical", "{name}: {report}");
+        }
+        {
+            let store =
+                latchkey_store::SledStore::open(&dir, latchkey_store::StoreOptions::default())
+                    .unwrap();
+            for name in ["rm/users", "rm/tokens", "rm/rooms", "rm/expiry"] {
+                store.db().drop_tree(name).unwrap();
+            }
+        }
+        let report = admin_json(&dir, &["rebuild"]);
+        assert_eq!(report["read_models"]["rm/tokens"], "new", "{report}");
+        server.restart();
+        server.get("/api/native/me", Some(&token)).expect(200);
+        assert_eq!(
+            server.get(&path, Some(&token)).expect(200).body,
+            history_before
+        );
+    }
+
+    #[test]
+    fn export_then_import_is_the_same_log() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Server::start(&[]);
+        for i in 0..3 {
+            let key = Key::generate(tmp.path(), "ed25519", &format!("u{i}@x"));
+            server.sign_in(&key, None);
+        }
+        server.kill9();
+        let dir = server.data_dir();
+        let file = tmp.path().join("export.jsonl");
+        let out = admin(
+            &dir,
+            &["export", "--jsonl", "--out", &file.display().to_string()],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let copy = tmp.path().join("copy");
+        let out = admin(&copy, &["import", &file.display().to_string()]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert_eq!(
+            admin_json(&copy, &["verify"])["chain_head"],
+            admin_json(&dir, &["verify"])["chain_head"]
+        );
+        assert_eq!(log_json(&copy, &[]), log_json(&dir, &[]));
+        let (a, b) = (admin_json(&copy, &["stats"]), admin_json(&dir, &["stats"]));
+        assert_eq!(
+            (&a["events_by_type"], &a["tokens"]),
+            (&b["events_by_type"], &b["tokens"])
+        );
+        // Importing again into a non-empty dir is refused.
+        assert!(!admin(&copy, &["import", &file.display().to_string()])
+            .status
+            .success());
+    }
+
+    #[test]
+    fn the_online_form_needs_an_admin_session() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Server::start(&[]);
+        server.kill9();
+        let dir = server.data_dir();
+        // Bootstrap: the first admin is added offline, before the server starts.
+        let admin_key = Key::generate(tmp.path(), "ed25519", "root@ops");
+        let pubfile = tmp.path().join("root.pub");
+        std::fs::write(&pubfile, admin_key.pubkey()).unwrap();
+        let added = admin_json(
+            &dir,
+            &[
+                "user",
+                "add",
+                "--handle",
+                "root",
+                "--key-file",
+                &pubfile.display().to_string(),
+                "--admin",
+            ],
+        );
+        assert_eq!(added["admin"], true);
+        server.restart();
+        let session = server.sign_in(&admin_key, None).token;
+        let me: Value = serde_json::from_str(
+            &server
+                .get("/api/native/me", Some(&session))
+                .expect(200)
+                .body,
+        )
+        .unwrap();
+        assert_eq!(me["user"]["admin"], true);
+        assert!(me["scopes"].as_array().unwrap().contains(&json!("admin")));
+
+        let token_file = tmp.path().join("token");
+        std::fs::write(&token_file, &session).unwrap();
+        let online = |file: &Path, args: &[&str]| {
+            let tf = file.display().to_string();
+            let mut all = vec![
+                "admin",
+                "--server",
+                server.url(),
+                "--token-file",
+                &tf,
+                "--json",
+            ];
+            all.extend_from_slice(args);
+            latchkey(&all)
+        };
+        let out = online(&token_file, &["stats"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(stats["events"].as_u64().unwrap() >= 4);
+        let verify: Value =
+            serde_json::from_slice(&online(&token_file, &["verify"]).stdout).unwrap();
+        assert_eq!(verify["ok"], true);
+
+        // A user, then disabled online: their token stops working at once.
+        let user_key = Key::generate(tmp.path(), "ed25519", "carol@x");
+        let carol = server.sign_in(&user_key, Some("carol")).token;
+        let out = online(&token_file, &["user", "disable", "carol"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        server.get("/api/native/me", Some(&carol)).expect(401);
+        let state: Value =
+            serde_json::from_slice(&online(&token_file, &["state", "user", "carol"]).stdout)
+                .unwrap();
+        assert_eq!(state["user"]["disabled"], true);
+        assert_eq!(state["tokens"][0]["status"], "revoked");
+
+        // A PAT of the admin, and a non-admin session, are refused.
+        let pat: Value = serde_json::from_str(
+            &server
+                .post_json("/api/native/tokens", &json!({"name":"ci"}), Some(&session))
+                .expect(201)
+                .body,
+        )
+        .unwrap();
+        let pat_file = tmp.path().join("pat");
+        std::fs::write(&pat_file, pat["token"].as_str().unwrap()).unwrap();
+        let out = online(&pat_file, &["stats"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+        let dave_key = Key::generate(tmp.path(), "ed25519", "dave@x");
+        let dave = server.sign_in(&dave_key, Some("dave")).token;
+        let dave_file = tmp.path().join("dave");
+        std::fs::write(&dave_file, &dave).unwrap();
+        assert!(stderr(&online(&dave_file, &["log"])).contains("403"));
+
+        // Offline commands on a running server's dir name the holder and the online form.
+        let out = admin(&dir, &["stats"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("--server"), "{}", stderr(&out));
+    }
+}

@@ -663,6 +663,28 @@ impl Core {
         challenge: &IssuedChallenge,
         now: Timestamp,
     ) -> Result<(), CoreError> {
+        let cmd = UserCommand::Register {
+            user_id,
+            handle: handle.to_string(),
+            key_id: KeyId(Uuid::new_v4()),
+            key: challenge.key.clone(),
+            admin: false,
+            now,
+        };
+        self.register_claimed(user_id, handle, cmd, Who::User(user_id))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs a `Register` command under a claim on its handle, so two registrations cannot
+    /// take one handle; returns the seq once projected.
+    pub(crate) async fn register_claimed(
+        &self,
+        user_id: UserId,
+        handle: &str,
+        cmd: UserCommand,
+        who: Who,
+    ) -> Result<u64, CoreError> {
         {
             let mut claims = self
                 .handle_claims
@@ -673,22 +695,14 @@ impl Core {
             }
             claims.insert(handle.to_string());
         }
-        let cmd = UserCommand::Register {
-            user_id,
-            handle: handle.to_string(),
-            key_id: KeyId(Uuid::new_v4()),
-            key: challenge.key.clone(),
-            admin: false,
-            now,
-        };
         let result = self
             .users
-            .execute(user_id.stream(), cmd, Who::User(user_id))
+            .execute(user_id.stream(), cmd, who)
             .await
             .map_err(|e| exec(e, |d| CoreError::Internal(d.to_string())));
         let waited = match &result {
-            Ok(out) => self.wait_applied(out.last_seq).await,
-            Err(_) => Ok(()),
+            Ok(out) => self.wait_applied(out.last_seq).await.map(|()| out.last_seq),
+            Err(_) => Ok(0),
         };
         if let Ok(mut claims) = self.handle_claims.lock() {
             claims.remove(handle);

@@ -280,6 +280,65 @@ impl Core {
         Ok(out.events)
     }
 
+    /// Registers a user with a first key, as an admin; returns its id and the seq.
+    pub async fn admin_add_user(
+        &self,
+        admin: &Auth,
+        handle: &str,
+        public_key: &str,
+        make_admin: bool,
+    ) -> Result<(UserId, u64), CoreError> {
+        latchkey_domain::handle::validate_handle(handle)
+            .map_err(|e| CoreError::InvalidRequest(format!("handle: {e}")))?;
+        let key = latchkey_domain::sshkey::parse_public_key(public_key).map_err(|e| match e {
+            latchkey_domain::sshkey::KeyError::UnsupportedKeyType(t) => {
+                CoreError::UnsupportedKeyType(t)
+            }
+            _ => CoreError::InvalidRequest("public_key is not an OpenSSH public key line".into()),
+        })?;
+        if self
+            .models()
+            .user_by_fingerprint(&key.fingerprint)?
+            .is_some()
+        {
+            return Err(CoreError::Conflict("this key belongs to another user"));
+        }
+        let user_id = UserId(Uuid::new_v4());
+        let cmd = UserCommand::Register {
+            user_id,
+            handle: handle.to_string(),
+            key_id: KeyId(Uuid::new_v4()),
+            key,
+            admin: make_admin,
+            now: clock::now(),
+        };
+        let seq = self
+            .register_claimed(user_id, handle, cmd, Who::Admin(admin.user_id))
+            .await?;
+        Ok((user_id, seq))
+    }
+
+    /// Revokes any user's token, as an admin; returns the seq (0: already revoked).
+    pub async fn admin_revoke_token(
+        &self,
+        admin: &Auth,
+        owner: UserId,
+        token_id: TokenId,
+    ) -> Result<u64, CoreError> {
+        let cmd = UserCommand::RevokeToken {
+            token_id,
+            reason: RevokeReason::Admin,
+            now: clock::now(),
+        };
+        let out = self
+            .users()
+            .execute(owner.stream(), cmd, Who::Admin(admin.user_id))
+            .await
+            .map_err(|e| exec(e, user_error))?;
+        self.wait_applied(out.last_seq).await?;
+        Ok(out.last_seq)
+    }
+
     /// Mints a single-use WebSocket ticket bound to the presenting token.
     pub fn mint_ws_ticket(&self, auth: &Auth) -> Result<(RawToken, i64), CoreError> {
         let raw = token::generate(TokenPrefix::WsTicket, clock::random32());

@@ -6,7 +6,7 @@
 //! # Layout
 //! - `serve`: `latchkey serve` flags, handed to `latchkey-server`.
 //! - `admin`: the admin commands on a data dir (offline).
-//! - `output`: shared terminal output: times, progress bars, summaries.
+//! - `output`: progress bars and summaries on stderr.
 
 mod admin;
 mod output;

@@ -4,17 +4,6 @@
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 
-/// Formats unix milliseconds as RFC 3339 UTC (`2026-11-24T01:02:03.456Z`).
-pub fn rfc3339_ms(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => t
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_else(|_| ms.to_string()),
-        Err(_) => ms.to_string(),
-    }
-}
-
 /// A progress bar over `total` log entries, drawn on stderr (hidden when stderr is no terminal).
 pub struct Walk {
     bar: ProgressBar,
@@ -61,16 +50,5 @@ impl Walk {
             "{} {events} events in {secs:.2} s ({rate:.0} events/s)",
             self.verb
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_ms(1_500), "1970-01-01T00:00:01.5Z");
     }
 }

@@ -8,11 +8,13 @@
 //! by hand. Stability: everything here is API v1; fields are only ever added.
 //!
 //! # Layout
+//! - `admin`: `latchkey admin` and `/api/admin/*` documents.
 //! - `error`: the error body and every error code.
 //! - `native`: `/api/native/*` bodies (sign-in, tokens, keys).
 //! - `rooms`: room, membership and message bodies.
 //! - `ws`: WebSocket frames and close codes.
 
+pub mod admin;
 pub mod error;
 pub mod native;
 pub mod rooms;

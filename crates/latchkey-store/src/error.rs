@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The data dir is held by another process.
-    #[error("data dir {dir} is in use by another latchkey process (pid {pid}); stop it first")]
+    #[error("data dir {dir} is in use by another latchkey process (pid {pid}); stop it first, or use the online form `latchkey admin --server URL --token-file F ...`")]
     Locked {
         /// The data dir.
         dir: PathBuf,

@@ -93,7 +93,7 @@ pub(crate) fn decode_head(bytes: &[u8]) -> (u64, u64) {
     (version, seq)
 }
 
-fn encode_head(version: u64, seq: u64) -> [u8; 16] {
+pub(crate) fn encode_head(version: u64, seq: u64) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&u64_key(version));
     b[8..].copy_from_slice(&u64_key(seq));

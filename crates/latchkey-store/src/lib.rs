@@ -13,11 +13,13 @@
 //! - `sled_store`: `SledStore`, the embedded `EventStore`: trees, reads, head watch.
 //! - `projection`: read-model trees whose checkpoint is written atomically with their
 //!   changes, and the projector thread that feeds them in seq order.
+//! - `import`: envelopes written back byte for byte (export/import, replay copies).
 //! - `verify`: the hash-chain and consistency check behind `latchkey admin verify`.
 
 pub mod codec;
 pub mod envelope;
 pub mod error;
+mod import;
 mod journal;
 pub mod lock;
 pub mod projection;

@@ -234,6 +234,23 @@ impl SledStore {
         Ok(v.map(|b| journal::decode_head(&b)).unwrap_or((0, 0)))
     }
 
+    /// Flushes sled and fsyncs its data file (for bulk writes outside the journal).
+    pub(crate) fn sync_all(&self) -> StoreResult<()> {
+        self.sled(self.inner.db.flush())?;
+        let path = self.inner.sled_path.join("db");
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_data())
+            .map_err(|source| StoreError::Io {
+                context: format!("sync_data {}", path.display()),
+                source,
+            })
+    }
+
+    /// Announces a new durable head (after an import).
+    pub(crate) fn publish_head(&self, seq: u64) {
+        self.inner.head.publish(seq);
+    }
+
     /// Stops the journal after everything queued is written, and flushes sled.
     pub fn close(&self) -> StoreResult<()> {
         let journal = self.journal.lock().ok().and_then(|mut g| g.take());

@@ -1,5 +1,6 @@
 //! Route families. Each handler extracts, calls `Core` once, and converts the answer.
 
+pub mod admin;
 pub mod credentials;
 pub mod health;
 pub mod native;
@@ -15,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     credentials::configure(cfg);
     rooms::configure(cfg);
     ws::configure(cfg);
+    admin::configure(cfg);
 }
 
 /// A UUID path segment; anything else names no resource (404 with `what`).

@@ -1,0 +1,188 @@
+//! `latchkey admin`: the event log's tool, offline on a data dir (server stopped) or online
+//! against `/api/admin/*` (`--server URL --token-file F`, an admin session token).
+//!
+//! With `--json`, stdout carries only JSON (JSON Lines for `log` and `export`); progress
+//! bars and summaries go to stderr. Times are RFC 3339 with any offset.
+//!
+//! - `offline`: each command on a `SledStore`, through `latchkey_server::admin`.
+//! - `online`: the same commands over HTTP.
+//! - `print`: human and JSON output of the shared documents.
+
+mod offline;
+mod online;
+mod print;
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Options shared by every admin command (before or after the command).
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// The data dir of a stopped server.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_DATA_DIR",
+        default_value = "./latchkey-data"
+    )]
+    data_dir: PathBuf,
+    /// A running server (online form); needs --token-file.
+    #[arg(long, global = true, env = "LATCHKEY_SERVER")]
+    server: Option<String>,
+    /// A file holding an admin session token (online form).
+    #[arg(long, global = true, env = "LATCHKEY_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+/// The admin commands.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Print events, oldest first.
+    Log(LogArgs),
+    /// Print every event of one stream (`user/<uuid>` or a uuid).
+    Stream {
+        /// Stream name or uuid.
+        id: String,
+    },
+    /// Build the read models as of a seq or a time into a separate dir (offline).
+    Replay(ReplayArgs),
+    /// A user's keys, tokens and rooms, now or at a time.
+    State {
+        #[command(subcommand)]
+        what: StateWhat,
+    },
+    /// Rebuild every read model from the log and report differences (offline).
+    Rebuild,
+    /// Check the hash chain, seqs, stream versions, payloads and checkpoints.
+    Verify,
+    /// Export the log as JSON Lines, envelopes byte for byte (offline).
+    Export(ExportArgs),
+    /// Import an export into an empty or missing data dir (offline).
+    Import {
+        /// The JSON Lines file.
+        file: PathBuf,
+    },
+    /// Events by type, streams, size on disk, tokens.
+    Stats,
+    /// Add, disable or enable users.
+    User {
+        #[command(subcommand)]
+        what: UserWhat,
+    },
+    /// Revoke tokens.
+    Token {
+        #[command(subcommand)]
+        what: TokenWhat,
+    },
+}
+
+/// `log` filters.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LogArgs {
+    /// First seq.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last seq.
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Only this stream (full name or uuid).
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Only this event type (e.g. `token.minted`).
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+}
+
+/// `replay` arguments.
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Replay up to and including this seq.
+    #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+    pub to: Option<u64>,
+    /// Replay everything recorded at or before this time (RFC 3339).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Where to build the read models (must not exist or be empty); a temp dir otherwise.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `state` subjects.
+#[derive(Subcommand, Debug)]
+pub enum StateWhat {
+    /// A user by id or handle.
+    User {
+        /// Id or handle.
+        user: String,
+        /// As of this time (RFC 3339); now by default.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+/// `export` arguments.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// JSON Lines (the only format).
+    #[arg(long, default_value_t = true)]
+    pub jsonl: bool,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `user` actions.
+#[derive(Subcommand, Debug)]
+pub enum UserWhat {
+    /// Register a user with a first key (`--admin` for the first admin).
+    Add {
+        /// Handle.
+        #[arg(long)]
+        handle: String,
+        /// An OpenSSH public key file (`id_ed25519.pub`).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Make the user an admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Disable a user: revokes every live token.
+    Disable {
+        /// Id or handle.
+        user: String,
+    },
+    /// Enable a user again.
+    Enable {
+        /// Id or handle.
+        user: String,
+    },
+}
+
+/// `token` actions.
+#[derive(Subcommand, Debug)]
+pub enum TokenWhat {
+    /// Revoke a token by id.
+    Revoke {
+        /// Token id.
+        token_id: String,
+    },
+}
+
+/// Runs an admin command; the exit code says whether it (or the check) passed.
+pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    match (&args.server, &args.token_file) {
+        (Some(server), Some(file)) => {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+            online::run(server, token.trim(), args.json, args.command)
+        }
+        (Some(_), None) => anyhow::bail!("--server needs --token-file (an admin session token)"),
+        (None, _) => offline::run(&args.data_dir, args.json, args.command),
+    }
+}

@@ -1,0 +1,222 @@
+//! `/api/admin/*`: the online form of `latchkey admin`, for admin sessions only (a PAT, a
+//! device token or a non-admin gets 403). Reads walk the log off the request threads;
+//! writes go through the actors like any other command, attributed to the admin.
+
+use crate::admin::read;
+use crate::auth::Admin;
+use crate::error::ApiError;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use latchkey_actors::{clock, Core, CoreError};
+use latchkey_domain::TokenId;
+use latchkey_proto::admin::*;
+use latchkey_proto::codes;
+#[allow(unused_imports)] // named by the OpenAPI annotations
+use latchkey_proto::ErrorBody;
+use latchkey_store::StoreError;
+use std::sync::Arc;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api/admin/events").route(web::get().to(events)))
+        .service(web::resource("/api/admin/streams/{id}").route(web::get().to(stream)))
+        .service(web::resource("/api/admin/stats").route(web::get().to(stats)))
+        .service(web::resource("/api/admin/verify").route(web::get().to(verify)))
+        .service(web::resource("/api/admin/users").route(web::post().to(add_user)))
+        .service(web::resource("/api/admin/users/{user}/state").route(web::get().to(state)))
+        .service(web::resource("/api/admin/users/{user}/disable").route(web::post().to(disable)))
+        .service(web::resource("/api/admin/users/{user}/enable").route(web::post().to(enable)))
+        .service(web::resource("/api/admin/tokens/{id}/revoke").route(web::post().to(revoke)));
+}
+
+/// Runs a blocking log walk off the async workers.
+async fn blocking<T: Send + 'static>(
+    core: &web::Data<Core>,
+    f: impl FnOnce(&Arc<Core>) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let core = core.clone().into_inner();
+    web::block(move || f(&core))
+        .await
+        .map_err(|_| ApiError::unavailable("busy", 1))?
+        .map_err(|e| ApiError::from(CoreError::from(e)))
+}
+
+fn not_found(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        codes::NOT_FOUND,
+        format!("no such {what}"),
+    )
+}
+
+/// Log entries, oldest first, with filters.
+#[utoipa::path(get, path = "/api/admin/events", tag = "admin", security(("admin" = [])),
+    params(("from" = Option<u64>, Query, description = "first seq"), ("to" = Option<u64>, Query, description = "last seq"),
+        ("stream" = Option<String>, Query, description = "stream name or uuid"), ("type" = Option<String>, Query, description = "event type"),
+        ("limit" = Option<usize>, Query, description = "1..=1000")),
+    responses((status = 200, body = LogPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn events(
+    _: Admin,
+    core: web::Data<Core>,
+    q: web::Query<LogQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let page = blocking(&core, move |c| read::log_page(c.store(), &q)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// Every event of one stream.
+#[utoipa::path(get, path = "/api/admin/streams/{id}", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "stream name or uuid")),
+    responses((status = 200, body = LogPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn stream(
+    _: Admin,
+    core: web::Data<Core>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let events = blocking(&core, move |c| read::stream(c.store(), &id)).await?;
+    Ok(HttpResponse::Ok().json(LogPage {
+        events,
+        next_from: None,
+    }))
+}
+
+/// Events by type, streams, size on disk, tokens by status.
+#[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = StatsDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn stats(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+    let doc = blocking(&core, |c| read::stats(c.store(), clock::now(), |_| {})).await?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// Hash chain, contiguous seqs, stream versions, payloads, checkpoints.
+#[utoipa::path(get, path = "/api/admin/verify", tag = "admin", security(("admin" = [])),
+    responses((status = 200, body = VerifyDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn verify(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+    let doc = blocking(&core, |c| read::verify(c.store(), |_| {})).await?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// A user's keys, tokens and rooms as of a time.
+#[utoipa::path(get, path = "/api/admin/users/{user}/state", tag = "admin", security(("admin" = [])),
+    params(("user" = String, Path, description = "user id or handle"), ("at" = Option<String>, Query, description = "RFC 3339")),
+    responses((status = 200, body = StateDoc), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn state(
+    _: Admin,
+    core: web::Data<Core>,
+    user: web::Path<String>,
+    q: web::Query<StateQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let at = match q.at.as_deref() {
+        Some(s) => {
+            Some(read::parse_time(s).ok_or_else(|| ApiError::invalid("at must be RFC 3339"))?)
+        }
+        None => None,
+    };
+    let user = user.into_inner();
+    let doc = blocking(&core, move |c| {
+        read::state_user(c.store(), &user, at, clock::now())
+    })
+    .await?
+    .ok_or_else(|| not_found("user"))?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+/// Create a user with a first key.
+#[utoipa::path(post, path = "/api/admin/users", tag = "admin", security(("admin" = [])), request_body = AddUserRequest,
+    responses((status = 201, body = AdminUser), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn add_user(
+    Admin(auth): Admin,
+    core: web::Data<Core>,
+    body: web::Json<AddUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, seq) = core
+        .admin_add_user(&auth, &body.handle, &body.public_key, body.admin)
+        .await?;
+    Ok(HttpResponse::Created().json(AdminUser {
+        id: id.to_string(),
+        handle: body.handle.clone(),
+        admin: body.admin,
+        disabled: false,
+        seq,
+    }))
+}
+
+async fn set_disabled(
+    core: &web::Data<Core>,
+    by: latchkey_domain::UserId,
+    who: String,
+    disabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    let c = core.clone();
+    let user = blocking(core, move |_| read::resolve_user(c.store(), &who))
+        .await?
+        .ok_or_else(|| not_found("user"))?;
+    let events = core.set_disabled(by, user, disabled).await?;
+    let row = core
+        .models()
+        .user(user)
+        .map_err(CoreError::from)?
+        .ok_or_else(|| not_found("user"))?;
+    Ok(HttpResponse::Ok().json(AdminUser {
+        id: row.id.to_string(),
+        handle: row.handle,
+        admin: row.admin,
+        disabled: row.disabled,
+        seq: if events.is_empty() {
+            0
+        } else {
+            core.applied_seq()
+        },
+    }))
+}
+
+/// Disable a user: every live token is revoked and their connections close.
+#[utoipa::path(post, path = "/api/admin/users/{user}/disable", tag = "admin", security(("admin" = [])),
+    params(("user" = String, Path, description = "user id or handle")),
+    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn disable(
+    Admin(auth): Admin,
+    core: web::Data<Core>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(&core, auth.user_id, user.into_inner(), true).await
+}
+
+/// Enable a user again (revoked tokens stay revoked).
+#[utoipa::path(post, path = "/api/admin/users/{user}/enable", tag = "admin", security(("admin" = [])),
+    params(("user" = String, Path, description = "user id or handle")),
+    responses((status = 200, body = AdminUser), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn enable(
+    Admin(auth): Admin,
+    core: web::Data<Core>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_disabled(&core, auth.user_id, user.into_inner(), false).await
+}
+
+/// Revoke any user's token.
+#[utoipa::path(post, path = "/api/admin/tokens/{id}/revoke", tag = "admin", security(("admin" = [])),
+    params(("id" = String, Path, description = "token id")),
+    responses((status = 200, body = RevokedToken), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn revoke(
+    Admin(auth): Admin,
+    core: web::Data<Core>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let token = TokenId(crate::routes::path_uuid(&id, "no such token")?);
+    let c = core.clone();
+    let owner = blocking(&core, move |_| {
+        crate::admin::write::token_owner(c.store(), token)
+            .map_err(|e| StoreError::Encode(e.to_string()))
+    })
+    .await?
+    .ok_or_else(|| not_found("token"))?;
+    let seq = core.admin_revoke_token(&auth, owner, token).await?;
+    Ok(HttpResponse::Ok().json(RevokedToken {
+        token_id: token.to_string(),
+        user_id: owner.to_string(),
+        seq,
+    }))
+}
