@@ -424,3 +424,42 @@ mod replay_and_online {
         assert!(stderr(&out).contains("--server"), "{}", stderr(&out));
     }
 }
+
+mod ip_retention {
+    //! The IP retention setting decides what reaches the log.
+
+    use crate::server::{Key, Server};
+    use crate::support::{latchkey, stderr, stdout};
+
+    fn minted_ip(args: &[&str]) -> serde_json::Value {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut server = Server::start(args);
+        let key = Key::generate(tmp.path(), "ed25519", "ip@test");
+        server.sign_in(&key, None);
+        server.kill9();
+        let dir = server.data_dir().display().to_string();
+        let out = latchkey(&[
+            "admin",
+            "--data-dir",
+            &dir,
+            "log",
+            "--json",
+            "--type",
+            "token.minted",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let line: serde_json::Value =
+            serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+        line["data"]["ip"].clone()
+    }
+
+    #[test]
+    fn the_log_keeps_only_what_the_retention_allows() {
+        assert_eq!(minted_ip(&[]), "127.0.0.0", "truncated to /24 by default");
+        assert_eq!(minted_ip(&["--ip-retention", "full"]), "127.0.0.1");
+        assert_eq!(
+            minted_ip(&["--ip-retention", "none"]),
+            serde_json::Value::Null
+        );
+    }
+}

@@ -1167,8 +1167,8 @@ fn no_token_or_signature_in_the_json_log() {
 // ---- the by-hand walkthrough in proto-docs/auth.md ----
 
 /// The shell code fenced inside `<!-- walkthrough:start -->` ... `<!-- walkthrough:end -->`.
-fn walkthrough_script() -> String {
-    let doc = std::fs::read_to_string(repo_root().join("proto-docs/auth.md")).unwrap();
+fn walkthrough_script(file: &str) -> String {
+    let doc = std::fs::read_to_string(repo_root().join(file)).unwrap();
     let start = doc
         .find("<!-- walkthrough:start -->")
         .expect("walkthrough:start marker");
@@ -1198,10 +1198,19 @@ fn walkthrough_script() -> String {
 
 #[test]
 fn the_auth_md_walkthrough_runs() {
+    run_walkthrough("proto-docs/auth.md");
+}
+
+#[test]
+fn the_readme_walkthrough_runs() {
+    run_walkthrough("README.md");
+}
+
+fn run_walkthrough(file: &str) {
     let server = Server::start(&[]);
     let work = server.scratch().join("walkthrough");
     std::fs::create_dir(&work).unwrap();
-    let script = walkthrough_script();
+    let script = walkthrough_script(file);
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(&work)

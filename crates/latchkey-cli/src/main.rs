@@ -4,6 +4,7 @@
 //! verifies the event log.
 //!
 //! # Layout
+//! - `tail`: a WebSocket subscriber that prints every event frame.
 //! - `serve`: `latchkey serve` flags, handed to `latchkey-server`.
 //! - `admin`: the admin commands on a data dir (offline).
 //! - `output`: progress bars and summaries on stderr.
@@ -11,6 +12,7 @@
 mod admin;
 mod output;
 mod serve;
+mod tail;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -29,6 +31,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Inspect, verify and manage the event log.
     Admin(admin::AdminArgs),
+    /// Subscribe over WebSocket and print every frame as a JSON line.
+    Tail(tail::TailArgs),
     /// Print the OpenAPI document of the HTTP API (as served at /api/openapi.json).
     Openapi,
 }
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Admin(args) => admin::run(args),
+        Command::Tail(args) => tail::run(args),
         Command::Openapi => {
             println!("{}", latchkey_server::openapi::json());
             return ExitCode::SUCCESS;
