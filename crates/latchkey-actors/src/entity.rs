@@ -128,11 +128,9 @@ impl<D: Kind> Entity<D> {
     }
 }
 
-/// Folds a stream into (state, version).
-pub(crate) fn load<D: Kind>(
-    store: &SledStore,
-    stream: &StreamId,
-) -> Result<(D::State, u64), StoreError> {
+/// Folds a stream into (state, version): what an entity does when it starts, and what
+/// offline tools do before they decide.
+pub fn load<D: Kind>(store: &SledStore, stream: &StreamId) -> Result<(D::State, u64), StoreError> {
     let mut state = D::State::default();
     let mut version = 0;
     for rec in store.read_stream(stream, 1)? {

@@ -17,7 +17,6 @@ use latchkey_store::Recorded;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 /// Encodes one room event as the frame text every recipient gets.
 pub type Encode = Box<dyn Fn(&Recorded, RoomId, &RoomEvent) -> ByteString + Send + Sync>;
@@ -158,8 +157,7 @@ pub struct Hub {
 }
 
 fn room_of(rec: &Recorded) -> Option<RoomId> {
-    let (kind, id) = rec.envelope.stream.as_str().split_once('/')?;
-    (kind == "room").then(|| Uuid::parse_str(id).ok().map(RoomId))?
+    rec.envelope.stream.room()
 }
 
 impl Hub {
@@ -269,14 +267,8 @@ impl Hub {
                     }
                 }
                 Event::User(UserEvent::UserDisabled { .. }) => {
-                    if let Some(user) = rec
-                        .envelope
-                        .stream
-                        .as_str()
-                        .strip_prefix("user/")
-                        .and_then(|u| Uuid::parse_str(u).ok())
-                    {
-                        let ids = s.by_user.get(&UserId(user)).cloned().unwrap_or_default();
+                    if let Some(user) = rec.envelope.stream.user() {
+                        let ids = s.by_user.get(&user).cloned().unwrap_or_default();
                         for id in ids {
                             s.close(id, CLOSE_CREDENTIAL);
                         }

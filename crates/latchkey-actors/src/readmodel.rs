@@ -84,8 +84,7 @@ fn prefixed(p: &[u8], rest: &[u8]) -> Vec<u8> {
 }
 
 fn user_of(rec: &Recorded) -> Option<UserId> {
-    let (_, id) = rec.envelope.stream.as_str().split_once('/')?;
-    Uuid::parse_str(id).ok().map(UserId)
+    rec.envelope.stream.user()
 }
 
 fn get<T: serde::de::DeserializeOwned>(
@@ -272,10 +271,7 @@ impl Projection for ExpiryProjection {
     }
 
     fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
-        let Some((_, id)) = rec.envelope.stream.as_str().split_once('/') else {
-            return Ok(());
-        };
-        let Ok(stream_id) = Uuid::parse_str(id) else {
+        let Some(stream_id) = rec.envelope.stream.uuid() else {
             return Ok(());
         };
         match &rec.event {

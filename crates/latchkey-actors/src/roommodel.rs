@@ -78,8 +78,7 @@ fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 fn room_of(rec: &Recorded) -> Option<RoomId> {
-    let (kind, id) = rec.envelope.stream.as_str().split_once('/')?;
-    (kind == "room").then(|| Uuid::parse_str(id).ok().map(RoomId))?
+    rec.envelope.stream.room()
 }
 
 /// Projection of rooms, memberships and messages.

@@ -91,6 +91,27 @@ impl StreamId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The uuid after the `/`, when the name is `<kind>/<uuid>`.
+    pub fn uuid(&self) -> Option<uuid::Uuid> {
+        self.0
+            .split_once('/')
+            .and_then(|(_, id)| uuid::Uuid::parse_str(id).ok())
+    }
+
+    /// The user this stream belongs to, if it is a `user/<uuid>` stream.
+    pub fn user(&self) -> Option<UserId> {
+        (self.kind() == "user")
+            .then(|| self.uuid().map(UserId))
+            .flatten()
+    }
+
+    /// The room this stream belongs to, if it is a `room/<uuid>` stream.
+    pub fn room(&self) -> Option<RoomId> {
+        (self.kind() == "room")
+            .then(|| self.uuid().map(RoomId))
+            .flatten()
+    }
 }
 
 impl fmt::Display for StreamId {

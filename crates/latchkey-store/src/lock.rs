@@ -6,6 +6,10 @@ use rustix::fs::{flock, FlockOperation};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a busy LOCK is retried before the holder is reported.
+const GRACE: Duration = Duration::from_millis(1500);
 
 /// Holds the lock until dropped (the kernel releases it when the file closes, even on kill -9).
 #[derive(Debug)]
@@ -29,7 +33,15 @@ impl DataDirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| io("open", e))?;
-        if let Err(errno) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        // A holder that is going away (a server stopping, or a forked child that shares the
+        // descriptor until its exec) gets a moment to let go before we report it.
+        let deadline = Instant::now() + GRACE;
+        let mut locked = flock(&file, FlockOperation::NonBlockingLockExclusive);
+        while locked == Err(rustix::io::Errno::WOULDBLOCK) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            locked = flock(&file, FlockOperation::NonBlockingLockExclusive);
+        }
+        if let Err(errno) = locked {
             if errno == rustix::io::Errno::WOULDBLOCK {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);

@@ -302,14 +302,7 @@ pub fn state_user(
             break;
         }
         let Event::Room(e) = &rec.event else { continue };
-        let Some(room) = rec
-            .envelope
-            .stream
-            .as_str()
-            .strip_prefix("room/")
-            .and_then(|r| Uuid::parse_str(r).ok())
-            .map(RoomId)
-        else {
+        let Some(room) = rec.envelope.stream.room() else {
             continue;
         };
         let joined = |rooms: &mut BTreeMap<RoomId, StateRoom>,

@@ -53,15 +53,7 @@ fn execute<D: Kind>(
     cmd: &D::Command,
     actor: Actor,
 ) -> Result<Decided<D>, AdminError> {
-    let mut state = D::State::default();
-    let mut version = 0;
-    for rec in store.read_stream(stream, 1)? {
-        let rec = rec?;
-        if let Some(e) = D::extract(&rec.event) {
-            state = D::evolve(state, e);
-        }
-        version = rec.envelope.version;
-    }
+    let (state, version) = latchkey_actors::entity::load::<D>(store, stream)?;
     let events = match D::decide(&state, cmd) {
         Ok(e) => e,
         Err(e) => return Ok(Err(e)),

@@ -4,11 +4,10 @@ use crate::auth::{Authed, Session};
 use crate::convert::{kind, rfc3339, scope};
 use crate::error::ApiError;
 use crate::limits::IpLimit;
-use crate::routes::native::{client_ip, limit};
+use crate::routes::native::{challenge_response, client_ip, limit};
 use actix_web::{web, HttpRequest, HttpResponse};
 use latchkey_actors::readmodel::{KeyRow, TokenRow};
 use latchkey_actors::Core;
-use latchkey_domain::challenge::NAMESPACE;
 use latchkey_domain::token::TokenPrefix;
 use latchkey_domain::{KeyId, Scope, TokenId, TokenKind};
 use latchkey_proto as proto;
@@ -179,15 +178,7 @@ async fn key_challenge(
     let issued = core
         .issue_key_challenge(&auth, &body.public_key, client_ip(&req))
         .await?;
-    let now = latchkey_actors::clock::now();
-    Ok(HttpResponse::Created().json(proto::ChallengeResponse {
-        challenge_id: issued.challenge_id.to_string(),
-        nonce: latchkey_domain::challenge::encode_nonce(&issued.nonce),
-        message: issued.message(),
-        namespace: NAMESPACE.into(),
-        expires_at: rfc3339(issued.expires_at),
-        expires_in: (issued.expires_at.0 - now.0).max(0) / 1000,
-    }))
+    Ok(HttpResponse::Created().json(challenge_response(&issued)))
 }
 
 /// Add a key with a challenge signed by it.

@@ -45,6 +45,21 @@ pub fn limit(req: &HttpRequest, kind: IpLimit) -> Result<(), ApiError> {
     }
 }
 
+/// The wire form of an issued challenge (sign-in and add-key alike).
+pub fn challenge_response(
+    issued: &latchkey_domain::pairing::IssuedChallenge,
+) -> proto::ChallengeResponse {
+    let now = latchkey_actors::clock::now();
+    proto::ChallengeResponse {
+        challenge_id: issued.challenge_id.to_string(),
+        nonce: latchkey_domain::challenge::encode_nonce(&issued.nonce),
+        message: issued.message(),
+        namespace: NAMESPACE.into(),
+        expires_at: rfc3339(issued.expires_at),
+        expires_in: (issued.expires_at.0 - now.0).max(0) / 1000,
+    }
+}
+
 fn user_agent(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::USER_AGENT)
@@ -90,15 +105,7 @@ async fn challenge(
     let issued = core
         .issue_challenge(&body.public_key, ChallengePurpose::SignIn, client_ip(&req))
         .await?;
-    let now = latchkey_actors::clock::now();
-    Ok(HttpResponse::Created().json(proto::ChallengeResponse {
-        challenge_id: issued.challenge_id.to_string(),
-        nonce: latchkey_domain::challenge::encode_nonce(&issued.nonce),
-        message: issued.message(),
-        namespace: NAMESPACE.into(),
-        expires_at: rfc3339(issued.expires_at),
-        expires_in: (issued.expires_at.0 - now.0).max(0) / 1000,
-    }))
+    Ok(HttpResponse::Created().json(challenge_response(&issued)))
 }
 
 /// Redeem a challenge with its signature for a session token.

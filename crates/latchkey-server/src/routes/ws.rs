@@ -322,14 +322,7 @@ impl Connection {
             let Event::Room(event) = &rec.event else {
                 continue;
             };
-            let Some(room) = rec
-                .envelope
-                .stream
-                .as_str()
-                .strip_prefix("room/")
-                .and_then(|r| Uuid::parse_str(r).ok())
-                .map(RoomId)
-            else {
+            let Some(room) = rec.envelope.stream.room() else {
                 continue;
             };
             let list = match intervals.get(&room) {
