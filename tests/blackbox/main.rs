@@ -7,11 +7,15 @@
 
 mod admin;
 mod auth;
+mod chat;
 mod crash;
 mod credentials;
 mod docs;
 mod golden;
 mod limits;
+mod model;
 mod openapi;
+mod rooms;
 mod server;
 mod support;
+mod ws;

@@ -193,17 +193,21 @@ impl Hub {
 
     /// Registers a connection for `user` on `token`. `still_valid` runs under the hub's
     /// lock, so a revocation is either seen by it or routed to this connection afterwards:
-    /// there is no window where a revoked token's connection survives. `None` when the
-    /// credential is no longer valid or the hub is shutting down.
+    /// there is no window where a revoked token's connection survives. Refused, with the
+    /// close code to give, when the hub is shutting down (1001) or the credential is no
+    /// longer valid (4001).
     pub fn register(
         &self,
         user: UserId,
         token: TokenId,
         still_valid: impl FnOnce() -> bool,
-    ) -> Option<Registration> {
-        let mut s = self.state.lock().ok()?;
-        if s.shut.is_some() || !still_valid() {
-            return None;
+    ) -> Result<Registration, u16> {
+        let mut s = self.state.lock().map_err(|_| 1011u16)?;
+        if let Some(code) = s.shut {
+            return Err(code);
+        }
+        if !still_valid() {
+            return Err(CLOSE_CREDENTIAL);
         }
         s.next_id += 1;
         let id = s.next_id;
@@ -225,7 +229,7 @@ impl Hub {
             .get(&user)
             .map(|r| r.iter().copied().collect())
             .unwrap_or_default();
-        Some(Registration {
+        Ok(Registration {
             id,
             head: s.last_seq,
             rooms,

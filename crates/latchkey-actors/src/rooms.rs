@@ -150,9 +150,11 @@ impl Core {
         user: UserId,
     ) -> Result<(), CoreError> {
         self.room_exists(room)?;
+        // Who may ask comes first: only the owner learns whether a user id exists.
+        if self.get_room(auth, room)?.owner != auth.user_id {
+            return Err(CoreError::Forbidden("only the room's owner may do this"));
+        }
         if self.models().user(user)?.is_none() {
-            // Only a member may learn the room exists; the user check comes second.
-            self.get_room(auth, room)?;
             return Err(CoreError::NotFound("no such user"));
         }
         let cmd = RoomCommand::AddMember {

@@ -80,6 +80,9 @@ pub struct ServeArgs {
     /// comma-separated in the variable.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXY", value_delimiter = ',')]
     trusted_proxy: Vec<String>,
+    /// Oldest WebSocket resume accepted, in events behind the head (older: resume_failed).
+    #[arg(long, env = "LATCHKEY_RESUME_WINDOW", default_value_t = 100_000)]
+    resume_window: u64,
 }
 
 /// Runs the server until SIGTERM.
@@ -103,6 +106,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.challenge_ttl = Duration::from_secs(args.challenge_ttl.max(1));
     config.session_ttl = Duration::from_secs(args.session_ttl.max(1));
     config.workers = args.workers;
+    config.resume_window = args.resume_window;
     if args.no_rate_limit {
         config.limits = LimitConfig::disabled();
     }

@@ -72,8 +72,9 @@ pub enum ClientFrame {
         /// The last seq the client saw.
         since: u64,
     },
-    /// Keep-alive; answered with `pong`.
-    Ping,
+    /// Keep-alive; answered with `pong`. (A struct variant, so that unknown fields are
+    /// refused like everywhere else: serde ignores `deny_unknown_fields` on unit variants.)
+    Ping {},
     /// Post a message, with the REST rules.
     Send {
         /// The room.

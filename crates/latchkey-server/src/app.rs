@@ -47,6 +47,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let metrics = web::Data::new(Metrics::new()?);
     let limits = web::Data::new(Limits::new(&config.limits));
     let proxies = web::Data::new(config.trusted_proxies.clone());
+    let ws_settings = web::Data::new(crate::routes::ws::WsSettings {
+        resume_window: config.resume_window,
+    });
     if !config.limits.enabled {
         tracing::warn!("rate limits are off (--no-rate-limit)");
     }
@@ -75,6 +78,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .app_data(metrics.clone())
             .app_data(limits.clone())
             .app_data(proxies.clone())
+            .app_data(ws_settings.clone())
             .app_data(
                 web::JsonConfig::default()
                     .limit(MAX_BODY)

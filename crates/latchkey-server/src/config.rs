@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub limits: LimitConfig,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: TrustedProxies,
+    /// Oldest WebSocket `resume`, in events behind the head.
+    pub resume_window: u64,
 }
 
 impl ServerConfig {
@@ -57,6 +59,7 @@ impl ServerConfig {
             workers: 0,
             limits: LimitConfig::default(),
             trusted_proxies: TrustedProxies::none(),
+            resume_window: crate::routes::ws::RESUME_WINDOW,
         }
     }
 }

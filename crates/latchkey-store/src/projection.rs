@@ -161,7 +161,7 @@ pub trait Projection: Send {
     fn apply(&mut self, event: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()>;
 }
 
-/// Called with each committed chunk, after `applied_seq` is published (the fanout hook).
+/// Called with each committed chunk, before `applied_seq` is published (the fanout hook).
 pub type AfterApply = Box<dyn FnMut(&[Recorded]) + Send>;
 
 /// Feeds projections from the log, in seq order.
@@ -246,10 +246,14 @@ impl Projector {
             }
             writer.commit(last)?;
         }
-        self.applied.send_replace(last);
+        // The hook (the fanout hub) sees the chunk before `applied` moves: a handler that
+        // answers once its seq is applied has then also had its events routed, so a
+        // connection opened after that answer starts at or after that seq, and a
+        // revocation has closed its connections before the revoke is acknowledged.
         if let Some(hook) = self.after.as_mut() {
             hook(&chunk);
         }
+        self.applied.send_replace(last);
         Ok(chunk.len())
     }
 

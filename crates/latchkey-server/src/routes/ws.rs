@@ -34,8 +34,16 @@ pub const PING_EVERY: Duration = Duration::from_secs(25);
 pub const PONG_GRACE: Duration = Duration::from_secs(10);
 /// How long live delivery waits for a first client frame (a `resume` must come first).
 pub const FIRST_FRAME_WAIT: Duration = Duration::from_secs(1);
-/// Oldest `since` a resume accepts, in events behind `head`.
+/// Oldest `since` a resume accepts by default, in events behind `head`
+/// (`latchkey serve --resume-window`).
 pub const RESUME_WINDOW: u64 = 100_000;
+
+/// WebSocket settings shared by every connection.
+#[derive(Clone, Copy, Debug)]
+pub struct WsSettings {
+    /// Oldest `since` a resume accepts, in events behind `head`.
+    pub resume_window: u64,
+}
 /// Client frames per second per connection (and the burst).
 const FRAMES_PER_SEC: u32 = 20;
 const FRAMES_BURST: u32 = 40;
@@ -50,8 +58,10 @@ async fn ws(
     body: web::Payload,
     core: web::Data<Core>,
     limits: web::Data<Limits>,
+    settings: Option<web::Data<WsSettings>>,
 ) -> Result<HttpResponse, ApiError> {
     limit(&req, IpLimit::WsConnect)?;
+    let resume_window = settings.map_or(RESUME_WINDOW, |s| s.resume_window);
     let auth = authenticate_ws(&req)?;
     scope_check(&auth, Scope::ChatRead, "chat:read")?;
     let (response, session, stream) = actix_ws::handle(&req, body)
@@ -60,17 +70,26 @@ async fn ws(
     let models = core.models().clone();
     // Registered after the handshake is accepted, and only while the token is still live
     // (checked under the hub's lock, so a revocation cannot slip between).
-    let Some(reg) = core.hub().register(auth.user_id, token, || {
+    let registered = core.hub().register(auth.user_id, token, || {
         models.token_by_id(token).ok().flatten().is_some()
-    }) else {
-        let reason = CloseReason {
-            code: CloseCode::from(CLOSE_CREDENTIAL),
-            description: Some("credential revoked, or the server is shutting down".into()),
-        };
-        actix_web::rt::spawn(async move {
-            let _ = session.close(Some(reason)).await;
-        });
-        return Ok(response);
+    });
+    let reg = match registered {
+        Ok(reg) => reg,
+        Err(code) => {
+            let why = if code == CLOSE_CREDENTIAL {
+                "credential revoked"
+            } else {
+                "server shutting down"
+            };
+            let reason = CloseReason {
+                code: CloseCode::from(code),
+                description: Some(why.into()),
+            };
+            actix_web::rt::spawn(async move {
+                let _ = session.close(Some(reason)).await;
+            });
+            return Ok(response);
+        }
     };
     let core = core.into_inner();
     let limits = limits.into_inner();
@@ -82,6 +101,7 @@ async fn ws(
             limits,
             auth,
             session,
+            resume_window,
         }
         .run(reg, stream.max_frame_size(MAX_FRAME))
         .await;
@@ -95,6 +115,7 @@ struct Connection {
     limits: Arc<Limits>,
     auth: Auth,
     session: Session,
+    resume_window: u64,
 }
 
 /// Why the loop ended: a close code and reason to send, or nothing (the peer is gone).
@@ -215,7 +236,7 @@ impl Connection {
                 self.error("invalid_request", "resume is only valid as the first frame")
                     .await
             }
-            ClientFrame::Ping => self.send(&ServerFrame::Pong).await,
+            ClientFrame::Ping {} => self.send(&ServerFrame::Pong).await,
             ClientFrame::Send {
                 room_id,
                 body,
@@ -268,7 +289,7 @@ impl Connection {
     /// Replays every event in `(since, head]` that the visibility rule lets this user see,
     /// then `resumed`. Live frames after `head` wait in the bounded queue meanwhile.
     async fn resume(&mut self, since: u64, head: u64) -> Result<(), ()> {
-        if head.saturating_sub(since) > RESUME_WINDOW {
+        if head.saturating_sub(since) > self.resume_window {
             return self
                 .send(&ServerFrame::ResumeFailed {
                     reason: "too_old".into(),
