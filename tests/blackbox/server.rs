@@ -334,7 +334,6 @@ impl Drop for Server {
     }
 }
 
-
 /// An HTTP answer, read whole.
 #[derive(Debug)]
 pub struct Resp {

@@ -436,6 +436,10 @@ impl Writer {
                     .stats
                     .appends
                     .fetch_add(group.len() as u64, Ordering::Relaxed);
+                // The head moves before any ack: whoever was told "durable" sees it in head().
+                if wrote_anything {
+                    self.inner.head.publish(seq);
+                }
                 for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
                     let result = match outcome {
                         Ok(Pending::Done(r)) => r,
@@ -443,9 +447,6 @@ impl Writer {
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(result);
-                }
-                if wrote_anything {
-                    self.inner.head.publish(seq);
                 }
             }
             Err(Failure { written, error }) => {

@@ -182,7 +182,7 @@ impl Connection {
                     };
                     match msg {
                         Message::Text(t) => {
-                            if limiter.check().is_err() {
+                            if self.limits.is_enabled() && limiter.check().is_err() {
                                 break Some((CLOSE_RATE_LIMITED, "too many frames"));
                             }
                             let Ok(frame) = serde_json::from_str::<ClientFrame>(&t) else {
