@@ -107,3 +107,15 @@ pub fn run(seconds: f64, report: &mut Report) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scenario_runs_at_a_tiny_size() {
+        let (rate, group) = journal(4, 0.2, true).unwrap();
+        assert!(rate > 0.0 && group >= 1.0, "{rate} {group}");
+        assert!(raw_sled(2, 0.1).unwrap() > 0.0);
+    }
+}

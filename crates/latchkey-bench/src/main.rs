@@ -1,59 +1,230 @@
 //! # latchkey-bench
 //!
 //! Measures latchkey's headline figures, each beside its ceiling or a peer measured in the
-//! same run on the same machine, and prints the ratio. Numbers are never asserted.
+//! same run on the same machine, and prints the ratio. Numbers are never asserted; tests
+//! only check the parsing and arithmetic around them.
 //!
 //! # Layout
-//! - `append`: durable appends/s (journal, fsync before ack) vs raw sled batch + flush.
 //! - `login`: challenge + token sign-ins/s over HTTP vs raw SSHSIG verifications/s.
-//! - `report`: the table printed at the end (figure, ours, reference, ratio).
-//! - `server`: starts a real `latchkey serve` on a loopback port for the HTTP scenarios.
+//! - `authed`: bearer-authed `GET /api/native/ping` vs `GET /healthz`, driven by `wrk`.
+//! - `append`: durable appends/s (journal, fsync before ack) vs raw sled batch + flush.
+//! - `replay`: rebuilding every read model from the log vs a raw scan + decode.
+//! - `fanout`: WebSocket fanout to C connections, latchkey (`fanout::ours`) vs nats-server
+//!   over WebSocket (`fanout::nats`), same shape and schedule (`fanout`).
+//! - `revoke`: from `DELETE /api/native/token` to the WS 4001 close and to the next 401.
+//! - `client`: the HTTP calls a user makes (sign-in with an in-process SSH key, rooms, posts).
+//! - `server`: starts a real `latchkey serve` on a loopback port; finds other programs.
+//! - `report`: the table (figure, ours, reference, ratio), notes, and `results.md`.
+//! - `chart`: PNG charts with an embedded font.
+//! - `machine`: cores, memory, kernel, CPU, date, commit; a process's RSS.
+//! - `stats`: percentiles.
 
 mod append;
+mod authed;
+mod chart;
+mod client;
+mod fanout;
 mod login;
+mod machine;
+mod replay;
 mod report;
+mod revoke;
 mod server;
+mod stats;
 
 use clap::{Parser, Subcommand};
 use report::Report;
+use std::path::PathBuf;
+use std::time::Instant;
 
 /// latchkey's benchmark harness.
 #[derive(Parser, Debug)]
 #[command(name = "latchkey-bench")]
 struct Cli {
-    /// Seconds each measurement runs.
-    #[arg(long, default_value_t = 3.0, global = true)]
-    seconds: f64,
+    /// The short run: smaller sizes and shorter measurements (`all` in under 3 minutes).
+    #[arg(long, global = true)]
+    quick: bool,
+    /// Seconds each throughput measurement runs (default 3; quick 1).
+    #[arg(long, global = true)]
+    seconds: Option<f64>,
+    /// The latchkey binary (default: next to this one).
+    #[arg(long, global = true)]
+    bin: Option<PathBuf>,
+    /// Where results.md and the charts go. `all` writes to crates/latchkey-bench/results by
+    /// default; a single scenario only prints unless this is given.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Concurrent sign-in clients (login).
+    #[arg(long, global = true, default_value_t = 8)]
+    clients: usize,
+    /// wrk connections (authed).
+    #[arg(long, global = true, default_value_t = 64)]
+    wrk_connections: usize,
+    /// Events in the replayed log (default 1,000,000; quick 100,000).
+    #[arg(long, global = true)]
+    events: Option<usize>,
+    /// WebSocket connections (fanout; default 2,000; quick 500).
+    #[arg(long, global = true)]
+    connections: Option<usize>,
+    /// Messages published per second (fanout; default 1,000; quick 500).
+    #[arg(long, global = true)]
+    rate: Option<f64>,
+    /// Seconds of publishing (fanout; default 20; quick 8).
+    #[arg(long, global = true)]
+    publish_seconds: Option<f64>,
+    /// Revocations timed (default 200; quick 50).
+    #[arg(long, global = true)]
+    revocations: Option<usize>,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
+    /// Every scenario, then results.md and the charts.
+    All,
+    /// Sign-ins/s over HTTP vs raw SSHSIG verifications/s.
+    Login,
+    /// Bearer-authed ping vs /healthz with wrk.
+    Authed,
     /// Durable appends/s with 1, 16 and 64 writers vs raw sled batch + flush.
     Append,
-    /// Sign-ins/s over HTTP vs raw SSHSIG verifications/s.
-    Login {
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 8)]
-        clients: usize,
-        /// The latchkey binary (default: next to this one).
+    /// Read-model rebuild events/s vs a raw scan + decode of the log.
+    Replay,
+    /// WebSocket fanout: latchkey, then nats-server with the same shape.
+    Fanout {
+        /// Skip the nats-server side.
         #[arg(long)]
-        bin: Option<std::path::PathBuf>,
+        no_peer: bool,
     },
+    /// WebSocket fanout against nats-server alone.
+    FanoutPeer,
+    /// Time from token revocation to the WS 4001 close and to the next 401.
+    Revoke,
+}
+
+/// The sizes of a run, with the quick/full defaults applied.
+struct Settings {
+    seconds: f64,
+    events: usize,
+    shape: fanout::Shape,
+    revocations: usize,
+}
+
+impl Settings {
+    fn from(cli: &Cli) -> Self {
+        let q = cli.quick;
+        Self {
+            seconds: cli.seconds.unwrap_or(if q { 1.0 } else { 3.0 }),
+            events: cli.events.unwrap_or(if q { 100_000 } else { 1_000_000 }),
+            shape: fanout::Shape {
+                connections: cli.connections.unwrap_or(if q { 500 } else { 2_000 }),
+                rate: cli.rate.unwrap_or(if q { 500.0 } else { 1_000.0 }),
+                seconds: cli.publish_seconds.unwrap_or(if q { 8.0 } else { 20.0 }),
+            },
+            revocations: cli.revocations.unwrap_or(if q { 50 } else { 200 }),
+        }
+    }
+}
+
+/// Raises the open-file limit to its hard limit (thousands of sockets); the new limit.
+fn raise_fd_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
+}
+
+fn run_one(scenario: Scenario, cli: &Cli, s: &Settings, report: &mut Report) -> anyhow::Result<()> {
+    let bin = || server::latchkey_bin(cli.bin.clone());
+    match scenario {
+        Scenario::All => Ok(()),
+        Scenario::Login => login::run(s.seconds, cli.clients, &bin()?, report),
+        Scenario::Authed => authed::run(s.seconds.max(2.0), cli.wrk_connections, &bin()?, report),
+        Scenario::Append => append::run(s.seconds, report),
+        Scenario::Replay => replay::run(s.events, report),
+        Scenario::Fanout { no_peer } => fanout::run(s.shape, &bin()?, !no_peer, report),
+        Scenario::FanoutPeer => fanout::run_peer_only(s.shape, report),
+        Scenario::Revoke => revoke::run(s.revocations, &bin()?, report),
+    }
+}
+
+/// The command line without `--bin`/`--out` and their values (places, not parameters).
+fn recorded_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--bin" | "--out" => {
+                args.next();
+            }
+            _ if a.starts_with("--bin=") || a.starts_with("--out=") => {}
+            _ => out.push(a),
+        }
+    }
+    out
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut report = Report::new();
+    let settings = Settings::from(&cli);
+    let machine = machine::Machine::detect();
+    let fds = raise_fd_limit();
     eprintln!(
-        "machine: {} cores; load generator and server share them: compare ratios, not absolute numbers",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+        "machine: {} ({} cores, {:.1} GiB), kernel {}, commit {}; open files {fds}",
+        machine.cpu, machine.cores, machine.memory_gib, machine.kernel, machine.commit
     );
-    match cli.scenario {
-        Scenario::Append => append::run(cli.seconds, &mut report)?,
-        Scenario::Login { clients, bin } => login::run(cli.seconds, clients, bin, &mut report)?,
+    eprintln!(
+        "the load generators and the server share these {} cores: absolute numbers are \
+         understated, compare the ratios",
+        machine.cores
+    );
+    // The client holds one socket per connection; the servers are other processes.
+    let needed = settings.shape.connections as u64 + 256;
+    if fds < needed {
+        eprintln!(
+            "warning: {fds} open files may be too few for {needed} sockets; raise `ulimit -n`"
+        );
     }
+    let scenarios = match cli.scenario {
+        Scenario::All => vec![
+            Scenario::Login,
+            Scenario::Authed,
+            Scenario::Append,
+            Scenario::Replay,
+            Scenario::Fanout { no_peer: false },
+            Scenario::Revoke,
+        ],
+        one => vec![one],
+    };
+    let mut report = Report::new();
+    let started = Instant::now();
+    let mut failed = 0;
+    for scenario in scenarios {
+        let t = Instant::now();
+        if let Err(e) = run_one(scenario, &cli, &settings, &mut report) {
+            failed += 1;
+            report.note(format!("{scenario:?} failed: {e:#}"));
+        }
+        eprintln!("  ({scenario:?} took {:.1} s)", t.elapsed().as_secs_f64());
+    }
+    report.note(format!(
+        "load generators and server shared {} cores; the run took {:.0} s",
+        machine.cores,
+        started.elapsed().as_secs_f64()
+    ));
     report.print();
+    let out = cli.out.clone().or_else(|| {
+        (cli.scenario == Scenario::All)
+            .then(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")))
+    });
+    if let Some(dir) = out {
+        let charts = chart::draw_all(&report, &dir)?;
+        let command = format!("latchkey-bench {}", recorded_args().join(" "));
+        report.write_markdown(&dir, &machine, &command, &charts)?;
+        eprintln!(
+            "wrote {} and {} charts",
+            dir.join("results.md").display(),
+            charts.len()
+        );
+    }
+    anyhow::ensure!(failed == 0, "{failed} scenario(s) failed; see the notes");
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! Starts a real `latchkey serve` on a loopback port with a temporary data dir.
+//! Starts a real `latchkey serve` on a loopback port with a temporary data dir, and finds
+//! the binaries the scenarios drive (latchkey, wrk, nats-server).
 
 use anyhow::Context;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// A running server; killed and its data dir removed on drop.
@@ -30,9 +31,25 @@ pub fn latchkey_bin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// An executable on `PATH`, or in the sbin directories Debian installs daemons to.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A free loopback TCP port (bound and released; another process could take it first).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 impl Server {
     /// Starts the server with extra flags and waits for its listening line.
-    pub fn start(bin: &PathBuf, extra: &[&str]) -> anyhow::Result<Self> {
+    pub fn start(bin: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(bin)
             .arg("serve")
@@ -63,6 +80,16 @@ impl Server {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `ws://127.0.0.1:PORT`.
+    pub fn ws_url(&self) -> String {
+        self.url.replacen("http://", "ws://", 1)
+    }
+
+    /// The server's process id (for its RSS).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
