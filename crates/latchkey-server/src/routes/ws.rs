@@ -143,12 +143,7 @@ impl Connection {
         if self.send(&hello).await.is_err() {
             return;
         }
-        let expires_in = self
-            .auth
-            .expires_at
-            .map(|e| Duration::from_millis((e.0 - clock::now().0).max(0) as u64))
-            .unwrap_or(Duration::from_secs(10 * 365 * 24 * 3600));
-        let expiry = actix_web::rt::time::sleep(expires_in);
+        let expiry = actix_web::rt::time::sleep(self.until_expiry());
         let first_wait = actix_web::rt::time::sleep(FIRST_FRAME_WAIT);
         tokio::pin!(expiry, first_wait);
         let mut ping = actix_web::rt::time::interval_at(
@@ -173,7 +168,14 @@ impl Connection {
                         other => (other, "closed"),
                     });
                 }
-                () = &mut expiry => break Some((CLOSE_CREDENTIAL, "credential expired")),
+                () = &mut expiry => {
+                    if self.auth.expires_at.is_some_and(|e| clock::now() >= e) {
+                        break Some((CLOSE_CREDENTIAL, "credential expired"));
+                    }
+                    // A long-lived token: the timer only covered part of its life.
+                    let next = actix_web::rt::time::Instant::now() + self.until_expiry();
+                    expiry.as_mut().reset(next);
+                }
                 msg = stream.recv() => {
                     let msg = match msg {
                         None => break None,
@@ -227,6 +229,16 @@ impl Connection {
             description: Some(why.into()),
         });
         let _ = self.session.close(reason).await;
+    }
+
+    /// Time until the credential expires, capped at a day so the timer stays well inside
+    /// what the runtime's timer wheel holds; the loop re-arms it until the real expiry.
+    fn until_expiry(&self) -> Duration {
+        const CAP: Duration = Duration::from_secs(24 * 3600);
+        self.auth
+            .expires_at
+            .map(|e| Duration::from_millis((e.0 - clock::now().0).max(0) as u64))
+            .map_or(CAP, |d| d.min(CAP))
     }
 
     async fn client_frame(&mut self, frame: ClientFrame, first: bool, head: u64) -> Result<(), ()> {
