@@ -794,3 +794,34 @@ fn an_add_key_challenge_does_not_sign_anyone_in() {
     assert_eq!(list_keys(&server, &s.token).len(), 1);
     assert_eq!(token_ids(&server, &s.token), [s.token_id.as_str()]);
 }
+
+#[test]
+fn one_key_cannot_be_added_to_two_users_at_once() {
+    let server = Server::start(&[]);
+    let (_, alice) = new_user(&server, "alice");
+    let (_, bob) = new_user(&server, "bob");
+    for round in 0..5 {
+        let shared = Key::generate(server.scratch(), "ed25519", &format!("shared{round}@host"));
+        let proofs: Vec<(String, String, String)> = [&alice.token, &bob.token]
+            .iter()
+            .map(|t| {
+                let ch = key_challenge(&server, t, &shared);
+                let sig = shared.sign(ch.message.as_bytes(), NAMESPACE);
+                (t.to_string(), ch.challenge_id, sig)
+            })
+            .collect();
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = proofs
+                .iter()
+                .map(|(t, c, sig)| s.spawn(|| add_key_with(&server, t, c, sig).status))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut sorted = statuses.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![201, 409], "round {round}: {statuses:?}");
+        // Signing in with the key reaches its one owner.
+        let owner = server.sign_in(&shared, None);
+        assert!(!owner.registered, "round {round}: the key has an owner");
+    }
+}

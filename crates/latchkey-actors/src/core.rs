@@ -258,7 +258,7 @@ pub struct Core {
 }
 
 /// Holds a key's registration lock; removes the map entry when nobody else waits.
-struct KeyLockGuard<'a> {
+pub(crate) struct KeyLockGuard<'a> {
     core: &'a Core,
     fingerprint: String,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
@@ -592,6 +592,8 @@ impl Core {
             .map_err(|e| {
                 exec(e, |d| match d {
                     UserError::Disabled => CoreError::Forbidden("this user is disabled"),
+                    // The key was removed between the signature and the mint.
+                    UserError::KeyNotFound => CoreError::KeyUnknown,
                     other => CoreError::Internal(other.to_string()),
                 })
             })?;
@@ -608,7 +610,7 @@ impl Core {
     }
 
     /// The registration lock of a key fingerprint. Entries are dropped when unused.
-    async fn key_lock(&self, fingerprint: &str) -> KeyLockGuard<'_> {
+    pub(crate) async fn key_lock(&self, fingerprint: &str) -> KeyLockGuard<'_> {
         let lock = match self.key_locks.lock() {
             Ok(mut map) => map.entry(fingerprint.to_string()).or_default().clone(),
             Err(_) => Arc::new(tokio::sync::Mutex::new(())),

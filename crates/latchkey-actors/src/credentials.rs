@@ -32,6 +32,9 @@ pub struct CreatedToken {
     pub expires_at: Option<Timestamp>,
 }
 
+/// The longest lifetime a personal access token can be given: 10 years.
+pub const MAX_PAT_SECS: u64 = 10 * 365 * 24 * 3600;
+
 fn user_error(e: UserError) -> CoreError {
     match e {
         UserError::NotFound => CoreError::Unauthorized,
@@ -78,6 +81,12 @@ impl Core {
             Some(0) => {
                 return Err(CoreError::InvalidRequest(
                     "expires_in must be positive".into(),
+                ))
+            }
+            Some(s) if s > MAX_PAT_SECS => {
+                return Err(CoreError::InvalidRequest(
+                    "expires_in is at most 10 years (315360000 seconds); omit it for no expiry"
+                        .into(),
                 ))
             }
             Some(s) => Some(now.plus_secs(i64::try_from(s).unwrap_or(i64::MAX / 1000))),
@@ -217,6 +226,9 @@ impl Core {
             .challenge()
             .map(|c| c.key.clone())
             .ok_or_else(|| CoreError::Internal("verified challenge without a key".into()))?;
+        // One owner per key: the same lock as a registration by this key, and the owner
+        // checked again under it.
+        let _lock = self.key_lock(&key.fingerprint).await;
         if let Some(owner) = self.models().user_by_fingerprint(&key.fingerprint)? {
             if owner != auth.user_id {
                 return Err(CoreError::Conflict("this key belongs to another user"));
@@ -296,6 +308,7 @@ impl Core {
             }
             _ => CoreError::InvalidRequest("public_key is not an OpenSSH public key line".into()),
         })?;
+        let _lock = self.key_lock(&key.fingerprint).await;
         if self
             .models()
             .user_by_fingerprint(&key.fingerprint)?

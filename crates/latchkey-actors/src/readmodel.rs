@@ -168,7 +168,11 @@ impl Projection for UsersProjection {
                 fingerprint,
             } => {
                 row.keys.retain(|k| k.key_id != *key_id);
-                rm.remove(prefixed(b"k", fingerprint.as_bytes()))?;
+                // Only this user's claim on the fingerprint goes.
+                let index = prefixed(b"k", fingerprint.as_bytes());
+                if rm.get(&index)?.as_deref() == Some(uid.0.as_bytes().as_slice()) {
+                    rm.remove(index)?;
+                }
             }
             UserEvent::UserDisabled { .. } => row.disabled = true,
             UserEvent::UserEnabled { .. } => row.disabled = false,

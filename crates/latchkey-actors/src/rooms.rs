@@ -51,12 +51,14 @@ fn room_error(e: RoomError) -> CoreError {
 }
 
 impl Core {
-    /// Makes sure a room stream exists before an actor is spawned for it.
-    fn room_exists(&self, room: RoomId) -> Result<(), CoreError> {
+    /// Refuses, from the read model and before any actor is spawned, a room that does not
+    /// exist or that the caller may not see: both answer the same, and neither costs an
+    /// actor (so timing tells nothing either). The actor still decides the rest.
+    fn room_exists(&self, auth: &Auth, room: RoomId) -> Result<(), CoreError> {
         if self.store().stream_head(&room.stream())?.0 == 0 {
             return Err(CoreError::NotFound("no such room"));
         }
-        Ok(())
+        self.get_room(auth, room).map(|_| ())
     }
 
     async fn room_command(
@@ -124,7 +126,7 @@ impl Core {
 
     /// Joins a public room.
     pub async fn join_room(&self, auth: &Auth, room: RoomId) -> Result<(), CoreError> {
-        self.room_exists(room)?;
+        self.room_exists(auth, room)?;
         let cmd = RoomCommand::Join {
             user_id: auth.user_id,
             now: clock::now(),
@@ -134,7 +136,7 @@ impl Core {
 
     /// Leaves a room.
     pub async fn leave_room(&self, auth: &Auth, room: RoomId) -> Result<(), CoreError> {
-        self.room_exists(room)?;
+        self.room_exists(auth, room)?;
         let cmd = RoomCommand::Leave {
             user_id: auth.user_id,
             now: clock::now(),
@@ -149,7 +151,7 @@ impl Core {
         room: RoomId,
         user: UserId,
     ) -> Result<(), CoreError> {
-        self.room_exists(room)?;
+        self.room_exists(auth, room)?;
         // Who may ask comes first: only the owner learns whether a user id exists.
         if self.get_room(auth, room)?.owner != auth.user_id {
             return Err(CoreError::Forbidden("only the room's owner may do this"));
@@ -172,7 +174,7 @@ impl Core {
         room: RoomId,
         user: UserId,
     ) -> Result<(), CoreError> {
-        self.room_exists(room)?;
+        self.room_exists(auth, room)?;
         let cmd = RoomCommand::RemoveMember {
             by: auth.user_id,
             user_id: user,
@@ -190,7 +192,7 @@ impl Core {
         target_user_ids: Vec<UserId>,
         reply_to: Option<MessageId>,
     ) -> Result<(MessageId, u64), CoreError> {
-        self.room_exists(room)?;
+        self.room_exists(auth, room)?;
         let message_id = MessageId(Uuid::now_v7());
         let cmd = RoomCommand::Post {
             message_id,

@@ -596,6 +596,14 @@ fn mint_token(user: &User, cmd: &MintToken) -> Result<Vec<UserEvent>, UserError>
     if expires_at.is_some_and(|e| e <= *now) {
         return Err(UserError::InvalidExpiry);
     }
+    // A session is minted by one of the user's keys: a key removed meanwhile mints nothing
+    // (its removal revoked only the sessions that existed then).
+    let by_a_key_of_theirs = key_fingerprint
+        .as_deref()
+        .is_some_and(|fp| user.key_by_fingerprint(fp).is_some());
+    if *kind == TokenKind::Session && !by_a_key_of_theirs {
+        return Err(UserError::KeyNotFound);
+    }
     let scopes = match kind {
         TokenKind::Session => session_scopes(user.admin),
         TokenKind::Personal if scopes.is_empty() => default_pat_scopes(),

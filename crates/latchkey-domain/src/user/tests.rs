@@ -280,6 +280,17 @@ fn removed_key_is_gone_from_state() {
 // ---- MintToken ----
 
 #[test]
+fn mint_session_by_a_key_the_user_no_longer_has_is_refused() {
+    let removed = UserEvent::KeyRemoved {
+        key_id: kid(1),
+        fingerprint: key(1).fingerprint,
+    };
+    given(vec![registered(false), key_added(2), removed])
+        .when(mint_cmd(1, TokenKind::Session, vec![]))
+        .then_error(UserError::KeyNotFound);
+}
+
+#[test]
 fn mint_session_carries_every_scope_of_its_user() {
     given(vec![registered(false)])
         .when(mint_cmd(1, TokenKind::Session, vec![]))

@@ -3,7 +3,7 @@
 use crate::auth::{Authed, Session};
 use crate::convert::{kind, rfc3339, scope};
 use crate::error::ApiError;
-use crate::limits::IpLimit;
+use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::{challenge_response, client_ip, limit};
 use actix_web::{web, HttpRequest, HttpResponse};
 use latchkey_actors::readmodel::{KeyRow, TokenRow};
@@ -99,8 +99,10 @@ async fn list_tokens(
 async fn create_token(
     Session(auth): Session,
     core: web::Data<Core>,
+    limits: web::Data<Limits>,
     body: web::Json<proto::CreateTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    limits.check_str(StrLimit::PostPerUser, &auth.user_id.to_string())?;
     let body = body.into_inner();
     let scopes = body
         .scopes

@@ -70,8 +70,10 @@ fn user_ids(ids: &[String]) -> Result<Vec<UserId>, ApiError> {
 async fn create_room(
     ChatWrite(auth): ChatWrite,
     core: web::Data<Core>,
+    limits: web::Data<Limits>,
     body: web::Json<proto::CreateRoomRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    limits.check_str(StrLimit::PostPerUser, &auth.user_id.to_string())?;
     let vis = match body.visibility.as_str() {
         "public" => RoomVisibility::Public,
         "private" => RoomVisibility::Private,
@@ -120,8 +122,10 @@ async fn get_room(
 async fn join(
     ChatWrite(auth): ChatWrite,
     core: web::Data<Core>,
+    limits: web::Data<Limits>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    limits.check_str(StrLimit::PostPerUser, &auth.user_id.to_string())?;
     let room = room_id(&id)?;
     core.join_room(&auth, room).await?;
     Ok(HttpResponse::Ok().json(room_info(core.get_room(&auth, room)?)))

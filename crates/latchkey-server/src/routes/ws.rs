@@ -62,6 +62,15 @@ async fn ws(
 ) -> Result<HttpResponse, ApiError> {
     limit(&req, IpLimit::WsConnect)?;
     let resume_window = settings.map_or(RESUME_WINDOW, |s| s.resume_window);
+    // Only a real upgrade spends a single-use ticket.
+    let upgrade = req
+        .headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return Err(ApiError::invalid("expected a WebSocket upgrade request"));
+    }
     let auth = authenticate_ws(&req)?;
     scope_check(&auth, Scope::ChatRead, "chat:read")?;
     let (response, session, stream) = actix_ws::handle(&req, body)
