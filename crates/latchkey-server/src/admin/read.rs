@@ -11,7 +11,7 @@ use latchkey_domain::{
 };
 use latchkey_proto::admin::*;
 use latchkey_store::verify::verify as verify_store;
-use latchkey_store::{EventStore, Recorded, SledStore, StoreError, StoreResult};
+use latchkey_store::{EventStore, Recorded, SledStore, StoreResult};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use uuid::Uuid;
@@ -294,7 +294,7 @@ pub fn state_user(
         })
         .collect();
     // Rooms: walk room events up to `as_of`, tracking this user's membership.
-    let mut rooms: BTreeMap<RoomId, StateRoom> = HashMap::new().into_iter().collect();
+    let mut rooms: BTreeMap<RoomId, StateRoom> = BTreeMap::new();
     let mut names: HashMap<RoomId, (String, String)> = HashMap::new();
     for rec in store.read_all(1)? {
         let rec = rec?;
@@ -360,9 +360,4 @@ pub fn state_user(
         tokens,
         rooms: rooms.into_values().collect(),
     }))
-}
-
-/// A store error for "no such thing".
-pub fn not_found(what: &str) -> StoreError {
-    StoreError::Encode(format!("{what} not found"))
 }
