@@ -85,7 +85,13 @@ async fn info(core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
             "sk-ssh-ed25519@openssh.com".into(),
             "ecdsa-sha2-nistp256".into(),
         ],
-        capabilities: vec!["ssh-challenge".into()],
+        capabilities: vec![
+            "ssh-challenge".into(),
+            "tokens".into(),
+            "rooms".into(),
+            "websocket".into(),
+            "admin".into(),
+        ],
         registration: match core.config().registration {
             Registration::Open => "open".into(),
             Registration::Closed => "closed".into(),
