@@ -156,7 +156,8 @@ pub enum CoreError {
 impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy => CoreError::Busy,
+            // A poisoned journal refuses writes until a restart: unavailable, not a bug.
+            StoreError::Busy | StoreError::Poisoned => CoreError::Busy,
             other => CoreError::Internal(other.to_string()),
         }
     }

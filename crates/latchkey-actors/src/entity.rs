@@ -50,7 +50,7 @@ pub enum ExecError<E> {
 impl<E> From<StoreError> for ExecError<E> {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy => ExecError::Busy,
+            StoreError::Busy | StoreError::Poisoned => ExecError::Busy,
             other => ExecError::Store(other.to_string()),
         }
     }
