@@ -5,14 +5,15 @@
 
 use crate::clock;
 use crate::core::{exec, Auth, Core, CoreError};
+use crate::entity::Executed;
 use crate::readmodel::{KeyRow, TokenRow};
 use crate::tickets::{Ticket, TICKET_TTL_SECS};
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::{default_pat_scopes, MintToken};
 use latchkey_domain::{
     Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingError, PairingEvent, PairingId,
-    RejectReason, RevokeReason, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserError,
-    UserEvent, UserId,
+    RejectReason, RevokeReason, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserDecider,
+    UserError, UserEvent, UserId,
 };
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -51,6 +52,22 @@ fn user_error(e: UserError) -> CoreError {
 }
 
 impl Core {
+    /// Runs a command on the caller's own user stream, as the caller, and waits until its
+    /// events are projected.
+    async fn own_command(
+        &self,
+        auth: &Auth,
+        cmd: UserCommand,
+    ) -> Result<Executed<UserDecider>, CoreError> {
+        let out = self
+            .users()
+            .execute(auth.user_id.stream(), cmd, Who::User(auth.user_id))
+            .await
+            .map_err(|e| exec(e, user_error))?;
+        self.wait_applied(out.last_seq).await?;
+        Ok(out)
+    }
+
     /// The caller's live tokens, newest first.
     pub fn list_tokens(&self, auth: &Auth) -> Result<Vec<TokenRow>, CoreError> {
         let mut rows = self.models().tokens_of(auth.user_id)?;
@@ -107,12 +124,7 @@ impl Core {
             expires_at,
             now,
         };
-        let out = self
-            .users()
-            .execute(auth.user_id.stream(), mint.into(), Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, user_error))?;
-        self.wait_applied(out.last_seq).await?;
+        self.own_command(auth, mint.into()).await?;
         Ok(CreatedToken {
             token: raw,
             token_id,
@@ -136,12 +148,7 @@ impl Core {
             reason: RevokeReason::Revoked,
             now: clock::now(),
         };
-        let out = self
-            .users()
-            .execute(auth.user_id.stream(), cmd, Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, user_error))?;
-        self.wait_applied(out.last_seq).await
+        self.own_command(auth, cmd).await.map(|_| ())
     }
 
     /// Revokes every live token of the caller, except the current one when asked.
@@ -150,12 +157,7 @@ impl Core {
             keep: keep_current.then_some(auth.token_id),
             now: clock::now(),
         };
-        let out = self
-            .users()
-            .execute(auth.user_id.stream(), cmd, Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, user_error))?;
-        self.wait_applied(out.last_seq).await?;
+        let out = self.own_command(auth, cmd).await?;
         Ok(out.events.len())
     }
 
@@ -239,12 +241,7 @@ impl Core {
             key: key.clone(),
             now,
         };
-        let out = self
-            .users()
-            .execute(auth.user_id.stream(), cmd, Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, user_error))?;
-        self.wait_applied(out.last_seq).await?;
+        self.own_command(auth, cmd).await?;
         self.list_keys(auth)?
             .into_iter()
             .find(|k| k.fingerprint == key.fingerprint)
@@ -257,12 +254,7 @@ impl Core {
             key_id,
             now: clock::now(),
         };
-        let out = self
-            .users()
-            .execute(auth.user_id.stream(), cmd, Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, user_error))?;
-        self.wait_applied(out.last_seq).await
+        self.own_command(auth, cmd).await.map(|_| ())
     }
 
     /// Disables (or enables) a user; disabling revokes every live token. `by` is the admin.
