@@ -22,19 +22,7 @@ const PING: &str = "/api/native/ping";
 const TOKEN: &str = "/api/native/token";
 const CHALLENGE: &str = "/api/native/challenge";
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn parse_time(s: &str) -> i64 {
-    assert!(s.ends_with('Z'), "not an RFC 3339 UTC time: {s:?}");
-    OffsetDateTime::parse(s, &Rfc3339)
-        .unwrap_or_else(|e| panic!("not RFC 3339: {s:?}: {e}"))
-        .unix_timestamp()
-}
+use crate::server::{now_secs, parse_time};
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -10,9 +10,6 @@ use latchkey_proto::{
     RevokeAllResponse, TokenList, TokenResponse, WsTicketResponse,
 };
 use serde_json::{json, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 const ME: &str = "/api/native/me";
 const PING: &str = "/api/native/ping";
@@ -28,19 +25,7 @@ const WS_TICKET: &str = "/api/native/ws-ticket";
 /// The secret part of a token: 43 base62 characters after the 4-character prefix.
 const SECRET_LEN: usize = 43;
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn parse_time(s: &str) -> i64 {
-    assert!(s.ends_with('Z'), "not an RFC 3339 UTC time: {s:?}");
-    OffsetDateTime::parse(s, &Rfc3339)
-        .unwrap_or_else(|e| panic!("not RFC 3339: {s:?}: {e}"))
-        .unix_timestamp()
-}
+use crate::server::{now_secs, parse_time};
 
 fn check_token_shape(token: &str, prefix: &str) {
     assert!(

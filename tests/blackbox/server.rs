@@ -551,3 +551,19 @@ pub fn fingerprint(pub_path: &Path) -> String {
     assert!(fp.starts_with("SHA256:"), "{text}");
     fp.to_string()
 }
+
+/// Now, in unix seconds (the test's own clock).
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Parses an RFC 3339 UTC time (`...Z`) into unix seconds, asserting the format.
+pub fn parse_time(s: &str) -> i64 {
+    assert!(s.ends_with('Z'), "not an RFC 3339 UTC time: {s:?}");
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("not RFC 3339: {s:?}: {e}"))
+        .unix_timestamp()
+}
