@@ -95,6 +95,8 @@ pub enum RevokeReason {
     UserDisabled,
     /// An admin revoked it.
     Admin,
+    /// The same user paired the same device (client and device name) again.
+    Replaced,
 }
 
 /// Why a pairing's signature was refused.
@@ -252,6 +254,92 @@ pub enum PairingEvent {
         /// When.
         at: Timestamp,
     },
+    /// A device asked for authorization (RFC 8628 device authorization request). Only
+    /// hashes of the device code and the user code are stored.
+    DeviceAuthorizationRequested {
+        /// The pairing (stream) id.
+        pairing_id: PairingId,
+        /// The app's name as the device gave it.
+        client_id: String,
+        /// Requested scopes, sorted.
+        scopes: Vec<Scope>,
+        /// The device's name.
+        device_name: Option<String>,
+        /// SHA-256 of the device code.
+        device_code_hash: [u8; 32],
+        /// SHA-256 of the canonical user code (`XXXX-XXXX`).
+        user_code_hash: [u8; 32],
+        /// The key to enroll and its proof challenge, if the device sent one.
+        key: Option<KeyChallenge>,
+        /// The first polling interval, seconds.
+        interval_secs: u32,
+        /// When.
+        requested_at: Timestamp,
+        /// When the device code lapses.
+        expires_at: Timestamp,
+        /// Requester's IP after the retention policy.
+        ip: Option<IpAddr>,
+        /// Requester's User-Agent.
+        user_agent: Option<String>,
+    },
+    /// The device proved it holds the key it asked to enroll.
+    DeviceKeyProven {
+        /// When.
+        at: Timestamp,
+    },
+    /// A signed-in user approved the request.
+    DeviceApproved {
+        /// The approver; the device token is theirs.
+        by: UserId,
+        /// Granted scopes (a subset of the requested ones).
+        scopes: Vec<Scope>,
+        /// The device name the token carries.
+        device_name: Option<String>,
+        /// Token lifetime in seconds from its minting; none: never expires.
+        token_ttl_secs: Option<u64>,
+        /// The id the enrolled key gets on the approver's account (links the `KeyAdded`).
+        key_id: Option<KeyId>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A signed-in user denied the request.
+    DeviceDenied {
+        /// Who.
+        by: UserId,
+        /// When.
+        at: Timestamp,
+    },
+    /// The device cancelled the request.
+    DeviceAuthorizationCancelled {
+        /// When.
+        at: Timestamp,
+    },
+    /// The device redeemed its code; the token is minted on the approver's stream.
+    DeviceTokenIssued {
+        /// The minted token's id.
+        token_id: TokenId,
+        /// When.
+        at: Timestamp,
+    },
+    /// The request lapsed before it was redeemed (emitted by the sweeper).
+    DeviceAuthorizationExpired {
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// The key a device asks to enroll, with the challenge that proves it holds it: an
+/// ordinary `latchkey-auth-v1` message whose `challenge=` line is the pairing id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyChallenge {
+    /// The key.
+    pub key: SshPublicKey,
+    /// The `server=` line.
+    pub server: String,
+    /// 32 random bytes from the caller.
+    pub nonce: [u8; 32],
+    /// When the proof stops being accepted.
+    pub expires_at: Timestamp,
 }
 
 /// Who may join a room.
@@ -341,6 +429,13 @@ impl Event {
         "signature.verified",
         "signature.rejected",
         "challenge.expired",
+        "device.requested",
+        "device.key_proven",
+        "device.approved",
+        "device.denied",
+        "device.cancelled",
+        "device.token_issued",
+        "device.expired",
         "room.created",
         "member.joined",
         "member.left",
@@ -366,6 +461,13 @@ impl Event {
                 PairingEvent::SignatureVerified { .. } => "signature.verified",
                 PairingEvent::SignatureRejected { .. } => "signature.rejected",
                 PairingEvent::ChallengeExpired { .. } => "challenge.expired",
+                PairingEvent::DeviceAuthorizationRequested { .. } => "device.requested",
+                PairingEvent::DeviceKeyProven { .. } => "device.key_proven",
+                PairingEvent::DeviceApproved { .. } => "device.approved",
+                PairingEvent::DeviceDenied { .. } => "device.denied",
+                PairingEvent::DeviceAuthorizationCancelled { .. } => "device.cancelled",
+                PairingEvent::DeviceTokenIssued { .. } => "device.token_issued",
+                PairingEvent::DeviceAuthorizationExpired { .. } => "device.expired",
             },
             Event::Room(e) => match e {
                 RoomEvent::RoomCreated { .. } => "room.created",

@@ -14,6 +14,8 @@
 //!   (`decider::testing`, public with the `testing` feature).
 //! - `user`: the User aggregate: keys, tokens, disabling.
 //! - `pairing`: the Pairing aggregate: SSH challenges, consumed by their first signature.
+//! - `device`: the device authorization part of the Pairing aggregate (RFC 8628).
+//! - `usercode`: the RFC 8628 user code and the key-enrollment comparison code.
 //! - `room`: the Room aggregate: members and posts.
 //! - `visibility`: the visibility rule (`may_see`) and the membership intervals it reads.
 //! - `token`: the bearer token format (prefix, base62, CRC32), its hash and redaction.
@@ -23,6 +25,7 @@
 
 pub mod challenge;
 pub mod decider;
+pub mod device;
 pub mod events;
 pub mod handle;
 pub mod ids;
@@ -31,6 +34,7 @@ pub mod room;
 pub mod sshkey;
 pub mod token;
 pub mod user;
+pub mod usercode;
 pub mod visibility;
 
 pub use decider::{evolve_all, fold, AggregateEvent, Decider};

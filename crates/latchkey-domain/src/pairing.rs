@@ -7,6 +7,7 @@
 
 use crate::challenge::{build_message, validate_server};
 use crate::decider::{AggregateEvent, Decider};
+use crate::device::{self, DeviceCommand, DeviceError, DeviceState};
 use crate::events::{ChallengePurpose, PairingEvent, RejectReason, SshPublicKey};
 use crate::ids::{PairingId, Timestamp, UserId};
 use crate::sshkey::{verify_signature, SigError};
@@ -90,13 +91,15 @@ pub enum PairingState {
         /// When it was swept.
         at: Timestamp,
     },
+    /// A device authorization (RFC 8628): see `device`.
+    Device(DeviceState),
 }
 
 impl PairingState {
     /// The challenge, in whatever state it is.
     pub fn challenge(&self) -> Option<&IssuedChallenge> {
         match self {
-            PairingState::None => None,
+            PairingState::None | PairingState::Device(_) => None,
             PairingState::Issued(c)
             | PairingState::Verified { challenge: c, .. }
             | PairingState::Rejected { challenge: c, .. }
@@ -157,6 +160,14 @@ pub enum PairingCommand {
         /// Now.
         now: Timestamp,
     },
+    /// A device authorization command: see `device`.
+    Device(DeviceCommand),
+}
+
+impl From<DeviceCommand> for PairingCommand {
+    fn from(cmd: DeviceCommand) -> Self {
+        PairingCommand::Device(cmd)
+    }
 }
 
 /// Why a pairing command was refused.
@@ -180,6 +191,9 @@ pub enum PairingError {
     /// An `AddKey` challenge presented for another user than the one adding the key.
     #[error("challenge was issued for another purpose")]
     PurposeMismatch,
+    /// A device authorization command was refused.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
 }
 
 impl AggregateEvent for PairingEvent {
@@ -260,6 +274,11 @@ impl Decider for PairingDecider {
                     Err(_) => rejected(RejectReason::InvalidSignature),
                 }
             }
+            PairingCommand::Device(cmd) => match state {
+                PairingState::None => Ok(device::decide(None, cmd)?),
+                PairingState::Device(d) => Ok(device::decide(Some(d), cmd)?),
+                _ => Err(PairingError::Device(DeviceError::NotFound)),
+            },
             PairingCommand::Expire { now } => match state {
                 PairingState::Issued(c) if c.is_expired_at(*now) => {
                     Ok(vec![PairingEvent::ChallengeExpired { at: *now }])
@@ -310,6 +329,12 @@ impl Decider for PairingDecider {
             (PairingState::Issued(challenge), PairingEvent::ChallengeExpired { at }) => {
                 PairingState::Expired { challenge, at: *at }
             }
+            (PairingState::None, e @ PairingEvent::DeviceAuthorizationRequested { .. }) => {
+                device::evolve(None, e).map_or(PairingState::None, PairingState::Device)
+            }
+            (PairingState::Device(d), e) => {
+                device::evolve(Some(d), e).map_or(PairingState::None, PairingState::Device)
+            }
             (state, _) => state,
         }
     }
@@ -320,7 +345,7 @@ impl Decider for PairingDecider {
             PairingState::Verified { .. }
                 | PairingState::Rejected { .. }
                 | PairingState::Expired { .. }
-        )
+        ) || matches!(state, PairingState::Device(d) if d.is_terminal())
     }
 }
 

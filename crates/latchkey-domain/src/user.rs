@@ -614,7 +614,8 @@ fn mint_token(user: &User, cmd: &MintToken) -> Result<Vec<UserEvent>, UserError>
             s
         }
     };
-    Ok(vec![UserEvent::TokenMinted {
+    let mut events = replaced_devices(user, *kind, name, device_name, *now);
+    events.push(UserEvent::TokenMinted {
         token_id: *token_id,
         hash: *hash,
         kind: *kind,
@@ -626,7 +627,29 @@ fn mint_token(user: &User, cmd: &MintToken) -> Result<Vec<UserEvent>, UserError>
         key_fingerprint: key_fingerprint.clone(),
         created_at: *now,
         expires_at: *expires_at,
-    }])
+    });
+    Ok(events)
+}
+
+/// Re-pairing a device replaces its token: a new device token revokes this user's live
+/// device tokens of the same client (`name`) and device name. Without a device name there
+/// is no telling two devices apart, so nothing is replaced.
+fn replaced_devices(
+    user: &User,
+    kind: TokenKind,
+    client: &Option<String>,
+    device_name: &Option<String>,
+    now: Timestamp,
+) -> Vec<UserEvent> {
+    if kind != TokenKind::Device || device_name.is_none() {
+        return Vec::new();
+    }
+    user.live_tokens()
+        .filter(|(_, t)| {
+            t.kind == TokenKind::Device && t.name == *client && t.device_name == *device_name
+        })
+        .map(|(id, _)| revoked(*id, RevokeReason::Replaced, now))
+        .collect()
 }
 
 #[cfg(test)]
