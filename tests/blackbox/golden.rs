@@ -137,6 +137,9 @@ fn samples() -> Vec<Event> {
         }
         .into(),
     ]
+    .into_iter()
+    .chain(crate::device::golden_samples())
+    .collect()
 }
 
 fn envelope() -> Envelope {

@@ -10,6 +10,7 @@ mod auth;
 mod chat;
 mod crash;
 mod credentials;
+mod device;
 mod docs;
 mod golden;
 mod limits;

@@ -254,6 +254,7 @@ pub struct Core {
     recent_use: Mutex<HashMap<TokenId, Timestamp>>,
     arbiters: Vec<Arbiter>,
     tickets: crate::tickets::Tickets,
+    device: crate::device::DeviceBook,
     projector: Mutex<Option<ProjectorHandle>>,
     sweeper: Mutex<Option<Addr<Sweeper>>>,
 }
@@ -348,6 +349,7 @@ impl Core {
             recent_use: Mutex::new(HashMap::new()),
             arbiters,
             tickets: crate::tickets::Tickets::default(),
+            device: crate::device::DeviceBook::default(),
             projector: Mutex::new(Some(projector)),
             sweeper: Mutex::new(None),
         });
@@ -415,6 +417,10 @@ impl Core {
 
     pub(crate) fn tickets(&self) -> &crate::tickets::Tickets {
         &self.tickets
+    }
+
+    pub(crate) fn device_book(&self) -> &crate::device::DeviceBook {
+        &self.device
     }
 
     /// Waits until the projector has applied `seq` (0: nothing to wait for).

@@ -18,15 +18,22 @@
 //! - `rooms`: room operations on `Core`, history filtered by the visibility rule.
 //! - `hub`: the fanout hub: routes each applied room event to the connections that may
 //!   see it, by membership; closes revoked credentials' connections.
-//! - `sweeper`: emits `ChallengeExpired` and `TokenExpired` for what has lapsed.
+//! - `sweeper`: emits `ChallengeExpired`, `TokenExpired` and `DeviceAuthorizationExpired`
+//!   for what has lapsed.
 //! - `core`: `Core`, the operations the server exposes (challenge, sign-in, auth, logout).
 //! - `credentials`: token and key management on `Core` (PATs, revoke, add/remove keys).
+//! - `device`: the RFC 8628 device flow on `Core`: request, poll, cancel, prove a key,
+//!   and approval by a signed-in user.
+//! - `devicemodel`: the device-code projection: pending requests by user code, every
+//!   request by device code, and the sweeper's due list.
 //! - `tickets`: single-use WebSocket tickets, in memory only (30 s, bound to a token).
 //! - `clock`: the wall clock and the OS CSPRNG: the only place either is read.
 
 pub mod clock;
 pub mod core;
 pub mod credentials;
+pub mod device;
+pub mod devicemodel;
 pub mod entity;
 pub mod hub;
 pub mod kind;

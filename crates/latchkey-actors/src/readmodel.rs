@@ -321,6 +321,7 @@ pub struct ReadModels {
     tokens: ReadModel,
     expiry: ReadModel,
     rooms: crate::roommodel::Rooms,
+    devices: crate::devicemodel::Devices,
 }
 
 /// The projections behind [`ReadModels`], for the projector.
@@ -330,6 +331,7 @@ pub fn projections() -> Vec<Box<dyn Projection>> {
         Box::new(TokensProjection),
         Box::new(ExpiryProjection),
         Box::new(crate::roommodel::RoomsProjection),
+        Box::new(crate::devicemodel::DevicesProjection),
     ]
 }
 
@@ -349,7 +351,13 @@ impl ReadModels {
             tokens: ReadModel::open(db, "tokens")?,
             expiry: ReadModel::open(db, "expiry")?,
             rooms: crate::roommodel::Rooms::open(db)?,
+            devices: crate::devicemodel::Devices::open(db)?,
         })
+    }
+
+    /// The device-code model.
+    pub fn devices(&self) -> &crate::devicemodel::Devices {
+        &self.devices
     }
 
     /// The rooms model.

@@ -1,5 +1,5 @@
 //! The sweeper: every tick it reads the expiry index and asks the entities concerned to
-//! record `ChallengeExpired` and `TokenExpired`. Auth checks `expires_at` itself, so sweeper
+//! record `ChallengeExpired`, `DeviceAuthorizationExpired` and `TokenExpired`. Auth checks `expires_at` itself, so sweeper
 //! lag is never a hole; the events keep the log and the read models honest.
 
 use crate::clock;
@@ -58,6 +58,7 @@ impl Sweeper {
                     tracing::warn!(challenge = %id, error = %e, "expiring a challenge failed");
                 }
             }
+            core.expire_devices(now, PER_TICK).await;
             let owners = core
                 .models()
                 .due_token_owners(now, PER_TICK)

@@ -38,6 +38,8 @@ pub mod codes {
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     /// 409: the request conflicts with the current state.
     pub const CONFLICT: &str = "conflict";
+    /// 409: approving a device whose key is not proven yet.
+    pub const KEY_NOT_PROVEN: &str = "key_not_proven";
     /// 409: the handle belongs to another user.
     pub const HANDLE_TAKEN: &str = "handle_taken";
     /// 413: the body is over 64 KiB.

@@ -9,17 +9,21 @@
 //!
 //! # Layout
 //! - `admin`: `latchkey admin` and `/api/admin/*` documents.
+//! - `device`: the RFC 8628 device flow: `/api/auth/device/*` (OAuth shapes) and
+//!   `/api/native/device/*` (approval).
 //! - `error`: the error body and every error code.
 //! - `native`: `/api/native/*` bodies (sign-in, tokens, keys).
 //! - `rooms`: room, membership and message bodies.
 //! - `ws`: WebSocket frames and close codes.
 
 pub mod admin;
+pub mod device;
 pub mod error;
 pub mod native;
 pub mod rooms;
 pub mod ws;
 
+pub use device::*;
 pub use error::{codes, ErrorBody};
 pub use native::*;
 pub use rooms::*;

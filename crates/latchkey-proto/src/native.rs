@@ -111,6 +111,18 @@ pub struct MeResponse {
     pub scopes: Vec<String>,
     /// RFC 3339, or null.
     pub expires_at: Option<String>,
+    /// For a device token: the app and device it was paired with.
+    #[serde(default)]
+    pub device: Option<MeDevice>,
+}
+
+/// The device a device token was paired with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MeDevice {
+    /// The app's `client_id`.
+    pub client_id: Option<String>,
+    /// The device's name.
+    pub device_name: Option<String>,
 }
 
 /// `GET /api/native/ping`.

@@ -10,8 +10,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use latchkey_actors::device::DeviceFlowError;
 use latchkey_actors::CoreError;
-use latchkey_proto::{codes, ErrorBody};
+use latchkey_proto::{codes, oauth_codes, ErrorBody, OAuthError};
 use std::fmt;
 
 /// The largest request body accepted: 64 KiB.
@@ -228,4 +229,176 @@ pub fn render_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
     let res: ServiceResponse<EitherBody<B, BoxBody>> =
         ServiceResponse::new(req, new).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))
+}
+
+/// An error of the device endpoints (`/api/auth/device/*`), in the OAuth 2.0 shape
+/// `{"error", "error_description"}` (RFC 6749 §5.2), always with `Cache-Control: no-store`.
+#[derive(Debug)]
+pub struct OAuthFailure {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+    retry_after: Option<u64>,
+}
+
+impl OAuthFailure {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, oauth_codes::INVALID_REQUEST, description)
+    }
+
+    /// 400 `invalid_scope`.
+    pub fn invalid_scope() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            oauth_codes::INVALID_SCOPE,
+            "scope must be a space-separated subset of chat:read chat:write",
+        )
+    }
+
+    /// 400 `unsupported_grant_type`.
+    pub fn unsupported_grant_type() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            oauth_codes::UNSUPPORTED_GRANT_TYPE,
+            "grant_type must be urn:ietf:params:oauth:grant-type:device_code",
+        )
+    }
+
+    /// 413 `invalid_request`: the body is over 64 KiB.
+    pub fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            oauth_codes::INVALID_REQUEST,
+            format!("the body is over {MAX_BODY} bytes"),
+        )
+    }
+
+    /// 405 `invalid_request`: these endpoints take POST only.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            oauth_codes::INVALID_REQUEST,
+            "this endpoint takes POST only",
+        )
+    }
+
+    /// The error code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The answer.
+    pub fn response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"));
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            res.insert_header((header::ALLOW, "POST"));
+        }
+        res.json(OAuthError {
+            error: self.code.to_string(),
+            error_description: self.description.clone(),
+        })
+    }
+}
+
+impl fmt::Display for OAuthFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.description)
+    }
+}
+
+impl ResponseError for OAuthFailure {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response()
+    }
+}
+
+/// A rate limit (429) or an unavailable service (503) met on a device endpoint.
+impl From<ApiError> for OAuthFailure {
+    fn from(e: ApiError) -> Self {
+        let code = match e.status {
+            StatusCode::TOO_MANY_REQUESTS => oauth_codes::RATE_LIMITED,
+            StatusCode::SERVICE_UNAVAILABLE => oauth_codes::TEMPORARILY_UNAVAILABLE,
+            s if s.is_server_error() => oauth_codes::SERVER_ERROR,
+            _ => oauth_codes::INVALID_REQUEST,
+        };
+        Self {
+            status: e.status,
+            code,
+            description: e.message,
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+/// The device endpoints' view of a device-flow failure: HTTP 400 with the RFC code.
+impl From<DeviceFlowError> for OAuthFailure {
+    fn from(e: DeviceFlowError) -> Self {
+        use DeviceFlowError as F;
+        let description = e.to_string();
+        let code = match e {
+            F::Core(core) => return ApiError::from(core).into(),
+            F::InvalidScope => oauth_codes::INVALID_SCOPE,
+            F::InvalidClient => oauth_codes::INVALID_CLIENT,
+            F::InvalidGrant | F::BadSignature => oauth_codes::INVALID_GRANT,
+            F::AccessDenied(_) => oauth_codes::ACCESS_DENIED,
+            F::ExpiredToken => oauth_codes::EXPIRED_TOKEN,
+            F::AuthorizationPending => oauth_codes::AUTHORIZATION_PENDING,
+            F::SlowDown(_) => oauth_codes::SLOW_DOWN,
+            // The approval side's failures never reach the device endpoints.
+            F::InvalidRequest(_)
+            | F::UnsupportedKeyType(_)
+            | F::NotFound
+            | F::Closed(_)
+            | F::KeyNotProven
+            | F::KeyTaken => oauth_codes::INVALID_REQUEST,
+        };
+        Self::new(StatusCode::BAD_REQUEST, code, description)
+    }
+}
+
+/// The approval routes' view of a device-flow failure (`/api/native/device/*`).
+impl From<DeviceFlowError> for ApiError {
+    fn from(e: DeviceFlowError) -> Self {
+        use DeviceFlowError as F;
+        use StatusCode as S;
+        let msg = e.to_string();
+        match e {
+            F::InvalidRequest(_) | F::InvalidScope => Self::invalid(msg),
+            F::NotFound => Self::new(S::NOT_FOUND, codes::NOT_FOUND, msg),
+            F::KeyNotProven => Self::new(S::CONFLICT, codes::KEY_NOT_PROVEN, msg),
+            F::KeyTaken | F::Closed(_) => Self::new(S::CONFLICT, codes::CONFLICT, msg),
+            F::AccessDenied(_)
+            | F::ExpiredToken
+            | F::InvalidGrant
+            | F::InvalidClient
+            | F::AuthorizationPending
+            | F::SlowDown(_)
+            | F::BadSignature
+            | F::UnsupportedKeyType(_) => Self::new(
+                S::CONFLICT,
+                codes::CONFLICT,
+                format!("the request is no longer pending: {msg}"),
+            ),
+            F::Core(core) => core.into(),
+        }
+    }
 }

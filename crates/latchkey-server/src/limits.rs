@@ -111,6 +111,12 @@ pub const DEVICE_INIT_PER_IP: Rate = Rate::new(nz(10), nz(5));
 /// 5 s, so this leaves room for several devices behind one address).
 pub const DEVICE_POLL_PER_IP: Rate = Rate::new(nz(60), nz(20));
 
+/// Looking up, approving or denying a device request by its user code, per client IP:
+/// 20 per minute, burst 10 (RFC 8628 §5.1; see `proto-docs/pairing.md` for the budget).
+pub const DEVICE_LOOKUP_PER_IP: Rate = Rate::new(nz(20), nz(10));
+/// The same, per signed-in user: 20 per minute, burst 10.
+pub const DEVICE_LOOKUP_PER_USER: Rate = Rate::new(nz(20), nz(10));
+
 /// Every limit's rate, and whether limits apply at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitConfig {
@@ -134,6 +140,10 @@ pub struct LimitConfig {
     pub device_init_per_ip: Rate,
     /// [`IpLimit::DevicePoll`]; default [`DEVICE_POLL_PER_IP`].
     pub device_poll_per_ip: Rate,
+    /// [`IpLimit::DeviceLookup`]; default [`DEVICE_LOOKUP_PER_IP`].
+    pub device_lookup_per_ip: Rate,
+    /// [`StrLimit::DeviceLookupPerUser`]; default [`DEVICE_LOOKUP_PER_USER`].
+    pub device_lookup_per_user: Rate,
 }
 
 impl Default for LimitConfig {
@@ -149,6 +159,8 @@ impl Default for LimitConfig {
             post_per_user: POST_PER_USER,
             device_init_per_ip: DEVICE_INIT_PER_IP,
             device_poll_per_ip: DEVICE_POLL_PER_IP,
+            device_lookup_per_ip: DEVICE_LOOKUP_PER_IP,
+            device_lookup_per_user: DEVICE_LOOKUP_PER_USER,
         }
     }
 }
@@ -178,6 +190,8 @@ pub enum IpLimit {
     DeviceInit,
     /// Polling for a device token.
     DevicePoll,
+    /// Looking up, approving or denying a device request by user code.
+    DeviceLookup,
 }
 
 impl IpLimit {
@@ -190,6 +204,7 @@ impl IpLimit {
             Self::WsConnect => "WebSocket connections",
             Self::DeviceInit => "device authorization requests",
             Self::DevicePoll => "device token polls",
+            Self::DeviceLookup => "device code lookups",
         }
     }
 }
@@ -201,6 +216,8 @@ pub enum StrLimit {
     TokenPerKey,
     /// Posting a message, keyed by the sender's user id.
     PostPerUser,
+    /// Device user-code lookups, keyed by the signed-in user's id.
+    DeviceLookupPerUser,
 }
 
 impl StrLimit {
@@ -209,6 +226,7 @@ impl StrLimit {
         match self {
             Self::TokenPerKey => "token requests for this key",
             Self::PostPerUser => "messages from this user",
+            Self::DeviceLookupPerUser => "device code lookups by this user",
         }
     }
 }
@@ -235,6 +253,8 @@ struct Enabled<C: Clock> {
     ws_connect: Keyed<IpAddr, C>,
     device_init: Keyed<IpAddr, C>,
     device_poll: Keyed<IpAddr, C>,
+    device_lookup: Keyed<IpAddr, C>,
+    device_lookup_per_user: Keyed<String, C>,
     token_per_key: Keyed<String, C>,
     post_per_user: Keyed<String, C>,
     failed_auth: Keyed<IpAddr, C>,
@@ -270,6 +290,8 @@ impl<C: Clock + Clone> Limits<C> {
             ws_connect: ip(config.ws_connect_per_ip),
             device_init: ip(config.device_init_per_ip),
             device_poll: ip(config.device_poll_per_ip),
+            device_lookup: ip(config.device_lookup_per_ip),
+            device_lookup_per_user: s(config.device_lookup_per_user),
             token_per_key: s(config.token_per_key),
             post_per_user: s(config.post_per_user),
             failed_auth: ip(config.failed_auth_per_ip),
@@ -297,6 +319,7 @@ impl<C: Clock + Clone> Limits<C> {
             IpLimit::WsConnect => &on.ws_connect,
             IpLimit::DeviceInit => &on.device_init,
             IpLimit::DevicePoll => &on.device_poll,
+            IpLimit::DeviceLookup => &on.device_lookup,
         };
         limiter
             .check_key(&ip_key(*ip))
@@ -312,6 +335,7 @@ impl<C: Clock + Clone> Limits<C> {
         let limiter = match kind {
             StrLimit::TokenPerKey => &on.token_per_key,
             StrLimit::PostPerUser => &on.post_per_user,
+            StrLimit::DeviceLookupPerUser => &on.device_lookup_per_user,
         };
         limiter
             .check_key(&key.to_owned())
@@ -365,7 +389,11 @@ impl<C: Clock + Clone> Limits<C> {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        for limiter in [&on.token_per_key, &on.post_per_user] {
+        for limiter in [
+            &on.token_per_key,
+            &on.post_per_user,
+            &on.device_lookup_per_user,
+        ] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -383,12 +411,13 @@ impl<C: Clock + Clone> Limits<C> {
         on.ip_limiters().iter().map(|l| l.len()).sum::<usize>()
             + on.token_per_key.len()
             + on.post_per_user.len()
+            + on.device_lookup_per_user.len()
             + on.blocked.len()
     }
 }
 
 impl<C: Clock> Enabled<C> {
-    fn ip_limiters(&self) -> [&Keyed<IpAddr, C>; 7] {
+    fn ip_limiters(&self) -> [&Keyed<IpAddr, C>; 8] {
         [
             &self.challenge,
             &self.token,
@@ -396,6 +425,7 @@ impl<C: Clock> Enabled<C> {
             &self.ws_connect,
             &self.device_init,
             &self.device_poll,
+            &self.device_lookup,
             &self.failed_auth,
         ]
     }
@@ -498,6 +528,8 @@ mod tests {
             (c.post_per_user, 120, 30),
             (c.device_init_per_ip, 10, 5),
             (c.device_poll_per_ip, 60, 20),
+            (c.device_lookup_per_ip, 20, 10),
+            (c.device_lookup_per_user, 20, 10),
         ];
         for (r, per_minute, burst) in pairs {
             assert_eq!((r.per_minute.get(), r.burst.get()), (per_minute, burst));

@@ -30,8 +30,14 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// A path safe to log: any segment that looks like a credential is masked.
+/// A path safe to log: any segment that looks like a credential is masked, and so is the
+/// user code in `/api/native/device/{user_code}`.
 pub fn redact_path(path: &str) -> String {
+    if let Some(rest) = path.strip_prefix("/api/native/device/") {
+        if !rest.is_empty() && rest != "approve" && rest != "deny" {
+            return "/api/native/device/[redacted]".into();
+        }
+    }
     path.split('/')
         .map(|seg| {
             match TokenPrefix::ALL
@@ -189,5 +195,17 @@ mod tests {
             "/api/native/lks_[redacted]/x"
         );
         assert_eq!(redact_path("/api/native/me"), "/api/native/me");
+        assert_eq!(
+            redact_path("/api/native/device/BCDF-GHJK"),
+            "/api/native/device/[redacted]"
+        );
+        assert_eq!(
+            redact_path("/api/native/device/bcdf%20ghjk/x"),
+            "/api/native/device/[redacted]"
+        );
+        assert_eq!(
+            redact_path("/api/native/device/approve"),
+            "/api/native/device/approve"
+        );
     }
 }

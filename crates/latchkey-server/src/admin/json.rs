@@ -21,6 +21,7 @@ fn revoke_reason(r: RevokeReason) -> &'static str {
         RevokeReason::KeyRemoved => "key_removed",
         RevokeReason::UserDisabled => "user_disabled",
         RevokeReason::Admin => "admin",
+        RevokeReason::Replaced => "replaced",
     }
 }
 
@@ -113,6 +114,7 @@ pub fn event_json(event: &Event) -> Value {
                 json!({"reason": reject_reason(*reason), "at": rfc3339(*at)})
             }
             PairingEvent::ChallengeExpired { at } => json!({"at": rfc3339(*at)}),
+            other => super::device_json::device_event_json(other).unwrap_or(Value::Null),
         },
         Event::Room(e) => match e {
             RoomEvent::RoomCreated {

@@ -6,6 +6,7 @@
 //! - `write`: offline management (add, disable/enable user, revoke token) through the
 //!   domain deciders: fold, decide, append with the expected version.
 
+pub mod device_json;
 pub mod json;
 pub mod read;
 pub mod write;

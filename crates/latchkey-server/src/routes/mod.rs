@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod credentials;
+pub mod device;
 pub mod health;
 pub mod native;
 pub mod rooms;
@@ -14,6 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     health::configure(cfg);
     native::configure(cfg);
     credentials::configure(cfg);
+    device::configure(cfg);
     rooms::configure(cfg);
     ws::configure(cfg);
     admin::configure(cfg);

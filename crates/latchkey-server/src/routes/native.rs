@@ -91,6 +91,7 @@ async fn info(core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
             "rooms".into(),
             "websocket".into(),
             "admin".into(),
+            "device-authorization".into(),
         ],
         registration: match core.config().registration {
             Registration::Open => "open".into(),
@@ -169,6 +170,25 @@ async fn me(Authed(auth): Authed, core: web::Data<Core>) -> Result<HttpResponse,
         kind: kind(auth.kind).into(),
         scopes: auth.scopes.iter().map(|s| scope(*s).to_string()).collect(),
         expires_at: auth.expires_at.map(rfc3339),
+        device: device_of(&core, &auth)?,
+    }))
+}
+
+/// The app and device a device token was paired with (`None` for other kinds).
+fn device_of(
+    core: &Core,
+    auth: &latchkey_actors::Auth,
+) -> Result<Option<proto::MeDevice>, ApiError> {
+    if auth.kind != latchkey_domain::TokenKind::Device {
+        return Ok(None);
+    }
+    let row = core
+        .models()
+        .token_by_id(auth.token_id)
+        .map_err(latchkey_actors::CoreError::from)?;
+    Ok(row.map(|r| proto::MeDevice {
+        client_id: r.name,
+        device_name: r.device_name,
     }))
 }
 
