@@ -41,11 +41,17 @@ impl Answer {
     fn oauth_shape(&self, code: &str) {
         assert_eq!(self.body["error"], code, "{}", self.body);
         assert!(
-            self.body["error_description"].as_str().is_some_and(|d| !d.is_empty()),
+            self.body["error_description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
             "no error_description: {}",
             self.body
         );
-        assert!(self.body.get("message").is_none(), "not the OAuth shape: {}", self.body);
+        assert!(
+            self.body.get("message").is_none(),
+            "not the OAuth shape: {}",
+            self.body
+        );
         assert_eq!(self.cache_control, "no-store");
     }
 
@@ -107,7 +113,11 @@ fn poll(server: &Server, device_code: &str) -> Answer {
     form(
         server,
         TOKEN,
-        &[("grant_type", GRANT), ("device_code", device_code), ("client_id", CLIENT)],
+        &[
+            ("grant_type", GRANT),
+            ("device_code", device_code),
+            ("client_id", CLIENT),
+        ],
     )
 }
 
@@ -225,10 +235,21 @@ fn the_oauth2_crate_pairs_a_device_and_honours_slow_down() {
     let access = token.access_token().secret().clone();
     assert!(access.starts_with("lkd_"));
     assert_eq!(*token.token_type(), oauth2::basic::BasicTokenType::Bearer);
-    assert_eq!(token.expires_in(), Some(Duration::from_secs(90 * 24 * 3600)));
-    let scopes: Vec<String> = token.scopes().unwrap().iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        token.expires_in(),
+        Some(Duration::from_secs(90 * 24 * 3600))
+    );
+    let scopes: Vec<String> = token
+        .scopes()
+        .unwrap()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     assert_eq!(scopes, vec!["chat:read", "chat:write"]);
-    let me: MeResponse = server.get("/api/native/me", Some(&access)).expect(200).json();
+    let me: MeResponse = server
+        .get("/api/native/me", Some(&access))
+        .expect(200)
+        .json();
     assert_eq!(me.user.handle, "alice");
     assert_eq!(me.device.unwrap().device_name.as_deref(), Some("tv"));
 }
@@ -256,7 +277,10 @@ fn the_oauth2_crate_sees_a_deny_as_access_denied() {
         .unwrap_err();
     match err {
         oauth2::RequestTokenError::ServerResponse(e) => {
-            assert_eq!(*e.error(), oauth2::DeviceCodeErrorResponseType::AccessDenied)
+            assert_eq!(
+                *e.error(),
+                oauth2::DeviceCodeErrorResponseType::AccessDenied
+            )
         }
         other => panic!("expected access_denied, got {other:?}"),
     }
@@ -276,11 +300,20 @@ fn init_approve_poll_token_me() {
     let uc = s.user_code.as_str();
     assert_eq!(uc.len(), 9);
     assert_eq!(&uc[4..5], "-");
-    assert!(uc.chars().filter(|c| *c != '-').all(|c| "BCDFGHJKLMNPQRSTVWXZ".contains(c)));
+    assert!(uc
+        .chars()
+        .filter(|c| *c != '-')
+        .all(|c| "BCDFGHJKLMNPQRSTVWXZ".contains(c)));
     let uri = b["verification_uri"].as_str().unwrap();
     assert_eq!(uri, format!("{}/device", server.url()));
-    assert_eq!(b["verification_uri_complete"], format!("{uri}?user_code={uc}"));
-    assert!(b.get("comparison_code").is_none(), "no key, no comparison code");
+    assert_eq!(
+        b["verification_uri_complete"],
+        format!("{uri}?user_code={uc}")
+    );
+    assert!(
+        b.get("comparison_code").is_none(),
+        "no key, no comparison code"
+    );
 
     poll(&server, &s.device_code).oauth_error("authorization_pending");
 
@@ -291,11 +324,18 @@ fn init_approve_poll_token_me() {
     assert_eq!(info["device_name"], "tv");
     assert_eq!(info["user_code"], uc);
     assert_eq!(info["scopes"], json!(["chat:read", "chat:write"]));
-    assert_eq!(info["ip"], "127.0.0.0", "truncated under the default retention policy");
+    assert_eq!(
+        info["ip"], "127.0.0.0",
+        "truncated under the default retention policy"
+    );
     assert!(info["key"].is_null());
 
     let approved: Value = server
-        .post_json(APPROVE, &json!({ "user_code": typed, "scopes": ["chat:read"], "expires_in": 2_592_000 }), Some(&alice))
+        .post_json(
+            APPROVE,
+            &json!({ "user_code": typed, "scopes": ["chat:read"], "expires_in": 2_592_000 }),
+            Some(&alice),
+        )
         .expect(200)
         .json();
     assert_eq!(approved["scopes"], json!(["chat:read"]));
@@ -308,7 +348,10 @@ fn init_approve_poll_token_me() {
     assert_eq!(token["scope"], "chat:read");
     assert_eq!(token["expires_in"], 2_592_000);
 
-    let me: MeResponse = server.get("/api/native/me", Some(&access)).expect(200).json();
+    let me: MeResponse = server
+        .get("/api/native/me", Some(&access))
+        .expect(200)
+        .json();
     assert_eq!(me.user.handle, "alice");
     assert_eq!(me.kind, "device");
     assert_eq!(me.scopes, vec!["chat:read".to_string()]);
@@ -322,28 +365,49 @@ fn init_approve_poll_token_me() {
     lookup(&server, &alice, uc).expect_error(404, "not_found");
 
     // The approver's token list shows it with client and device name; revocable.
-    let list: TokenList = server.get("/api/native/tokens", Some(&alice)).expect(200).json();
-    let row = list.tokens.iter().find(|t| t.kind == "device").expect("device token listed");
+    let list: TokenList = server
+        .get("/api/native/tokens", Some(&alice))
+        .expect(200)
+        .json();
+    let row = list
+        .tokens
+        .iter()
+        .find(|t| t.kind == "device")
+        .expect("device token listed");
     assert_eq!(row.name.as_deref(), Some(CLIENT));
     assert_eq!(row.device_name.as_deref(), Some("tv"));
     assert_eq!(row.prefix, "lkd_");
     server
         .delete(&format!("/api/native/tokens/{}", row.id), &alice)
         .expect(204);
-    server.get("/api/native/me", Some(&access)).expect_error(401, "unauthorized");
+    server
+        .get("/api/native/me", Some(&access))
+        .expect_error(401, "unauthorized");
 }
 
 #[test]
 fn json_bodies_work_like_forms_and_every_answer_is_no_store() {
     let server = Server::start(&[]);
     let (_, alice) = session(&server, "alice");
-    let a = json_post(&server, CODE, &json!({ "client_id": CLIENT, "device_name": "tv" }));
+    let a = json_post(
+        &server,
+        CODE,
+        &json!({ "client_id": CLIENT, "device_name": "tv" }),
+    );
     let dc = a.ok()["device_code"].as_str().unwrap().to_string();
     let uc = a.body["user_code"].as_str().unwrap().to_string();
-    json_post(&server, TOKEN, &json!({ "grant_type": GRANT, "device_code": dc, "client_id": CLIENT }))
-        .oauth_error("authorization_pending");
+    json_post(
+        &server,
+        TOKEN,
+        &json!({ "grant_type": GRANT, "device_code": dc, "client_id": CLIENT }),
+    )
+    .oauth_error("authorization_pending");
     approve(&server, &alice, &uc).expect(200);
-    let t = json_post(&server, TOKEN, &json!({ "grant_type": GRANT, "device_code": dc, "client_id": CLIENT }));
+    let t = json_post(
+        &server,
+        TOKEN,
+        &json!({ "grant_type": GRANT, "device_code": dc, "client_id": CLIENT }),
+    );
     assert!(t.ok()["access_token"].as_str().unwrap().starts_with("lkd_"));
     // A wrong method still answers in the OAuth shape, never cached.
     let get = answer(ureq::get(&format!("{}{TOKEN}", server.url())).call());
@@ -414,8 +478,15 @@ fn two_concurrent_approvals_exactly_one_wins() {
             let b = scope.spawn(|| approve(&server, &bob, &s.user_code).status);
             vec![a.join().unwrap(), b.join().unwrap()]
         });
-        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
-        assert!(statuses.iter().all(|s| *s == 200 || *s == 409 || *s == 404), "{statuses:?}");
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| *s == 200 || *s == 409 || *s == 404),
+            "{statuses:?}"
+        );
         let t = redeem(&server, &s.device_code);
         let me: MeResponse = server
             .get("/api/native/me", t["access_token"].as_str())
@@ -437,12 +508,17 @@ fn only_a_session_may_look_up_approve_or_deny() {
     let pat = pat["token"].as_str().unwrap().to_string();
     let s = start(&server, &[]);
     approve(&server, &alice, &s.user_code).expect(200);
-    let device = redeem(&server, &s.device_code)["access_token"].as_str().unwrap().to_string();
+    let device = redeem(&server, &s.device_code)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let other = start(&server, &[]);
     for token in [&pat, &device] {
-        lookup(&server, token, &other.user_code).expect_error(403, "interactive_credential_required");
-        approve(&server, token, &other.user_code).expect_error(403, "interactive_credential_required");
+        lookup(&server, token, &other.user_code)
+            .expect_error(403, "interactive_credential_required");
+        approve(&server, token, &other.user_code)
+            .expect_error(403, "interactive_credential_required");
         server
             .post_json(DENY, &json!({ "user_code": other.user_code }), Some(token))
             .expect_error(403, "interactive_credential_required");
@@ -452,14 +528,19 @@ fn only_a_session_may_look_up_approve_or_deny() {
             .expect_error(403, "interactive_credential_required");
     }
     lookup(&server, &alice, &other.user_code).expect(200);
-    server.get(&format!("/api/native/device/{}", other.user_code), None).expect_error(401, "unauthorized");
+    server
+        .get(&format!("/api/native/device/{}", other.user_code), None)
+        .expect_error(401, "unauthorized");
 }
 
 // ---- key enrollment ----
 
 fn comparison(user_code: &str, fingerprint: &str) -> String {
     let d = Sha256::digest(format!("latchkey-compare-v1\n{user_code}\n{fingerprint}").as_bytes());
-    format!("{:06}", u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000)
+    format!(
+        "{:06}",
+        u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000
+    )
 }
 
 #[test]
@@ -472,7 +553,10 @@ fn a_proven_key_is_enrolled_and_signs_in_as_the_approver() {
     let own = comparison(&s.user_code, &device_key.fingerprint());
     assert_eq!(s.body["comparison_code"], own);
     let info: Value = lookup(&server, &alice, &s.user_code).expect(200).json();
-    assert_eq!(info["key"]["comparison_code"], own, "both screens show the same digits");
+    assert_eq!(
+        info["key"]["comparison_code"], own,
+        "both screens show the same digits"
+    );
     assert_eq!(info["key"]["fingerprint"], device_key.fingerprint());
     assert_eq!(info["key"]["proven"], false);
     approve(&server, &alice, &s.user_code).expect_error(409, "key_not_proven");
@@ -485,20 +569,45 @@ fn a_proven_key_is_enrolled_and_signs_in_as_the_approver() {
     let stranger = Key::generate(server.scratch(), "ed25519", "stranger");
     let bad = stranger.sign(message.as_bytes(), NAMESPACE);
     let challenge_id = ch["challenge_id"].as_str().unwrap();
-    form(&server, PROVE, &[("device_code", &s.device_code), ("challenge_id", challenge_id), ("signature", &bad)])
-        .oauth_error("invalid_grant");
+    form(
+        &server,
+        PROVE,
+        &[
+            ("device_code", &s.device_code),
+            ("challenge_id", challenge_id),
+            ("signature", &bad),
+        ],
+    )
+    .oauth_error("invalid_grant");
     // The proof challenge is no sign-in challenge.
-    server.redeem(challenge_id, &bad, None).expect_error(401, "challenge_invalid");
+    server
+        .redeem(challenge_id, &bad, None)
+        .expect_error(401, "challenge_invalid");
     let sig = device_key.sign(message.as_bytes(), NAMESPACE);
-    let p = form(&server, PROVE, &[("device_code", &s.device_code), ("challenge_id", challenge_id), ("signature", &sig)]);
+    let p = form(
+        &server,
+        PROVE,
+        &[
+            ("device_code", &s.device_code),
+            ("challenge_id", challenge_id),
+            ("signature", &sig),
+        ],
+    );
     assert_eq!(p.ok()["status"], "proven");
     let info: Value = lookup(&server, &alice, &s.user_code).expect(200).json();
     assert_eq!(info["key"]["proven"], true);
 
     let approved: Value = approve(&server, &alice, &s.user_code).expect(200).json();
     assert_eq!(approved["key_added"], device_key.fingerprint());
-    let keys: Value = server.get("/api/native/keys", Some(&alice)).expect(200).json();
-    assert!(keys["keys"].as_array().unwrap().iter().any(|k| k["fingerprint"] == device_key.fingerprint()));
+    let keys: Value = server
+        .get("/api/native/keys", Some(&alice))
+        .expect(200)
+        .json();
+    assert!(keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["fingerprint"] == device_key.fingerprint()));
     // The device signs in on its own, through the ordinary §6 flow, as alice.
     let signed = server.sign_in(&device_key, None);
     assert_eq!(signed.user.handle, "alice");
@@ -523,11 +632,26 @@ fn a_relay_that_swaps_the_key_shows_different_codes_and_adds_no_key() {
     let message = s.body["key_challenge"]["message"].as_str().unwrap();
     let challenge_id = s.body["key_challenge"]["challenge_id"].as_str().unwrap();
     let sig = device_key.sign(message.as_bytes(), NAMESPACE);
-    form(&server, PROVE, &[("device_code", &s.device_code), ("challenge_id", challenge_id), ("signature", &sig)])
-        .oauth_error("invalid_grant");
+    form(
+        &server,
+        PROVE,
+        &[
+            ("device_code", &s.device_code),
+            ("challenge_id", challenge_id),
+            ("signature", &sig),
+        ],
+    )
+    .oauth_error("invalid_grant");
     approve(&server, &alice, &s.user_code).expect_error(409, "key_not_proven");
-    let keys: Value = server.get("/api/native/keys", Some(&alice)).expect(200).json();
-    assert_eq!(keys["keys"].as_array().unwrap().len(), 1, "no key added: {keys}");
+    let keys: Value = server
+        .get("/api/native/keys", Some(&alice))
+        .expect(200)
+        .json();
+    assert_eq!(
+        keys["keys"].as_array().unwrap().len(),
+        1,
+        "no key added: {keys}"
+    );
     // Neither key signs in as alice.
     for k in [&device_key, &relay_key] {
         let ch = server.challenge(&k.pubkey());
@@ -535,7 +659,10 @@ fn a_relay_that_swaps_the_key_shows_different_codes_and_adds_no_key() {
         let r = server.redeem(&ch.challenge_id, &sig, None);
         if r.status == 201 {
             let t: Value = r.json();
-            assert_ne!(t["user"]["handle"], "alice", "a relay key signed in as alice");
+            assert_ne!(
+                t["user"]["handle"], "alice",
+                "a relay key signed in as alice"
+            );
         }
     }
 }
@@ -548,10 +675,16 @@ fn revoking_a_device_token_closes_its_websocket_with_4001() {
     let (_, alice) = session(&server, "alice");
     let s = start(&server, &[]);
     approve(&server, &alice, &s.user_code).expect(200);
-    let token = redeem(&server, &s.device_code)["access_token"].as_str().unwrap().to_string();
+    let token = redeem(&server, &s.device_code)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (mut ws, hello) = crate::chat::live(&server, &token);
     assert!(hello["user_id"].is_string());
-    let me: MeResponse = server.get("/api/native/me", Some(&token)).expect(200).json();
+    let me: MeResponse = server
+        .get("/api/native/me", Some(&token))
+        .expect(200)
+        .json();
     server
         .delete(&format!("/api/native/tokens/{}", me.token_id), &alice)
         .expect(204);
@@ -567,24 +700,42 @@ fn re_pairing_the_same_device_revokes_the_earlier_token() {
     let first = {
         let s = start(&server, &[]);
         approve(&server, &alice, &s.user_code).expect(200);
-        redeem(&server, &s.device_code)["access_token"].as_str().unwrap().to_string()
+        redeem(&server, &s.device_code)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     let second = {
         let s = start(&server, &[]);
         approve(&server, &alice, &s.user_code).expect(200);
-        redeem(&server, &s.device_code)["access_token"].as_str().unwrap().to_string()
+        redeem(&server, &s.device_code)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
-    server.get("/api/native/me", Some(&first)).expect_error(401, "unauthorized");
+    server
+        .get("/api/native/me", Some(&first))
+        .expect_error(401, "unauthorized");
     server.get("/api/native/me", Some(&second)).expect(200);
     // Another device of the same app keeps its own token.
-    let kitchen = json_post(&server, CODE, &json!({ "client_id": CLIENT, "device_name": "kitchen" }));
+    let kitchen = json_post(
+        &server,
+        CODE,
+        &json!({ "client_id": CLIENT, "device_name": "kitchen" }),
+    );
     let uc = kitchen.ok()["user_code"].as_str().unwrap().to_string();
     approve(&server, &alice, &uc).expect(200);
     let dc = kitchen.body["device_code"].as_str().unwrap().to_string();
-    let third = redeem(&server, &dc)["access_token"].as_str().unwrap().to_string();
+    let third = redeem(&server, &dc)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     server.get("/api/native/me", Some(&second)).expect(200);
     server.get("/api/native/me", Some(&third)).expect(200);
-    let list: TokenList = server.get("/api/native/tokens", Some(&alice)).expect(200).json();
+    let list: TokenList = server
+        .get("/api/native/tokens", Some(&alice))
+        .expect(200)
+        .json();
     assert_eq!(list.tokens.iter().filter(|t| t.kind == "device").count(), 2);
 }
 
@@ -604,12 +755,30 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
         (vec![("client_id", "")], "invalid_request"),
         (vec![("client_id", &long)], "invalid_request"),
         (vec![("client_id", "tv\u{1b}[2J")], "invalid_request"),
-        (vec![("client_id", "tv"), ("device_name", "a\nb")], "invalid_request"),
-        (vec![("client_id", "tv"), ("device_name", &long)], "invalid_request"),
-        (vec![("client_id", "tv"), ("scope", "admin")], "invalid_scope"),
-        (vec![("client_id", "tv"), ("scope", "chat:read openid")], "invalid_scope"),
-        (vec![("client_id", "tv"), ("public_key", "ssh-rsa AAAA")], "invalid_request"),
-        (vec![("client_id", "a"), ("client_id", "b")], "invalid_request"),
+        (
+            vec![("client_id", "tv"), ("device_name", "a\nb")],
+            "invalid_request",
+        ),
+        (
+            vec![("client_id", "tv"), ("device_name", &long)],
+            "invalid_request",
+        ),
+        (
+            vec![("client_id", "tv"), ("scope", "admin")],
+            "invalid_scope",
+        ),
+        (
+            vec![("client_id", "tv"), ("scope", "chat:read openid")],
+            "invalid_scope",
+        ),
+        (
+            vec![("client_id", "tv"), ("public_key", "ssh-rsa AAAA")],
+            "invalid_request",
+        ),
+        (
+            vec![("client_id", "a"), ("client_id", "b")],
+            "invalid_request",
+        ),
     ];
     for (pairs, code) in &cases {
         form(&server, CODE, pairs).oauth_error(code);
@@ -637,12 +806,42 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
 
     let s = start(&server, &[]);
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
-        (vec![("device_code", &s.device_code), ("client_id", CLIENT)], "invalid_request"),
-        (vec![("grant_type", "authorization_code"), ("device_code", &s.device_code), ("client_id", CLIENT)], "unsupported_grant_type"),
-        (vec![("grant_type", GRANT), ("client_id", CLIENT)], "invalid_request"),
-        (vec![("grant_type", GRANT), ("device_code", &s.device_code)], "invalid_request"),
-        (vec![("grant_type", GRANT), ("device_code", "nope"), ("client_id", CLIENT)], "invalid_grant"),
-        (vec![("grant_type", GRANT), ("device_code", &s.device_code), ("client_id", "Other App")], "invalid_client"),
+        (
+            vec![("device_code", &s.device_code), ("client_id", CLIENT)],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", "authorization_code"),
+                ("device_code", &s.device_code),
+                ("client_id", CLIENT),
+            ],
+            "unsupported_grant_type",
+        ),
+        (
+            vec![("grant_type", GRANT), ("client_id", CLIENT)],
+            "invalid_request",
+        ),
+        (
+            vec![("grant_type", GRANT), ("device_code", &s.device_code)],
+            "invalid_request",
+        ),
+        (
+            vec![
+                ("grant_type", GRANT),
+                ("device_code", "nope"),
+                ("client_id", CLIENT),
+            ],
+            "invalid_grant",
+        ),
+        (
+            vec![
+                ("grant_type", GRANT),
+                ("device_code", &s.device_code),
+                ("client_id", "Other App"),
+            ],
+            "invalid_client",
+        ),
     ];
     for (pairs, code) in &cases {
         form(&server, TOKEN, pairs).oauth_error(code);
@@ -650,8 +849,16 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
     form(&server, CANCEL, &[]).oauth_error("invalid_request");
     form(&server, CANCEL, &[("device_code", "nope")]).oauth_error("invalid_grant");
     form(&server, PROVE, &[("device_code", &s.device_code)]).oauth_error("invalid_request");
-    form(&server, PROVE, &[("device_code", &s.device_code), ("challenge_id", "x"), ("signature", "y")])
-        .oauth_error("invalid_request");
+    form(
+        &server,
+        PROVE,
+        &[
+            ("device_code", &s.device_code),
+            ("challenge_id", "x"),
+            ("signature", "y"),
+        ],
+    )
+    .oauth_error("invalid_request");
 }
 
 #[test]
@@ -667,19 +874,28 @@ fn malformed_approvals_get_json_errors() {
         json!({ "user_code": s.user_code, "name": "a\u{7}b" }),
         json!({ "user_code": 5 }),
     ] {
-        server.post_json(APPROVE, &body, Some(&alice)).expect_error(400, "invalid_request");
+        server
+            .post_json(APPROVE, &body, Some(&alice))
+            .expect_error(400, "invalid_request");
     }
     for code in ["AAAA-AAAA", "BCDF-GHJ", "zzzz-zzzz%2F..", "BCDF-GHJKL"] {
         lookup(&server, &alice, code).expect_error(404, "not_found");
     }
     // Never expires: null.
     let v: Value = server
-        .post_json(APPROVE, &json!({ "user_code": s.user_code, "expires_in": null }), Some(&alice))
+        .post_json(
+            APPROVE,
+            &json!({ "user_code": s.user_code, "expires_in": null }),
+            Some(&alice),
+        )
         .expect(200)
         .json();
     assert!(v["token_expires_in"].is_null());
     let t = redeem(&server, &s.device_code);
-    assert!(t.get("expires_in").is_none(), "a token that never expires: {t}");
+    assert!(
+        t.get("expires_in").is_none(),
+        "a token that never expires: {t}"
+    );
 }
 
 #[test]
@@ -689,10 +905,21 @@ fn device_codes_and_user_codes_never_reach_the_log() {
     let s = start(&server, &[]);
     lookup(&server, &alice, &s.user_code).expect(200);
     approve(&server, &alice, &s.user_code).expect(200);
-    let token = redeem(&server, &s.device_code)["access_token"].as_str().unwrap().to_string();
+    let token = redeem(&server, &s.device_code)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let log = server.log();
-    assert!(log.contains("/api/native/device/[redacted]"), "the access log names the route");
-    for secret in [&s.device_code, &s.user_code, &s.user_code.replace('-', ""), &token] {
+    assert!(
+        log.contains("/api/native/device/[redacted]"),
+        "the access log names the route"
+    );
+    for secret in [
+        &s.device_code,
+        &s.user_code,
+        &s.user_code.replace('-', ""),
+        &token,
+    ] {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
     }
 }
@@ -720,7 +947,11 @@ fn user_code_lookups_are_rate_limited_per_address() {
 fn info_lists_the_device_flow() {
     let server = Server::start(&[]);
     let info: Value = server.get("/api/native/info", None).expect(200).json();
-    assert!(info["capabilities"].as_array().unwrap().iter().any(|c| c == "device-authorization"));
+    assert!(info["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "device-authorization"));
 }
 
 // ---- golden bytes ----

@@ -10,16 +10,16 @@ use crate::clock;
 use crate::core::{Auth, Core, CoreError};
 use crate::entity::{ExecError, Executed};
 use latchkey_domain::device::{
-    self, Approval, DeviceCommand, DeviceError, DeviceState, DeviceStatus, PollClock,
-    PollVerdict, RequestDevice,
+    self, Approval, DeviceCommand, DeviceError, DeviceState, DeviceStatus, PollClock, PollVerdict,
+    RequestDevice,
 };
 use latchkey_domain::sshkey::{self, KeyError};
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
-use latchkey_domain::usercode::{self, UserCode, USER_CODE_RANDOM_BYTES};
 use latchkey_domain::user::MintToken;
+use latchkey_domain::usercode::{self, UserCode, USER_CODE_RANDOM_BYTES};
 use latchkey_domain::{
-    Actor as Who, KeyChallenge, KeyId, PairingCommand, PairingDecider, PairingError,
-    PairingState, PairingId, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserError,
+    Actor as Who, KeyChallenge, KeyId, PairingCommand, PairingDecider, PairingError, PairingId,
+    PairingState, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserError,
 };
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -264,7 +264,10 @@ impl DeviceBook {
     }
 
     fn claim(&self, hash: [u8; 32]) -> bool {
-        self.claims.lock().map(|mut c| c.insert(hash)).unwrap_or(false)
+        self.claims
+            .lock()
+            .map(|mut c| c.insert(hash))
+            .unwrap_or(false)
     }
 
     fn release(&self, hash: &[u8; 32]) {
@@ -319,7 +322,11 @@ impl Core {
                 continue;
             };
             let hash = code.hash();
-            if self.models().devices().pending_by_user_code(&hash)?.is_none()
+            if self
+                .models()
+                .devices()
+                .pending_by_user_code(&hash)?
+                .is_none()
                 && self.device_book().claim(hash)
             {
                 return Ok(code);
@@ -394,7 +401,9 @@ impl Core {
             signature: signature.to_string(),
             now: clock::now(),
         };
-        self.device_command(id, cmd, Who::Anonymous).await.map(|_| ())
+        self.device_command(id, cmd, Who::Anonymous)
+            .await
+            .map(|_| ())
     }
 
     /// The device gives up.
@@ -443,7 +452,11 @@ impl Core {
     ) -> Result<DeviceToken, DeviceFlowError> {
         let token_id = TokenId(Uuid::new_v4());
         let out = self
-            .device_command(id, DeviceCommand::IssueToken { token_id, now }, Who::Anonymous)
+            .device_command(
+                id,
+                DeviceCommand::IssueToken { token_id, now },
+                Who::Anonymous,
+            )
             .await?;
         self.device_book().forget(id);
         let approval: Approval = match out.state {
@@ -547,7 +560,9 @@ impl Core {
             key_id: KeyId(Uuid::new_v4()),
             now,
         };
-        let out = self.device_command(id, cmd, Who::User(auth.user_id)).await?;
+        let out = self
+            .device_command(id, cmd, Who::User(auth.user_id))
+            .await?;
         let PairingState::Device(after) = out.state else {
             return Err(CoreError::Internal("approved a non-device stream".into()).into());
         };

@@ -145,7 +145,10 @@ impl DeviceState {
     pub fn is_terminal(&self) -> bool {
         matches!(
             self.status,
-            DeviceStatus::Issued { .. } | DeviceStatus::Denied { .. } | DeviceStatus::Cancelled { .. } | DeviceStatus::Expired { .. }
+            DeviceStatus::Issued { .. }
+                | DeviceStatus::Denied { .. }
+                | DeviceStatus::Cancelled { .. }
+                | DeviceStatus::Expired { .. }
         )
     }
 }
@@ -350,7 +353,9 @@ pub fn decide(
         DeviceCommand::Cancel { now } => match closed(state, *now) {
             Some(DeviceError::Cancelled) => Ok(vec![]),
             Some(e) => Err(e),
-            None => Ok(vec![PairingEvent::DeviceAuthorizationCancelled { at: *now }]),
+            None => Ok(vec![PairingEvent::DeviceAuthorizationCancelled {
+                at: *now,
+            }]),
         },
         DeviceCommand::IssueToken { token_id, now } => {
             if let Some(e) = closed(state, *now) {
@@ -445,7 +450,15 @@ fn prove(
 }
 
 fn approve(state: &DeviceState, cmd: &DeviceCommand) -> Result<Vec<PairingEvent>, DeviceError> {
-    let DeviceCommand::Approve { by, scopes, name, token_ttl_secs, key_id, now } = cmd else {
+    let DeviceCommand::Approve {
+        by,
+        scopes,
+        name,
+        token_ttl_secs,
+        key_id,
+        now,
+    } = cmd
+    else {
         return Err(DeviceError::NotFound);
     };
     pending(state, *now)?;
@@ -522,7 +535,14 @@ pub fn evolve(state: Option<DeviceState>, event: &PairingEvent) -> Option<Device
     };
     match event {
         PairingEvent::DeviceKeyProven { .. } => state.key_proven = true,
-        PairingEvent::DeviceApproved { by, scopes, device_name, token_ttl_secs, key_id, at } => {
+        PairingEvent::DeviceApproved {
+            by,
+            scopes,
+            device_name,
+            token_ttl_secs,
+            key_id,
+            at,
+        } => {
             state.status = DeviceStatus::Approved(Approval {
                 by: *by,
                 scopes: scopes.clone(),
@@ -532,7 +552,9 @@ pub fn evolve(state: Option<DeviceState>, event: &PairingEvent) -> Option<Device
                 at: *at,
             })
         }
-        PairingEvent::DeviceDenied { by, at } => state.status = DeviceStatus::Denied { by: *by, at: *at },
+        PairingEvent::DeviceDenied { by, at } => {
+            state.status = DeviceStatus::Denied { by: *by, at: *at }
+        }
         PairingEvent::DeviceAuthorizationCancelled { at } => {
             state.status = DeviceStatus::Cancelled { at: *at }
         }

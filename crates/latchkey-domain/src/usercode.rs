@@ -110,7 +110,10 @@ mod tests {
     fn generation_is_canonical_and_uses_only_the_alphabet() {
         let code = UserCode::generate(&[0, 1, 2, 3, 19, 20, 239, 40]).unwrap();
         assert_eq!(code.expose(), "BCDF-ZBZB");
-        assert!(code.expose().chars().all(|c| c == '-' || ALPHABET.contains(&(c as u8))));
+        assert!(code
+            .expose()
+            .chars()
+            .all(|c| c == '-' || ALPHABET.contains(&(c as u8))));
     }
 
     #[test]
@@ -138,7 +141,13 @@ mod tests {
     #[test]
     fn input_is_case_insensitive_and_ignores_dashes_and_spaces() {
         let canonical = UserCode::parse("BCDF-GHJK").unwrap();
-        for typed in ["bcdfghjk", "bcdf-ghjk", " BcDf GhJk ", "B-C-D-F-G-H-J-K", "bcdf\tghjk"] {
+        for typed in [
+            "bcdfghjk",
+            "bcdf-ghjk",
+            " BcDf GhJk ",
+            "B-C-D-F-G-H-J-K",
+            "bcdf\tghjk",
+        ] {
             assert_eq!(UserCode::parse(typed).unwrap(), canonical, "{typed}");
         }
         assert_eq!(canonical.expose(), "BCDF-GHJK");
@@ -146,7 +155,15 @@ mod tests {
 
     #[test]
     fn malformed_input_is_refused() {
-        for bad in ["", "BCDF-GHJ", "BCDF-GHJKL", "ABCD-EFGH", "BCDF-GHJ1", "BCDF-GHJÄ", &"B".repeat(100)] {
+        for bad in [
+            "",
+            "BCDF-GHJ",
+            "BCDF-GHJKL",
+            "ABCD-EFGH",
+            "BCDF-GHJ1",
+            "BCDF-GHJÄ",
+            &"B".repeat(100),
+        ] {
             assert_eq!(UserCode::parse(bad), Err(UserCodeError::Malformed), "{bad}");
         }
     }

@@ -253,7 +253,11 @@ impl OAuthFailure {
 
     /// 400 `invalid_request`.
     pub fn invalid_request(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, oauth_codes::INVALID_REQUEST, description)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            oauth_codes::INVALID_REQUEST,
+            description,
+        )
     }
 
     /// 400 `invalid_scope`.
@@ -317,7 +321,13 @@ impl OAuthFailure {
 
 impl fmt::Display for OAuthFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.description)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.description
+        )
     }
 }
 

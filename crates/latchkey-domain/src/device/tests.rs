@@ -149,7 +149,9 @@ fn a_request_defaults_to_both_chat_scopes_and_lives_600_seconds() {
 #[test]
 fn a_request_keeps_the_key_challenge() {
     given_nothing::<PairingDecider>()
-        .when(cmd(DeviceCommand::Request(request_cmd(Some(key_challenge())))))
+        .when(cmd(DeviceCommand::Request(request_cmd(Some(
+            key_challenge(),
+        )))))
         .then(vec![requested_keyed()]);
 }
 
@@ -237,7 +239,13 @@ fn an_approval_records_the_approver_and_grant() {
     let state = given(vec![requested()])
         .when(approve_by(alice(), secs(30)))
         .then(vec![approved(alice(), secs(30))]);
-    assert!(matches!(state, PairingState::Device(DeviceState { status: DeviceStatus::Approved(_), .. })));
+    assert!(matches!(
+        state,
+        PairingState::Device(DeviceState {
+            status: DeviceStatus::Approved(_),
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -334,7 +342,10 @@ fn of_two_approvals_only_the_first_wins() {
 
 #[test]
 fn denied_cancelled_and_expired_requests_can_never_be_approved() {
-    let denied = PairingEvent::DeviceDenied { by: bob(), at: secs(1) };
+    let denied = PairingEvent::DeviceDenied {
+        by: bob(),
+        at: secs(1),
+    };
     let cancelled = PairingEvent::DeviceAuthorizationCancelled { at: secs(1) };
     let expired = PairingEvent::DeviceAuthorizationExpired { at: secs(600) };
     given(vec![requested(), denied])
@@ -354,7 +365,10 @@ fn denied_cancelled_and_expired_requests_can_never_be_approved() {
 
 #[test]
 fn a_redeemed_request_cannot_be_approved_again() {
-    let issued = PairingEvent::DeviceTokenIssued { token_id: token_id(), at: secs(5) };
+    let issued = PairingEvent::DeviceTokenIssued {
+        token_id: token_id(),
+        at: secs(5),
+    };
     given(vec![requested(), approved(alice(), secs(1)), issued])
         .when(approve_by(alice(), secs(6)))
         .then_error(err(DeviceError::Redeemed));
@@ -363,18 +377,30 @@ fn a_redeemed_request_cannot_be_approved_again() {
 #[test]
 fn a_deny_closes_a_pending_request() {
     let state = given(vec![requested()])
-        .when(cmd(DeviceCommand::Deny { by: bob(), now: secs(3) }))
-        .then(vec![PairingEvent::DeviceDenied { by: bob(), at: secs(3) }]);
+        .when(cmd(DeviceCommand::Deny {
+            by: bob(),
+            now: secs(3),
+        }))
+        .then(vec![PairingEvent::DeviceDenied {
+            by: bob(),
+            at: secs(3),
+        }]);
     assert!(PairingDecider::is_terminal(&state));
 }
 
 #[test]
 fn a_deny_after_approval_or_expiry_is_refused() {
     given(vec![requested(), approved(alice(), secs(1))])
-        .when(cmd(DeviceCommand::Deny { by: bob(), now: secs(3) }))
+        .when(cmd(DeviceCommand::Deny {
+            by: bob(),
+            now: secs(3),
+        }))
         .then_error(err(DeviceError::AlreadyApproved));
     given(vec![requested()])
-        .when(cmd(DeviceCommand::Deny { by: bob(), now: secs(700) }))
+        .when(cmd(DeviceCommand::Deny {
+            by: bob(),
+            now: secs(700),
+        }))
         .then_error(err(DeviceError::Expired));
 }
 
@@ -409,9 +435,12 @@ fn a_signature_by_the_key_proves_it() {
     };
     assert!(d.key_proven);
     // A second proof changes nothing.
-    given(vec![requested_keyed(), PairingEvent::DeviceKeyProven { at: secs(2) }])
-        .when(prove(proof_signature(3), secs(3)))
-        .then_nothing();
+    given(vec![
+        requested_keyed(),
+        PairingEvent::DeviceKeyProven { at: secs(2) },
+    ])
+    .when(prove(proof_signature(3), secs(3)))
+    .then_nothing();
 }
 
 #[test]
@@ -447,9 +476,15 @@ fn a_proof_names_this_request_and_needs_a_key() {
 
 #[test]
 fn a_proof_on_a_denied_request_is_refused() {
-    given(vec![requested_keyed(), PairingEvent::DeviceDenied { by: bob(), at: secs(1) }])
-        .when(prove(proof_signature(3), secs(2)))
-        .then_error(err(DeviceError::Denied));
+    given(vec![
+        requested_keyed(),
+        PairingEvent::DeviceDenied {
+            by: bob(),
+            at: secs(1),
+        },
+    ])
+    .when(prove(proof_signature(3), secs(2)))
+    .then_error(err(DeviceError::Denied));
 }
 
 #[test]
@@ -479,13 +514,22 @@ fn a_device_may_cancel_pending_or_approved_requests_once() {
 
 #[test]
 fn a_cancel_after_redemption_deny_or_expiry_is_refused() {
-    let issued = PairingEvent::DeviceTokenIssued { token_id: token_id(), at: secs(5) };
+    let issued = PairingEvent::DeviceTokenIssued {
+        token_id: token_id(),
+        at: secs(5),
+    };
     given(vec![requested(), approved(alice(), secs(1)), issued])
         .when(cmd(DeviceCommand::Cancel { now: secs(6) }))
         .then_error(err(DeviceError::Redeemed));
-    given(vec![requested(), PairingEvent::DeviceDenied { by: bob(), at: secs(1) }])
-        .when(cmd(DeviceCommand::Cancel { now: secs(6) }))
-        .then_error(err(DeviceError::Denied));
+    given(vec![
+        requested(),
+        PairingEvent::DeviceDenied {
+            by: bob(),
+            at: secs(1),
+        },
+    ])
+    .when(cmd(DeviceCommand::Cancel { now: secs(6) }))
+    .then_error(err(DeviceError::Denied));
     given(vec![requested()])
         .when(cmd(DeviceCommand::Cancel { now: secs(600) }))
         .then_error(err(DeviceError::Expired));
@@ -495,7 +539,10 @@ fn a_cancel_after_redemption_deny_or_expiry_is_refused() {
 
 #[test]
 fn an_approved_code_is_redeemed_once() {
-    let issued = PairingEvent::DeviceTokenIssued { token_id: token_id(), at: secs(65) };
+    let issued = PairingEvent::DeviceTokenIssued {
+        token_id: token_id(),
+        at: secs(65),
+    };
     let state = given(vec![requested(), approved(alice(), secs(1))])
         .when(issue(secs(65)))
         .then(vec![issued.clone()]);
@@ -510,9 +557,15 @@ fn a_pending_denied_or_expired_code_is_not_redeemed() {
     given(vec![requested()])
         .when(issue(secs(5)))
         .then_error(err(DeviceError::NotApproved));
-    given(vec![requested(), PairingEvent::DeviceDenied { by: bob(), at: secs(1) }])
-        .when(issue(secs(5)))
-        .then_error(err(DeviceError::Denied));
+    given(vec![
+        requested(),
+        PairingEvent::DeviceDenied {
+            by: bob(),
+            at: secs(1),
+        },
+    ])
+    .when(issue(secs(5)))
+    .then_error(err(DeviceError::Denied));
     given(vec![requested(), approved(alice(), secs(1))])
         .when(issue(secs(600)))
         .then_error(err(DeviceError::Expired));
@@ -522,25 +575,38 @@ fn a_pending_denied_or_expired_code_is_not_redeemed() {
 
 #[test]
 fn the_sweeper_expires_pending_and_unredeemed_requests_after_600_seconds() {
-    given(vec![requested()]).when(expire(secs(599))).then_nothing();
-    let state = given(vec![requested()])
-        .when(expire(secs(600)))
-        .then(vec![PairingEvent::DeviceAuthorizationExpired { at: secs(600) }]);
+    given(vec![requested()])
+        .when(expire(secs(599)))
+        .then_nothing();
+    let state = given(vec![requested()]).when(expire(secs(600))).then(vec![
+        PairingEvent::DeviceAuthorizationExpired { at: secs(600) },
+    ]);
     assert!(PairingDecider::is_terminal(&state));
     given(vec![requested(), approved(alice(), secs(1))])
         .when(expire(secs(601)))
-        .then(vec![PairingEvent::DeviceAuthorizationExpired { at: secs(601) }]);
+        .then(vec![PairingEvent::DeviceAuthorizationExpired {
+            at: secs(601),
+        }]);
 }
 
 #[test]
 fn the_sweeper_leaves_closed_requests_alone() {
-    let issued = PairingEvent::DeviceTokenIssued { token_id: token_id(), at: secs(5) };
+    let issued = PairingEvent::DeviceTokenIssued {
+        token_id: token_id(),
+        at: secs(5),
+    };
     given(vec![requested(), approved(alice(), secs(1)), issued])
         .when(expire(secs(700)))
         .then_nothing();
-    given(vec![requested(), PairingEvent::DeviceDenied { by: bob(), at: secs(1) }])
-        .when(expire(secs(700)))
-        .then_nothing();
+    given(vec![
+        requested(),
+        PairingEvent::DeviceDenied {
+            by: bob(),
+            at: secs(1),
+        },
+    ])
+    .when(expire(secs(700)))
+    .then_nothing();
 }
 
 // ---- The poll rule ----
@@ -557,7 +623,13 @@ fn a_first_poll_is_never_slow_down() {
     let d = state_of(&[requested()]);
     let (v, clock) = poll(&d, "Living Room TV", None, secs(0));
     assert_eq!(v, PollVerdict::Pending);
-    assert_eq!(clock, Some(PollClock { last_poll: secs(0), interval_secs: 5 }));
+    assert_eq!(
+        clock,
+        Some(PollClock {
+            last_poll: secs(0),
+            interval_secs: 5
+        })
+    );
 }
 
 #[test]
@@ -578,35 +650,77 @@ fn polling_faster_than_the_interval_adds_5_seconds_for_good() {
 
 #[test]
 fn only_pending_requests_get_slow_down() {
-    let fast = Some(PollClock { last_poll: secs(10), interval_secs: 5 });
+    let fast = Some(PollClock {
+        last_poll: secs(10),
+        interval_secs: 5,
+    });
     let approved_state = state_of(&[requested(), approved(alice(), secs(1))]);
-    assert_eq!(poll(&approved_state, "Living Room TV", fast, secs(11)).0, PollVerdict::Redeem);
-    let denied = state_of(&[requested(), PairingEvent::DeviceDenied { by: bob(), at: secs(1) }]);
-    assert_eq!(poll(&denied, "Living Room TV", fast, secs(11)).0, PollVerdict::AccessDenied);
-    let cancelled = state_of(&[requested(), PairingEvent::DeviceAuthorizationCancelled { at: secs(1) }]);
-    assert_eq!(poll(&cancelled, "Living Room TV", fast, secs(11)).0, PollVerdict::AccessDenied);
+    assert_eq!(
+        poll(&approved_state, "Living Room TV", fast, secs(11)).0,
+        PollVerdict::Redeem
+    );
+    let denied = state_of(&[
+        requested(),
+        PairingEvent::DeviceDenied {
+            by: bob(),
+            at: secs(1),
+        },
+    ]);
+    assert_eq!(
+        poll(&denied, "Living Room TV", fast, secs(11)).0,
+        PollVerdict::AccessDenied
+    );
+    let cancelled = state_of(&[
+        requested(),
+        PairingEvent::DeviceAuthorizationCancelled { at: secs(1) },
+    ]);
+    assert_eq!(
+        poll(&cancelled, "Living Room TV", fast, secs(11)).0,
+        PollVerdict::AccessDenied
+    );
     let issued = state_of(&[
         requested(),
         approved(alice(), secs(1)),
-        PairingEvent::DeviceTokenIssued { token_id: token_id(), at: secs(5) },
+        PairingEvent::DeviceTokenIssued {
+            token_id: token_id(),
+            at: secs(5),
+        },
     ]);
-    assert_eq!(poll(&issued, "Living Room TV", fast, secs(11)).0, PollVerdict::Redeemed);
+    assert_eq!(
+        poll(&issued, "Living Room TV", fast, secs(11)).0,
+        PollVerdict::Redeemed
+    );
     let pending = state_of(&[requested()]);
-    assert_eq!(poll(&pending, "Living Room TV", fast, secs(600)).0, PollVerdict::Expired);
+    assert_eq!(
+        poll(&pending, "Living Room TV", fast, secs(600)).0,
+        PollVerdict::Expired
+    );
 }
 
 #[test]
 fn a_device_that_missed_polls_still_redeems_before_expiry() {
     let d = state_of(&[requested(), approved(alice(), secs(1))]);
-    let stale = Some(PollClock { last_poll: secs(0), interval_secs: 5 });
-    assert_eq!(poll(&d, "Living Room TV", stale, secs(90)).0, PollVerdict::Redeem);
-    assert_eq!(poll(&d, "Living Room TV", stale, secs(600)).0, PollVerdict::Expired);
+    let stale = Some(PollClock {
+        last_poll: secs(0),
+        interval_secs: 5,
+    });
+    assert_eq!(
+        poll(&d, "Living Room TV", stale, secs(90)).0,
+        PollVerdict::Redeem
+    );
+    assert_eq!(
+        poll(&d, "Living Room TV", stale, secs(600)).0,
+        PollVerdict::Expired
+    );
 }
 
 #[test]
 fn another_client_id_is_invalid_client() {
     let d = state_of(&[requested()]);
-    assert_eq!(poll(&d, "Other App", None, secs(0)).0, PollVerdict::WrongClient);
+    assert_eq!(
+        poll(&d, "Other App", None, secs(0)).0,
+        PollVerdict::WrongClient
+    );
 }
 
 // ---- Device tokens on the user stream ----

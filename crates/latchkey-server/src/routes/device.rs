@@ -42,9 +42,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(device_prove))
             .default_service(web::to(method_not_allowed)),
     )
-        .service(web::resource("/api/native/device/approve").route(web::post().to(approve)))
-        .service(web::resource("/api/native/device/deny").route(web::post().to(deny)))
-        .service(web::resource("/api/native/device/{user_code}").route(web::get().to(lookup)));
+    .service(web::resource("/api/native/device/approve").route(web::post().to(approve)))
+    .service(web::resource("/api/native/device/deny").route(web::post().to(deny)))
+    .service(web::resource("/api/native/device/{user_code}").route(web::get().to(lookup)));
 }
 
 /// The answer of every `/api/auth/device/*` handler: JSON, never cached.
@@ -62,7 +62,8 @@ async fn read_body<T: DeserializeOwned>(
 ) -> Result<T, OAuthFailure> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| OAuthFailure::invalid_request("the body could not be read"))?;
+        let chunk =
+            chunk.map_err(|_| OAuthFailure::invalid_request("the body could not be read"))?;
         if body.len() + chunk.len() > MAX_BODY {
             return Err(OAuthFailure::too_large());
         }
@@ -72,7 +73,13 @@ async fn read_body<T: DeserializeOwned>(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let json = match content_type.as_deref() {
         Some("application/x-www-form-urlencoded") => false,
         Some("application/json") => true,
@@ -84,11 +91,14 @@ async fn read_body<T: DeserializeOwned>(
         }
     };
     if json {
-        serde_json::from_slice(&body)
-            .map_err(|_| OAuthFailure::invalid_request("the body is not a valid JSON object of strings"))
+        serde_json::from_slice(&body).map_err(|_| {
+            OAuthFailure::invalid_request("the body is not a valid JSON object of strings")
+        })
     } else {
         serde_urlencoded::from_bytes(&body).map_err(|_| {
-            OAuthFailure::invalid_request("the body is not valid form data (each parameter at most once)")
+            OAuthFailure::invalid_request(
+                "the body is not valid form data (each parameter at most once)",
+            )
         })
     }
 }
@@ -138,7 +148,7 @@ fn oauth_limit(req: &HttpRequest, kind: IpLimit) -> Result<(), OAuthFailure> {
 
 /// Ask for a device code (RFC 8628 §3.1).
 #[utoipa::path(post, path = "/api/auth/device/code", tag = "device",
-    request_body(content = DeviceCodeRequest, content_type = "application/x-www-form-urlencoded",
+    request_body(content((DeviceCodeRequest = "application/x-www-form-urlencoded"), (DeviceCodeRequest = "application/json")),
         description = "Form-encoded (RFC 8628); application/json with the same fields is accepted too."),
     responses((status = 200, body = DeviceCodeResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, body = OAuthError), (status = 413, body = OAuthError), (status = 429, body = OAuthError)))]
@@ -163,24 +173,28 @@ async fn device_code(
         .await?;
     let uri = verification_uri(&core, &req);
     let user_code = auth.user_code.expose().to_string();
-    Ok(no_store(HttpResponse::Ok()).json(proto::DeviceCodeResponse {
-        device_code: auth.device_code.expose_secret().to_string(),
-        verification_uri_complete: format!("{uri}?user_code={user_code}"),
-        verification_uri: uri,
-        user_code,
-        expires_in: auth.expires_in,
-        interval: auth.interval,
-        comparison_code: auth.comparison_code,
-        key_challenge: auth.key_challenge.map(|(id, message)| proto::KeyChallengeBody {
-            challenge_id: id.to_string(),
-            message,
+    Ok(
+        no_store(HttpResponse::Ok()).json(proto::DeviceCodeResponse {
+            device_code: auth.device_code.expose_secret().to_string(),
+            verification_uri_complete: format!("{uri}?user_code={user_code}"),
+            verification_uri: uri,
+            user_code,
+            expires_in: auth.expires_in,
+            interval: auth.interval,
+            comparison_code: auth.comparison_code,
+            key_challenge: auth
+                .key_challenge
+                .map(|(id, message)| proto::KeyChallengeBody {
+                    challenge_id: id.to_string(),
+                    message,
+                }),
         }),
-    }))
+    )
 }
 
 /// Poll for the device token (RFC 8628 §3.4).
 #[utoipa::path(post, path = "/api/auth/device/token", tag = "device",
-    request_body(content = DeviceTokenRequest, content_type = "application/x-www-form-urlencoded",
+    request_body(content((DeviceTokenRequest = "application/x-www-form-urlencoded"), (DeviceTokenRequest = "application/json")),
         description = "Form-encoded (RFC 8628); application/json with the same fields is accepted too."),
     responses((status = 200, body = DeviceTokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
         (status = 400, body = OAuthError, description = "authorization_pending, slow_down, access_denied, expired_token, invalid_grant, invalid_client, unsupported_grant_type, invalid_request"),
@@ -199,22 +213,24 @@ async fn device_token(
     let device_code = required(body.device_code, "device_code")?;
     let client_id = required(body.client_id, "client_id")?;
     let token = core.device_poll(&device_code, &client_id).await?;
-    Ok(no_store(HttpResponse::Ok()).json(proto::DeviceTokenResponse {
-        access_token: token.token.expose_secret().to_string(),
-        token_type: "Bearer".into(),
-        expires_in: token.expires_in,
-        scope: token
-            .scopes
-            .iter()
-            .map(|s| scope(*s))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }))
+    Ok(
+        no_store(HttpResponse::Ok()).json(proto::DeviceTokenResponse {
+            access_token: token.token.expose_secret().to_string(),
+            token_type: "Bearer".into(),
+            expires_in: token.expires_in,
+            scope: token
+                .scopes
+                .iter()
+                .map(|s| scope(*s))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }),
+    )
 }
 
 /// The device gives up on its request.
 #[utoipa::path(post, path = "/api/auth/device/cancel", tag = "device",
-    request_body(content = DeviceCancelRequest, content_type = "application/x-www-form-urlencoded",
+    request_body(content((DeviceCancelRequest = "application/x-www-form-urlencoded"), (DeviceCancelRequest = "application/json")),
         description = "Form-encoded; application/json with the same fields is accepted too."),
     responses((status = 200, body = DeviceStatusResponse), (status = 400, body = OAuthError),
         (status = 413, body = OAuthError), (status = 429, body = OAuthError)))]
@@ -232,7 +248,7 @@ async fn device_cancel(
 
 /// The device proves it holds the key it asked to enroll.
 #[utoipa::path(post, path = "/api/auth/device/prove", tag = "device",
-    request_body(content = DeviceProveRequest, content_type = "application/x-www-form-urlencoded",
+    request_body(content((DeviceProveRequest = "application/x-www-form-urlencoded"), (DeviceProveRequest = "application/json")),
         description = "Form-encoded; application/json with the same fields is accepted too."),
     responses((status = 200, body = DeviceStatusResponse), (status = 400, body = OAuthError),
         (status = 413, body = OAuthError), (status = 429, body = OAuthError)))]
@@ -358,7 +374,11 @@ async fn approve(
         status: "approved".into(),
         client_id: view.state.request.client_id,
         device_name: approval.device_name,
-        scopes: approval.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        scopes: approval
+            .scopes
+            .iter()
+            .map(|s| scope(*s).to_string())
+            .collect(),
         token_expires_in: approval.token_ttl_secs,
         key_added: approval
             .key_id
