@@ -723,7 +723,7 @@ impl Core {
     /// lookup for a look-alike), then SHA-256 lookup, then expiry.
     pub fn authenticate(&self, bearer: &str) -> Result<Auth, CoreError> {
         let parsed = token::parse(bearer).map_err(|_| CoreError::Unauthorized)?;
-        if parsed.prefix() == TokenPrefix::WsTicket {
+        if parsed.prefix().kind().is_none() {
             return Err(CoreError::Unauthorized);
         }
         let row = self

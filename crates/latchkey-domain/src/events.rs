@@ -326,6 +326,49 @@ pub enum PairingEvent {
         /// When.
         at: Timestamp,
     },
+    /// An admin minted a one-time pairing code for a user (DESIGN §12). Only the code's
+    /// SHA-256 is stored.
+    PairingCodeMinted {
+        /// The code's id (the stream's id).
+        code_id: PairingId,
+        /// The user the device token will belong to.
+        user_id: UserId,
+        /// SHA-256 of the raw `lkc_` code.
+        code_hash: [u8; 32],
+        /// The scopes the device token will carry, sorted.
+        scopes: Vec<Scope>,
+        /// The admin's note.
+        note: Option<String>,
+        /// The minting admin; `None` for the offline tool.
+        by: Option<UserId>,
+        /// When.
+        created_at: Timestamp,
+        /// When it stops being accepted.
+        expires_at: Timestamp,
+    },
+    /// A device redeemed the code; the token (and a proven key) are on the user's stream.
+    PairingCodeRedeemed {
+        /// The minted device token's id.
+        token_id: TokenId,
+        /// The name the device gave.
+        device_name: Option<String>,
+        /// The id of the key the device enrolled (links the `KeyAdded`), if any.
+        key_id: Option<KeyId>,
+        /// When.
+        at: Timestamp,
+    },
+    /// An admin revoked the code before it was used.
+    PairingCodeRevoked {
+        /// The admin; `None` for the offline tool.
+        by: Option<UserId>,
+        /// When.
+        at: Timestamp,
+    },
+    /// The code lapsed unused (emitted by the sweeper).
+    PairingCodeExpired {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// The key a device asks to enroll, with the challenge that proves it holds it: an
@@ -436,6 +479,10 @@ impl Event {
         "device.cancelled",
         "device.token_issued",
         "device.expired",
+        "pairing_code.minted",
+        "pairing_code.redeemed",
+        "pairing_code.revoked",
+        "pairing_code.expired",
         "room.created",
         "member.joined",
         "member.left",
@@ -468,6 +515,10 @@ impl Event {
                 PairingEvent::DeviceAuthorizationCancelled { .. } => "device.cancelled",
                 PairingEvent::DeviceTokenIssued { .. } => "device.token_issued",
                 PairingEvent::DeviceAuthorizationExpired { .. } => "device.expired",
+                PairingEvent::PairingCodeMinted { .. } => "pairing_code.minted",
+                PairingEvent::PairingCodeRedeemed { .. } => "pairing_code.redeemed",
+                PairingEvent::PairingCodeRevoked { .. } => "pairing_code.revoked",
+                PairingEvent::PairingCodeExpired { .. } => "pairing_code.expired",
             },
             Event::Room(e) => match e {
                 RoomEvent::RoomCreated { .. } => "room.created",

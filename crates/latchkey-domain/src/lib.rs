@@ -15,6 +15,7 @@
 //! - `user`: the User aggregate: keys, tokens, disabling.
 //! - `pairing`: the Pairing aggregate: SSH challenges, consumed by their first signature.
 //! - `device`: the device authorization part of the Pairing aggregate (RFC 8628).
+//! - `paircode`: the admin pairing-code part of the Pairing aggregate.
 //! - `usercode`: the RFC 8628 user code and the key-enrollment comparison code.
 //! - `room`: the Room aggregate: members and posts.
 //! - `visibility`: the visibility rule (`may_see`) and the membership intervals it reads.
@@ -29,6 +30,7 @@ pub mod device;
 pub mod events;
 pub mod handle;
 pub mod ids;
+pub mod paircode;
 pub mod pairing;
 pub mod room;
 pub mod sshkey;

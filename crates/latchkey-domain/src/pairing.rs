@@ -10,6 +10,7 @@ use crate::decider::{AggregateEvent, Decider};
 use crate::device::{self, DeviceCommand, DeviceError, DeviceState};
 use crate::events::{ChallengePurpose, PairingEvent, RejectReason, SshPublicKey};
 use crate::ids::{PairingId, Timestamp, UserId};
+use crate::paircode::{self, CodeCommand, CodeError, CodeState};
 use crate::sshkey::{verify_signature, SigError};
 use std::net::IpAddr;
 use thiserror::Error;
@@ -93,13 +94,15 @@ pub enum PairingState {
     },
     /// A device authorization (RFC 8628): see `device`.
     Device(DeviceState),
+    /// An admin pairing code: see `paircode`.
+    Code(CodeState),
 }
 
 impl PairingState {
     /// The challenge, in whatever state it is.
     pub fn challenge(&self) -> Option<&IssuedChallenge> {
         match self {
-            PairingState::None | PairingState::Device(_) => None,
+            PairingState::None | PairingState::Device(_) | PairingState::Code(_) => None,
             PairingState::Issued(c)
             | PairingState::Verified { challenge: c, .. }
             | PairingState::Rejected { challenge: c, .. }
@@ -162,6 +165,14 @@ pub enum PairingCommand {
     },
     /// A device authorization command: see `device`.
     Device(DeviceCommand),
+    /// A pairing-code command: see `paircode`.
+    Code(CodeCommand),
+}
+
+impl From<CodeCommand> for PairingCommand {
+    fn from(cmd: CodeCommand) -> Self {
+        PairingCommand::Code(cmd)
+    }
 }
 
 impl From<DeviceCommand> for PairingCommand {
@@ -194,6 +205,9 @@ pub enum PairingError {
     /// A device authorization command was refused.
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// A pairing-code command was refused.
+    #[error(transparent)]
+    Code(#[from] CodeError),
 }
 
 impl AggregateEvent for PairingEvent {
@@ -279,6 +293,11 @@ impl Decider for PairingDecider {
                 PairingState::Device(d) => Ok(device::decide(Some(d), cmd)?),
                 _ => Err(PairingError::Device(DeviceError::NotFound)),
             },
+            PairingCommand::Code(cmd) => match state {
+                PairingState::None => Ok(paircode::decide(None, cmd)?),
+                PairingState::Code(c) => Ok(paircode::decide(Some(c), cmd)?),
+                _ => Err(PairingError::Code(CodeError::NotFound)),
+            },
             PairingCommand::Expire { now } => match state {
                 PairingState::Issued(c) if c.is_expired_at(*now) => {
                     Ok(vec![PairingEvent::ChallengeExpired { at: *now }])
@@ -335,6 +354,12 @@ impl Decider for PairingDecider {
             (PairingState::Device(d), e) => {
                 device::evolve(Some(d), e).map_or(PairingState::None, PairingState::Device)
             }
+            (PairingState::None, e @ PairingEvent::PairingCodeMinted { .. }) => {
+                paircode::evolve(None, e).map_or(PairingState::None, PairingState::Code)
+            }
+            (PairingState::Code(c), e) => {
+                paircode::evolve(Some(c), e).map_or(PairingState::None, PairingState::Code)
+            }
             (state, _) => state,
         }
     }
@@ -346,6 +371,7 @@ impl Decider for PairingDecider {
                 | PairingState::Rejected { .. }
                 | PairingState::Expired { .. }
         ) || matches!(state, PairingState::Device(d) if d.is_terminal())
+            || matches!(state, PairingState::Code(c) if c.is_terminal())
     }
 }
 

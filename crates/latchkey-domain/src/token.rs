@@ -32,15 +32,18 @@ pub enum TokenPrefix {
     Personal,
     /// `lkw_`: a single-use WebSocket ticket (never stored as a token).
     WsTicket,
+    /// `lkc_`: a one-time admin pairing code (redeemed for a device token; never a bearer).
+    PairingCode,
 }
 
 impl TokenPrefix {
     /// Every prefix, for parsing.
-    pub const ALL: [TokenPrefix; 4] = [
+    pub const ALL: [TokenPrefix; 5] = [
         TokenPrefix::Session,
         TokenPrefix::Device,
         TokenPrefix::Personal,
         TokenPrefix::WsTicket,
+        TokenPrefix::PairingCode,
     ];
 
     /// The four characters a token of this kind starts with.
@@ -50,16 +53,18 @@ impl TokenPrefix {
             TokenPrefix::Device => "lkd_",
             TokenPrefix::Personal => "lkp_",
             TokenPrefix::WsTicket => "lkw_",
+            TokenPrefix::PairingCode => "lkc_",
         }
     }
 
-    /// The stored token kind; `None` for a WS ticket, which is not a stored token.
+    /// The stored token kind; `None` for a WS ticket or a pairing code, which are not
+    /// stored tokens.
     pub fn kind(&self) -> Option<TokenKind> {
         match self {
             TokenPrefix::Session => Some(TokenKind::Session),
             TokenPrefix::Device => Some(TokenKind::Device),
             TokenPrefix::Personal => Some(TokenKind::Personal),
-            TokenPrefix::WsTicket => None,
+            TokenPrefix::WsTicket | TokenPrefix::PairingCode => None,
         }
     }
 
