@@ -26,10 +26,15 @@
 //!   and approval by a signed-in user.
 //! - `devicemodel`: the device-code projection: pending requests by user code, every
 //!   request by device code, and the sweeper's due list.
+//! - `pairing_codes`: admin pairing codes on `Core`: mint, list, revoke, and a device's
+//!   one-time redemption for a device token.
+//! - `codemodel`: the pairing-code projection: pending codes by hash, the admins' list,
+//!   and the sweeper's due list.
 //! - `tickets`: single-use WebSocket tickets, in memory only (30 s, bound to a token).
 //! - `clock`: the wall clock and the OS CSPRNG: the only place either is read.
 
 pub mod clock;
+pub mod codemodel;
 pub mod core;
 pub mod credentials;
 pub mod device;
@@ -37,6 +42,7 @@ pub mod devicemodel;
 pub mod entity;
 pub mod hub;
 pub mod kind;
+pub mod pairing_codes;
 pub mod readmodel;
 pub mod registry;
 pub mod roommodel;

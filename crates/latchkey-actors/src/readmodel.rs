@@ -322,6 +322,7 @@ pub struct ReadModels {
     expiry: ReadModel,
     rooms: crate::roommodel::Rooms,
     devices: crate::devicemodel::Devices,
+    pairing_codes: crate::codemodel::PairingCodes,
 }
 
 /// The projections behind [`ReadModels`], for the projector.
@@ -332,6 +333,7 @@ pub fn projections() -> Vec<Box<dyn Projection>> {
         Box::new(ExpiryProjection),
         Box::new(crate::roommodel::RoomsProjection),
         Box::new(crate::devicemodel::DevicesProjection),
+        Box::new(crate::codemodel::PairingCodesProjection),
     ]
 }
 
@@ -352,12 +354,18 @@ impl ReadModels {
             expiry: ReadModel::open(db, "expiry")?,
             rooms: crate::roommodel::Rooms::open(db)?,
             devices: crate::devicemodel::Devices::open(db)?,
+            pairing_codes: crate::codemodel::PairingCodes::open(db)?,
         })
     }
 
     /// The device-code model.
     pub fn devices(&self) -> &crate::devicemodel::Devices {
         &self.devices
+    }
+
+    /// The pairing-code model.
+    pub fn pairing_codes(&self) -> &crate::codemodel::PairingCodes {
+        &self.pairing_codes
     }
 
     /// The rooms model.

@@ -1,5 +1,6 @@
 //! The sweeper: every tick it reads the expiry index and asks the entities concerned to
-//! record `ChallengeExpired`, `DeviceAuthorizationExpired` and `TokenExpired`. Auth checks `expires_at` itself, so sweeper
+//! record `ChallengeExpired`, `DeviceAuthorizationExpired`, `PairingCodeExpired` and
+//! `TokenExpired`. Auth checks `expires_at` itself, so sweeper
 //! lag is never a hole; the events keep the log and the read models honest.
 
 use crate::clock;
@@ -59,6 +60,7 @@ impl Sweeper {
                 }
             }
             core.expire_devices(now, PER_TICK).await;
+            core.expire_pairing_codes(now, PER_TICK).await;
             let owners = core
                 .models()
                 .due_token_owners(now, PER_TICK)

@@ -40,6 +40,8 @@ pub mod codes {
     pub const CONFLICT: &str = "conflict";
     /// 409: approving a device whose key is not proven yet.
     pub const KEY_NOT_PROVEN: &str = "key_not_proven";
+    /// 401: a pairing code that is unknown, used, revoked or expired (one body for all).
+    pub const PAIRING_CODE_INVALID: &str = "pairing_code_invalid";
     /// 409: the handle belongs to another user.
     pub const HANDLE_TAKEN: &str = "handle_taken";
     /// 413: the body is over 64 KiB.

@@ -13,6 +13,7 @@
 //!   `/api/native/device/*` (approval).
 //! - `error`: the error body and every error code.
 //! - `native`: `/api/native/*` bodies (sign-in, tokens, keys).
+//! - `pairing_code`: admin pairing codes and their redemption (`/api/native/pair`).
 //! - `rooms`: room, membership and message bodies.
 //! - `ws`: WebSocket frames and close codes.
 
@@ -20,10 +21,12 @@ pub mod admin;
 pub mod device;
 pub mod error;
 pub mod native;
+pub mod pairing_code;
 pub mod rooms;
 pub mod ws;
 
 pub use device::*;
 pub use error::{codes, ErrorBody};
 pub use native::*;
+pub use pairing_code::*;
 pub use rooms::*;

@@ -11,6 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use latchkey_actors::device::DeviceFlowError;
+use latchkey_actors::pairing_codes::PairingCodeError;
 use latchkey_actors::CoreError;
 use latchkey_proto::{codes, oauth_codes, ErrorBody, OAuthError};
 use std::fmt;
@@ -409,6 +410,23 @@ impl From<DeviceFlowError> for ApiError {
                 format!("the request is no longer pending: {msg}"),
             ),
             F::Core(core) => core.into(),
+        }
+    }
+}
+
+/// Pairing-code failures (`/api/admin/pairing-codes`, `/api/native/pair`). Every refused
+/// redemption of a code answers the same 401 body, whatever the reason.
+impl From<PairingCodeError> for ApiError {
+    fn from(e: PairingCodeError) -> Self {
+        use PairingCodeError as P;
+        use StatusCode as S;
+        let msg = e.to_string();
+        match e {
+            P::InvalidRequest(_) => Self::invalid(msg),
+            P::Invalid => Self::new(S::UNAUTHORIZED, codes::PAIRING_CODE_INVALID, msg),
+            P::UserNotFound | P::NotFound => Self::new(S::NOT_FOUND, codes::NOT_FOUND, msg),
+            P::NotPending | P::KeyTaken => Self::new(S::CONFLICT, codes::CONFLICT, msg),
+            P::Core(core) => core.into(),
         }
     }
 }

@@ -64,5 +64,6 @@ pub fn device_event_json(e: &PairingEvent) -> Option<Value> {
         | PairingEvent::SignatureVerified { .. }
         | PairingEvent::SignatureRejected { .. }
         | PairingEvent::ChallengeExpired { .. } => return None,
+        other => return super::paircode_json::paircode_event_json(other),
     })
 }

@@ -34,20 +34,20 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
-fn catch_up(store: &Arc<SledStore>) -> Result<ReadModels, AdminError> {
+pub(crate) fn catch_up(store: &Arc<SledStore>) -> Result<ReadModels, AdminError> {
     Projector::new(store.clone(), projections())?.catch_up()?;
     Ok(ReadModels::open(store.db())?)
 }
 
 /// What a decider made of a command: its events and the last seq, or its refusal.
-type Decided<D> = Result<
+pub(crate) type Decided<D> = Result<
     (Vec<<D as latchkey_domain::Decider>::Event>, u64),
     <D as latchkey_domain::Decider>::Error,
 >;
 
 /// Folds a stream, decides, appends with the expected version; returns the events and
 /// the last seq (0 when the command changed nothing).
-fn execute<D: Kind>(
+pub(crate) fn execute<D: Kind>(
     store: &SledStore,
     stream: &StreamId,
     cmd: &D::Command,

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod device;
 pub mod health;
 pub mod native;
+pub mod pairing_codes;
 pub mod rooms;
 pub mod ws;
 
@@ -16,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     native::configure(cfg);
     credentials::configure(cfg);
     device::configure(cfg);
+    pairing_codes::configure(cfg);
     rooms::configure(cfg);
     ws::configure(cfg);
     admin::configure(cfg);

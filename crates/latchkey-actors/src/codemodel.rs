@@ -1,0 +1,156 @@
+//! The pairing-code read model (`rm/pairing_codes`): pending codes by code hash, their
+//! rows for the admins' list, and the sweeper's due list.
+//!
+//! - `h`+SHA-256(code) -> code id, while the code is pending.
+//! - `p`+code id -> `PendingCode`, while the code is pending.
+//! - `e`+expires_at+code id -> (), while the code is pending.
+//!
+//! Only the hash is a key: the model never holds a code.
+
+use latchkey_domain::{Event, PairingEvent, PairingId, Scope, Timestamp, UserId};
+use latchkey_store::codec;
+use latchkey_store::projection::{Projection, ReadModel, ReadModelWriter};
+use latchkey_store::{Recorded, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A pending pairing code as the admins' list shows it (no secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCode {
+    /// The code's id.
+    pub code_id: PairingId,
+    /// The user the device token will belong to.
+    pub user_id: UserId,
+    /// SHA-256 of the code (the model's own key; never shown).
+    pub code_hash: [u8; 32],
+    /// The scopes the device token will carry.
+    pub scopes: Vec<Scope>,
+    /// The admin's note.
+    pub note: Option<String>,
+    /// The minting admin; `None` for the offline tool.
+    pub by: Option<UserId>,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it stops being accepted.
+    pub expires_at: Timestamp,
+}
+
+/// Projection of pairing codes (`rm/pairing_codes`).
+pub struct PairingCodesProjection;
+
+fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(tag);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn due_key(at: Timestamp, id: &Uuid) -> Vec<u8> {
+    let mut k = vec![b'e'];
+    k.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+impl Projection for PairingCodesProjection {
+    fn name(&self) -> &str {
+        "pairing_codes"
+    }
+
+    fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        let Event::Pairing(e) = &rec.event else {
+            return Ok(());
+        };
+        let Some(id) = rec.envelope.stream.uuid() else {
+            return Ok(());
+        };
+        let row_key = key(b'p', id.as_bytes());
+        match e {
+            PairingEvent::PairingCodeMinted {
+                code_id,
+                user_id,
+                code_hash,
+                scopes,
+                note,
+                by,
+                created_at,
+                expires_at,
+            } => {
+                let row = PendingCode {
+                    code_id: *code_id,
+                    user_id: *user_id,
+                    code_hash: *code_hash,
+                    scopes: scopes.clone(),
+                    note: note.clone(),
+                    by: *by,
+                    created_at: *created_at,
+                    expires_at: *expires_at,
+                };
+                rm.insert(key(b'h', code_hash), id.as_bytes().to_vec())?;
+                rm.insert(due_key(*expires_at, &id), Vec::new())?;
+                rm.insert(row_key, codec::encode(&row)?)?;
+            }
+            PairingEvent::PairingCodeRedeemed { .. }
+            | PairingEvent::PairingCodeRevoked { .. }
+            | PairingEvent::PairingCodeExpired { .. } => {
+                if let Some(b) = rm.get(&row_key)? {
+                    let row: PendingCode = codec::decode(&b, "pairing code row")?;
+                    rm.remove(key(b'h', &row.code_hash))?;
+                    rm.remove(due_key(row.expires_at, &id))?;
+                    rm.remove(row_key)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Read access to `rm/pairing_codes`.
+#[derive(Clone)]
+pub struct PairingCodes {
+    tree: ReadModel,
+}
+
+impl PairingCodes {
+    /// Opens the tree of a store's db.
+    pub fn open(db: &sled::Db) -> StoreResult<Self> {
+        Ok(Self {
+            tree: ReadModel::open(db, "pairing_codes")?,
+        })
+    }
+
+    /// The pending code whose raw value hashes to `hash`.
+    pub fn pending_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<PairingId>> {
+        Ok(self
+            .tree
+            .get(&key(b'h', hash))?
+            .and_then(|b| Uuid::from_slice(&b).ok())
+            .map(PairingId))
+    }
+
+    /// Every pending code, oldest first (codes past their expiry that the sweeper has not
+    /// reached yet included: the caller filters by `now`).
+    pub fn pending(&self) -> StoreResult<Vec<PendingCode>> {
+        let mut out = Vec::new();
+        for kv in self.tree.tree().scan_prefix([b'p']) {
+            let (_, v) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+            out.push(codec::decode::<PendingCode>(&v, "pairing code row")?);
+        }
+        out.sort_by_key(|c| (c.created_at, c.code_id.0));
+        Ok(out)
+    }
+
+    /// Pending codes due at `now`, oldest first, at most `limit`.
+    pub fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<PairingId>> {
+        let end = due_key(Timestamp(now.0.saturating_add(1)), &Uuid::nil());
+        let mut out = Vec::new();
+        for kv in self.tree.tree().range(vec![b'e']..end).take(limit) {
+            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+            if let Some(id) = k.get(9..25).and_then(|b| Uuid::from_slice(b).ok()) {
+                out.push(PairingId(id));
+            }
+        }
+        Ok(out)
+    }
+}

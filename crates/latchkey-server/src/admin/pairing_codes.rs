@@ -1,0 +1,128 @@
+//! Offline pairing codes on a stopped server's data dir (`latchkey admin pair ...`): mint,
+//! list and revoke through the same decider as the online routes, attributed to the admin
+//! tool. The documents are the online ones.
+
+use super::write::{catch_up, execute, AdminError};
+use crate::convert::{rfc3339, scope};
+use latchkey_actors::clock;
+use latchkey_domain::paircode::{CodeCommand, DEFAULT_CODE_TTL_SECS};
+use latchkey_domain::token::{self, TokenPrefix};
+use latchkey_domain::{
+    Actor, PairingCommand, PairingDecider, PairingError, PairingEvent, PairingId, Scope,
+    Timestamp, UserId,
+};
+use latchkey_proto::{qr_payload, CreatePairingCodeResponse, PairingCodeList, UserRef};
+use latchkey_store::SledStore;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What to mint.
+#[derive(Debug, Clone)]
+pub struct OfflineMint<'a> {
+    /// The user, by id or handle.
+    pub user: &'a str,
+    /// Scopes; empty: both chat scopes.
+    pub scopes: Vec<Scope>,
+    /// Seconds; `None`: 10 minutes.
+    pub expires_in: Option<i64>,
+    /// A note.
+    pub note: Option<String>,
+    /// The QR payload's `server=`: `--public-url`, else the server id.
+    pub server: &'a str,
+}
+
+/// Mints a code; the answer carries the code once.
+pub fn mint(
+    store: &Arc<SledStore>,
+    req: OfflineMint<'_>,
+    now: Timestamp,
+) -> Result<CreatePairingCodeResponse, AdminError> {
+    let models = catch_up(store)?;
+    let user_id = match Uuid::parse_str(req.user) {
+        Ok(id) => models.user(UserId(id))?.map(|u| u.id),
+        Err(_) => models.user_by_handle(req.user)?,
+    }
+    .ok_or_else(|| AdminError::NotFound(format!("no user {}", req.user)))?;
+    let handle = models.user(user_id)?.map(|u| u.handle).unwrap_or_default();
+    let id = PairingId(Uuid::new_v4());
+    let code = token::generate(TokenPrefix::PairingCode, clock::random32());
+    let cmd = PairingCommand::Code(CodeCommand::Mint {
+        code_id: id,
+        user_id,
+        code_hash: code.hash(),
+        scopes: req.scopes,
+        note: req.note,
+        by: None,
+        ttl_secs: req.expires_in.unwrap_or(DEFAULT_CODE_TTL_SECS),
+        now,
+    });
+    let (events, _) = execute::<PairingDecider>(store, &id.stream(), &cmd, Actor::System)?
+        .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    catch_up(store)?;
+    let Some(PairingEvent::PairingCodeMinted {
+        scopes,
+        note,
+        created_at,
+        expires_at,
+        ..
+    }) = events.into_iter().next()
+    else {
+        return Err(AdminError::Invalid("nothing was minted".into()));
+    };
+    let raw = code.expose_secret().to_string();
+    Ok(CreatePairingCodeResponse {
+        qr: qr_payload(req.server, &raw),
+        code: raw,
+        id: id.to_string(),
+        user: UserRef {
+            id: user_id.to_string(),
+            handle,
+        },
+        scopes: scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        note,
+        created_at: rfc3339(created_at),
+        expires_at: rfc3339(expires_at),
+        expires_in: (expires_at.0 - now.0).max(0) / 1000,
+    })
+}
+
+/// Pending codes at `now`, oldest first, without secrets.
+pub fn list(store: &Arc<SledStore>, now: Timestamp) -> Result<PairingCodeList, AdminError> {
+    let models = catch_up(store)?;
+    let codes = models.pairing_codes().pending()?;
+    Ok(PairingCodeList {
+        codes: codes
+            .iter()
+            .filter(|c| now < c.expires_at)
+            .map(|c| latchkey_proto::PairingCodeInfo {
+                id: c.code_id.to_string(),
+                user_id: c.user_id.to_string(),
+                scopes: c.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+                note: c.note.clone(),
+                created_by: c.by.map(|u| u.to_string()),
+                created_at: rfc3339(c.created_at),
+                expires_at: rfc3339(c.expires_at),
+            })
+            .collect(),
+    })
+}
+
+/// Revokes a pending code by id (again: nothing to do).
+pub fn revoke(store: &Arc<SledStore>, id: &str, now: Timestamp) -> Result<(), AdminError> {
+    let not_found = || AdminError::NotFound(format!("no pairing code {id}"));
+    let id = Uuid::parse_str(id).map(PairingId).map_err(|_| not_found())?;
+    if store.stream_head(&id.stream())?.0 == 0 {
+        return Err(not_found());
+    }
+    let cmd = PairingCommand::Code(CodeCommand::Revoke { by: None, now });
+    execute::<PairingDecider>(store, &id.stream(), &cmd, Actor::System)?.map_err(
+        |e| match e {
+            PairingError::Code(latchkey_domain::paircode::CodeError::NotPending) => {
+                AdminError::Conflict("the pairing code is no longer pending".into())
+            }
+            _ => not_found(),
+        },
+    )?;
+    catch_up(store)?;
+    Ok(())
+}
