@@ -30,6 +30,7 @@
 //!   one-time redemption for a device token.
 //! - `codemodel`: the pairing-code projection: pending codes by hash, the admins' list,
 //!   and the sweeper's due list.
+//! - `web_session`: 15-minute browser sessions for the `/device` approval page.
 //! - `tickets`: single-use WebSocket tickets, in memory only (30 s, bound to a token).
 //! - `clock`: the wall clock and the OS CSPRNG: the only place either is read.
 
@@ -49,6 +50,7 @@ pub mod roommodel;
 pub mod rooms;
 pub mod sweeper;
 pub mod tickets;
+pub mod web_session;
 
 pub use crate::core::{Auth, Core, CoreConfig, CoreError, IpRetention, Registration, SignedIn};
 

@@ -243,7 +243,10 @@ fn mint(cmd: &CodeCommand) -> Result<Vec<PairingEvent>, CodeError> {
     if !(1..=MAX_CODE_TTL_SECS).contains(ttl_secs) {
         return Err(CodeError::InvalidLifetime);
     }
-    if note.as_ref().is_some_and(|n| !valid_name(n, MAX_NOTE_CHARS)) {
+    if note
+        .as_ref()
+        .is_some_and(|n| !valid_name(n, MAX_NOTE_CHARS))
+    {
         return Err(CodeError::InvalidNote);
     }
     Ok(vec![PairingEvent::PairingCodeMinted {

@@ -193,10 +193,10 @@ pub async fn not_found() -> HttpResponse {
 /// Last resort: any error response that is not JSON yet (405 from a resource, 413 from a
 /// payload limit, a 4xx/5xx from actix itself) gets the JSON error shape for its status.
 pub fn render_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    // JSON already, or one of the `/device` page's HTML error pages.
+    let is_json = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html")
+    });
     if is_json {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

@@ -87,7 +87,11 @@ fn code_error(e: CodeError) -> PairingError {
 #[test]
 fn mint_records_the_hash_scopes_note_and_expiry() {
     let state = given_nothing::<PairingDecider>()
-        .when(mint_cmd(vec![], DEFAULT_CODE_TTL_SECS, Some("alice's phone")))
+        .when(mint_cmd(
+            vec![],
+            DEFAULT_CODE_TTL_SECS,
+            Some("alice's phone"),
+        ))
         .then(vec![minted()]);
     let PairingState::Code(c) = state else {
         panic!("not a code state: {state:?}");
@@ -172,7 +176,9 @@ fn commands_on_an_empty_stream_find_nothing() {
 
 #[test]
 fn redeem_once_then_every_later_use_is_the_same_refusal() {
-    let state = given(vec![minted()]).when(redeem(secs(30))).then(vec![redeemed()]);
+    let state = given(vec![minted()])
+        .when(redeem(secs(30)))
+        .then(vec![redeemed()]);
     assert!(PairingDecider::is_terminal(&state));
     given(vec![minted(), redeemed()])
         .when(redeem(secs(31)))
@@ -256,7 +262,9 @@ fn the_sweeper_expires_only_a_lapsed_pending_code() {
 #[test]
 fn code_and_other_pairing_commands_do_not_mix() {
     given(vec![minted()])
-        .when(PairingCommand::Device(DeviceCommand::Cancel { now: secs(1) }))
+        .when(PairingCommand::Device(DeviceCommand::Cancel {
+            now: secs(1),
+        }))
         .then_error(PairingError::Device(crate::device::DeviceError::NotFound));
     given(vec![minted()])
         .when(PairingCommand::Expire { now: secs(1) })

@@ -8,8 +8,8 @@ use latchkey_actors::clock;
 use latchkey_domain::paircode::{CodeCommand, DEFAULT_CODE_TTL_SECS};
 use latchkey_domain::token::{self, TokenPrefix};
 use latchkey_domain::{
-    Actor, PairingCommand, PairingDecider, PairingError, PairingEvent, PairingId, Scope,
-    Timestamp, UserId,
+    Actor, PairingCommand, PairingDecider, PairingError, PairingEvent, PairingId, Scope, Timestamp,
+    UserId,
 };
 use latchkey_proto::{qr_payload, CreatePairingCodeResponse, PairingCodeList, UserRef};
 use latchkey_store::SledStore;
@@ -110,19 +110,19 @@ pub fn list(store: &Arc<SledStore>, now: Timestamp) -> Result<PairingCodeList, A
 /// Revokes a pending code by id (again: nothing to do).
 pub fn revoke(store: &Arc<SledStore>, id: &str, now: Timestamp) -> Result<(), AdminError> {
     let not_found = || AdminError::NotFound(format!("no pairing code {id}"));
-    let id = Uuid::parse_str(id).map(PairingId).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(id)
+        .map(PairingId)
+        .map_err(|_| not_found())?;
     if store.stream_head(&id.stream())?.0 == 0 {
         return Err(not_found());
     }
     let cmd = PairingCommand::Code(CodeCommand::Revoke { by: None, now });
-    execute::<PairingDecider>(store, &id.stream(), &cmd, Actor::System)?.map_err(
-        |e| match e {
-            PairingError::Code(latchkey_domain::paircode::CodeError::NotPending) => {
-                AdminError::Conflict("the pairing code is no longer pending".into())
-            }
-            _ => not_found(),
-        },
-    )?;
+    execute::<PairingDecider>(store, &id.stream(), &cmd, Actor::System)?.map_err(|e| match e {
+        PairingError::Code(latchkey_domain::paircode::CodeError::NotPending) => {
+            AdminError::Conflict("the pairing code is no longer pending".into())
+        }
+        _ => not_found(),
+    })?;
     catch_up(store)?;
     Ok(())
 }

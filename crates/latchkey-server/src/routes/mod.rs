@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod credentials;
 pub mod device;
+pub mod device_page;
 pub mod health;
 pub mod native;
 pub mod pairing_codes;
@@ -17,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     native::configure(cfg);
     credentials::configure(cfg);
     device::configure(cfg);
+    device_page::configure(cfg);
     pairing_codes::configure(cfg);
     rooms::configure(cfg);
     ws::configure(cfg);
