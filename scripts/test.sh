@@ -4,12 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The black-box tests sign with OpenSSH's ssh-keygen, and run the proto-docs/auth.md
-# walkthrough with curl and jq (1.6+, for --rawfile).
+# The black-box tests sign with OpenSSH's ssh-keygen, run the proto-docs/auth.md
+# walkthrough with curl and jq (1.6+, for --rawfile), and drive headless chromium.
 missing=()
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+# The /device page is tested in a real browser: Debian's chromium, driven through
+# chromedriver (package chromium-driver).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"

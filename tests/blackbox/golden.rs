@@ -139,6 +139,7 @@ fn samples() -> Vec<Event> {
     ]
     .into_iter()
     .chain(crate::device::golden_samples())
+    .chain(crate::pairing_codes::golden_samples())
     .collect()
 }
 

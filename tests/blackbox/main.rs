@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod browser;
 mod chat;
 mod crash;
 mod credentials;
@@ -16,6 +17,7 @@ mod golden;
 mod limits;
 mod model;
 mod openapi;
+mod pairing_codes;
 mod rooms;
 mod server;
 mod support;

@@ -480,6 +480,11 @@ impl Key {
         }
     }
 
+    /// The private key file.
+    pub fn private_path(&self) -> &Path {
+        &self.path
+    }
+
     /// The `.pub` file.
     pub fn pub_path(&self) -> PathBuf {
         let mut p = self.path.clone().into_os_string();

@@ -7,9 +7,11 @@
 //! - `offline`: each command on a `SledStore`, through `latchkey_server::admin`.
 //! - `online`: the same commands over HTTP.
 //! - `print`: human and JSON output of the shared documents.
+//! - `pair`: pairing codes (`pair create|list|revoke`), online and offline.
 
 mod offline;
 mod online;
+pub mod pair;
 mod print;
 
 use clap::{Args, Subcommand};
@@ -37,7 +39,20 @@ pub struct AdminArgs {
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
-    command: AdminCommand,
+    command: TopCommand,
+}
+
+/// Every admin command: the log's tools, and pairing codes.
+#[derive(Subcommand, Debug)]
+pub enum TopCommand {
+    /// The log's tools.
+    #[command(flatten)]
+    Log(AdminCommand),
+    /// Mint, list or revoke one-time pairing codes for users' new devices.
+    Pair {
+        #[command(subcommand)]
+        what: pair::PairWhat,
+    },
 }
 
 /// The admin commands.
@@ -176,13 +191,33 @@ pub enum TokenWhat {
 
 /// Runs an admin command; the exit code says whether it (or the check) passed.
 pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let command = match args.command {
+        TopCommand::Log(c) => c,
+        TopCommand::Pair { what } => {
+            let token = match (&args.server, &args.token_file) {
+                (Some(_), Some(file)) => Some(
+                    std::fs::read_to_string(file)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?,
+                ),
+                (Some(_), None) => {
+                    anyhow::bail!("--server needs --token-file (an admin session token)")
+                }
+                (None, _) => None,
+            };
+            let target = pair::Target {
+                data_dir: &args.data_dir,
+                online: args.server.as_deref().zip(token.as_deref().map(str::trim)),
+            };
+            return pair::run(target, args.json, what);
+        }
+    };
     match (&args.server, &args.token_file) {
         (Some(server), Some(file)) => {
             let token = std::fs::read_to_string(file)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
-            online::run(server, token.trim(), args.json, args.command)
+            online::run(server, token.trim(), args.json, command)
         }
         (Some(_), None) => anyhow::bail!("--server needs --token-file (an admin session token)"),
-        (None, _) => offline::run(&args.data_dir, args.json, args.command),
+        (None, _) => offline::run(&args.data_dir, args.json, command),
     }
 }
