@@ -129,10 +129,41 @@ fn poll(server: &Server, device_code: &str) -> (u16, Value) {
     (r.status(), r.into_json().unwrap())
 }
 
+/// Waits (with a deadline) until the page after a click shows the element `id`.
+async fn wait_for(c: &Client, id: &'static str) -> fantoccini::elements::Element {
+    match c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id(id))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => panic!("no #{id} ({e}) on:\n{}", c.source().await.unwrap()),
+    }
+}
+
+/// The request is still pending: `slow_down` applies only to a pending request, and this
+/// test polls faster than the interval on purpose.
+#[track_caller]
+fn assert_pending(server: &Server, device_code: &str) {
+    let (status, body) = poll(server, device_code);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"] == "authorization_pending" || body["error"] == "slow_down",
+        "{body}"
+    );
+}
+
 /// Runs the page's one-line command with the key's real path, returns the signature.
 fn run_sign_command(command: &str, key: &Key) -> String {
-    let line = command.replace("~/.ssh/id_ed25519", &key.private_path().display().to_string());
-    assert!(line.contains("| ssh-keygen -Y sign -n latchkey-auth -f "), "{line}");
+    let line = command.replace(
+        "~/.ssh/id_ed25519",
+        &key.private_path().display().to_string(),
+    );
+    assert!(
+        line.contains("| ssh-keygen -Y sign -n latchkey-auth -f "),
+        "{line}"
+    );
     let out = Command::new("sh").arg("-c").arg(&line).output().unwrap();
     assert!(
         out.status.success(),
@@ -146,13 +177,24 @@ fn run_sign_command(command: &str, key: &Key) -> String {
 async fn sign_in(c: &Client, key: &Key) {
     let field = c.find(Locator::Id("public_key")).await.unwrap();
     field.send_keys(&key.pubkey()).await.unwrap();
-    c.find(Locator::Id("continue")).await.unwrap().click().await.unwrap();
-    let command = c.find(Locator::Id("command")).await.unwrap().text().await.unwrap();
+    c.find(Locator::Id("continue"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let command = wait_for(c, "command").await.text().await.unwrap();
     let signature = run_sign_command(&command, key);
     assert!(signature.starts_with("-----BEGIN SSH SIGNATURE-----"));
     let field = c.find(Locator::Id("signature")).await.unwrap();
     field.send_keys(&signature).await.unwrap();
-    c.find(Locator::Id("sign_in")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("sign_in"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(c, "approve").await;
 }
 
 fn screenshot_path(name: &str) -> PathBuf {
@@ -171,8 +213,11 @@ fn a_browser_signs_in_with_ssh_and_approves_a_device() {
     let started = device_code(&server);
     let device = started["device_code"].as_str().unwrap().to_string();
     let user_code = started["user_code"].as_str().unwrap().to_string();
-    let uri = started["verification_uri_complete"].as_str().unwrap().to_string();
-    assert_eq!(poll(&server, &device).1["error"], "authorization_pending");
+    let uri = started["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_pending(&server, &device);
 
     let driver = start_driver();
     let profile = tempfile::tempdir().unwrap();
@@ -199,7 +244,10 @@ fn a_browser_signs_in_with_ssh_and_approves_a_device() {
         assert!(text("ip").await.starts_with("127.0.0."));
         for id in ["scope_chat_read", "scope_chat_write"] {
             let boxed = c.find(Locator::Id(id)).await.unwrap();
-            assert_eq!(boxed.prop("checked").await.unwrap().as_deref(), Some("true"));
+            assert_eq!(
+                boxed.prop("checked").await.unwrap().as_deref(),
+                Some("true")
+            );
         }
         let source = c.source().await.unwrap();
         assert!(source.contains("Approving gives this device access to your account"));
@@ -217,6 +265,8 @@ fn a_browser_signs_in_with_ssh_and_approves_a_device() {
             "SameSite"
         );
 
+        // Phone width, tall enough to show Approve and Deny.
+        c.set_window_size(412, 1400).await.unwrap();
         let png = c.screenshot().await.unwrap();
         assert!(png.starts_with(b"\x89PNG"));
         std::fs::write(screenshot_path("device-approval.png"), &png).unwrap();
@@ -228,8 +278,14 @@ fn a_browser_signs_in_with_ssh_and_approves_a_device() {
             .click()
             .await
             .unwrap();
-        c.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
-        assert_eq!(text("outcome").await, "Device approved");
+        c.find(Locator::Id("approve"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let outcome = wait_for(&c, "outcome").await;
+        assert_eq!(outcome.text().await.unwrap(), "Device approved");
         c.close().await.unwrap();
     });
 
@@ -244,7 +300,10 @@ fn a_browser_signs_in_with_ssh_and_approves_a_device() {
     assert_eq!(me["user"]["handle"], "alice");
 
     // The browser session is listed with alice's tokens, like any token.
-    let list = server.get("/api/native/tokens", Some(&alice)).expect(200).body;
+    let list = server
+        .get("/api/native/tokens", Some(&alice))
+        .expect(200)
+        .body;
     assert!(list.contains("browser sign-in (/device)"), "{list}");
 }
 
@@ -268,13 +327,20 @@ fn a_cross_site_post_changes_nothing() {
     let started = device_code(&server);
     let device = started["device_code"].as_str().unwrap().to_string();
     let user_code = started["user_code"].as_str().unwrap().to_string();
-    let uri = started["verification_uri_complete"].as_str().unwrap().to_string();
+    let uri = started["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The page's headers: strict CSP, no framing, a __Host- CSRF cookie.
     let (status, r) = get_page(&server, "/device", "");
     assert_eq!(status, 200);
     let csp = r.header("content-security-policy").unwrap().to_string();
-    for part in ["default-src 'none'", "form-action 'self'", "frame-ancestors 'none'"] {
+    for part in [
+        "default-src 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ] {
         assert!(csp.contains(part), "{csp}");
     }
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
@@ -304,6 +370,7 @@ fn a_cross_site_post_changes_nothing() {
         );
         c.goto(&attack).await.unwrap();
         c.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
+        wait_for(&c, "outcome").await;
         let source = c.source().await.unwrap();
         assert!(source.contains("Not allowed"), "{source}");
         // The request is still pending on the real page.
@@ -314,7 +381,7 @@ fn a_cross_site_post_changes_nothing() {
         c.close().await.unwrap();
         (cookie.value().to_string(), csrf.value().to_string())
     });
-    assert_eq!(poll(&server, &device).1["error"], "authorization_pending");
+    assert_pending(&server, &device);
 
     // The same by hand, with the real session cookie: a wrong Origin, a missing CSRF
     // token, a wrong one. Each is refused and changes nothing.
@@ -331,17 +398,35 @@ fn a_cross_site_post_changes_nothing() {
             Err(e) => panic!("{e}"),
         }
     };
-    let good = [("csrf", csrf.as_str()), ("user_code", user_code.as_str()), ("scope_chat_read", "on")];
+    let good = [
+        ("csrf", csrf.as_str()),
+        ("user_code", user_code.as_str()),
+        ("scope_chat_read", "on"),
+    ];
     assert_eq!(post("https://evil.example", &good), 403);
-    assert_eq!(post(server.url(), &[("user_code", user_code.as_str()), ("scope_chat_read", "on")]), 400);
-    let wrong = [("csrf", "0".repeat(64).leak() as &str), ("user_code", user_code.as_str()), ("scope_chat_read", "on")];
+    assert_eq!(
+        post(
+            server.url(),
+            &[("user_code", user_code.as_str()), ("scope_chat_read", "on")]
+        ),
+        403
+    );
+    let wrong = [
+        ("csrf", "0".repeat(64).leak() as &str),
+        ("user_code", user_code.as_str()),
+        ("scope_chat_read", "on"),
+    ];
     assert_eq!(post(server.url(), &wrong), 403);
-    assert_eq!(poll(&server, &device).1["error"], "authorization_pending");
+    assert_pending(&server, &device);
 
     // Revoking the browser session like any token signs the page out.
-    let tokens: Value =
-        serde_json::from_str(&server.get("/api/native/tokens", Some(&alice)).expect(200).body)
-            .unwrap();
+    let tokens: Value = serde_json::from_str(
+        &server
+            .get("/api/native/tokens", Some(&alice))
+            .expect(200)
+            .body,
+    )
+    .unwrap();
     let browser_token = tokens["tokens"]
         .as_array()
         .unwrap()
@@ -356,7 +441,10 @@ fn a_cross_site_post_changes_nothing() {
         .expect(204);
     let (status, r) = get_page(&server, &uri.replace(server.url(), ""), &cookies);
     assert_eq!(status, 200);
-    assert!(r.into_string().unwrap().contains("Sign in to approve a device"));
+    assert!(r
+        .into_string()
+        .unwrap()
+        .contains("Sign in to approve a device"));
     assert_eq!(post(server.url(), &good), 401);
-    assert_eq!(poll(&server, &device).1["error"], "authorization_pending");
+    assert_pending(&server, &device);
 }

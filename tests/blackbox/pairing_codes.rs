@@ -36,8 +36,16 @@ fn world(args: &[&str], limited: bool) -> World {
     std::fs::write(&pubfile, root_key.pubkey()).unwrap();
     let dir = server.data_dir().display().to_string();
     let out = latchkey(&[
-        "admin", "--data-dir", &dir, "user", "add", "--handle", "root", "--key-file",
-        &pubfile.display().to_string(), "--admin",
+        "admin",
+        "--data-dir",
+        &dir,
+        "user",
+        "add",
+        "--handle",
+        "root",
+        "--key-file",
+        &pubfile.display().to_string(),
+        "--admin",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     server.restart();
@@ -86,7 +94,8 @@ fn a_code_is_redeemed_once_and_every_other_use_gets_the_same_body() {
     );
     assert_eq!(minted["user"]["handle"], "bob");
     assert_eq!(minted["scopes"], json!(["chat:read", "chat:write"]));
-    assert_eq!(minted["expires_in"].as_i64().unwrap() / 10, 60);
+    let left = minted["expires_in"].as_i64().unwrap();
+    assert!((590..=600).contains(&left), "expires_in {left}");
 
     // The list shows it, without its secret; a GET mints nothing.
     let list = w.server.get(CODES, Some(&w.root)).expect(200);
@@ -123,13 +132,23 @@ fn a_code_is_redeemed_once_and_every_other_use_gets_the_same_body() {
         .delete(&format!("{CODES}/{id}"), &w.root)
         .expect(204);
     let revoked = pair(&w, json!({"code": revoked_code["code"]})).body;
+    // A code nobody uses lapses: the sweeper records it, then it is refused.
     let short = mint(&w, json!({"user": "bob", "expires_in": 1}));
-    let mut expired = String::new();
-    assert!(eventually(Duration::from_secs(10), || {
-        let r = pair(&w, json!({"code": short["code"]}));
-        expired = r.body.clone();
-        r.status == 401
-    }));
+    let short_id = short["id"].as_str().unwrap().to_string();
+    let expired_seen = eventually(Duration::from_secs(15), || {
+        let r = w
+            .server
+            .get("/api/admin/events?type=pairing_code.expired", Some(&w.root));
+        r.body.contains(&short_id)
+    });
+    assert!(
+        expired_seen,
+        "no pairing_code.expired event: {}",
+        w.server
+            .get(&format!("/api/admin/streams/{short_id}"), Some(&w.root))
+            .body
+    );
+    let expired = pair(&w, json!({"code": short["code"]})).body;
     let unknown = pair(&w, json!({"code": code.replacen("lkc_", "lkc_x", 1)})).body;
     let fake = pair(&w, json!({"code": "lkc_nope"})).body;
     let expected = r#"{"error":"pairing_code_invalid","message":"the pairing code is invalid, used, revoked or expired"}"#;
@@ -151,19 +170,10 @@ fn a_code_is_redeemed_once_and_every_other_use_gets_the_same_body() {
         .delete(&format!("{CODES}/{}", uuid::Uuid::new_v4()), &w.root)
         .expect_error(404, "not_found");
 
-    // The sweeper records the expiry.
-    let expired_seen = eventually(Duration::from_secs(10), || {
-        let r = w
-            .server
-            .get("/api/admin/events?type=pairing_code.expired", Some(&w.root));
-        r.body.contains(short["id"].as_str().unwrap())
-    });
-    assert!(expired_seen, "no pairing_code.expired event");
-
     // No code or token in the log.
     let log = w.server.log();
-    for secret in [&code, token] {
-        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+    for secret in [code.as_str(), token] {
+        assert!(!log.contains(secret), "a secret reached the log");
     }
 }
 
@@ -189,14 +199,23 @@ fn only_an_admin_session_mints_and_bad_input_is_refused() {
         .expect(401);
     for expires_in in [json!(0), json!(-5), json!(86401), json!(1.5), json!("600")] {
         w.server
-            .post_json(CODES, &json!({"user": "bob", "expires_in": expires_in}), Some(&w.root))
+            .post_json(
+                CODES,
+                &json!({"user": "bob", "expires_in": expires_in}),
+                Some(&w.root),
+            )
             .expect_error(400, "invalid_request");
     }
     let max = mint(&w, json!({"user": "bob", "expires_in": 86400}));
-    assert_eq!(max["expires_in"].as_i64().unwrap() / 100, 864, "never clamped");
+    let left = max["expires_in"].as_i64().unwrap();
+    assert!((86390..=86400).contains(&left), "never clamped: {left}");
     for scopes in [json!(["admin"]), json!(["chat:delete"])] {
         w.server
-            .post_json(CODES, &json!({"user": "bob", "scopes": scopes}), Some(&w.root))
+            .post_json(
+                CODES,
+                &json!({"user": "bob", "scopes": scopes}),
+                Some(&w.root),
+            )
             .expect_error(400, "invalid_request");
     }
     w.server
@@ -324,7 +343,9 @@ fn decode(grid: &[Vec<bool>]) -> String {
 
 /// The block lines of `pair create` output: everything after the blank line.
 fn qr_text(out: &str) -> String {
-    let (_, blocks) = out.split_once("\n\n").expect("a blank line before the QR code");
+    let (_, blocks) = out
+        .split_once("\n\n")
+        .expect("a blank line before the QR code");
     blocks.trim_end_matches('\n').to_string()
 }
 
@@ -345,14 +366,27 @@ fn offline_pair_create_prints_a_qr_code_that_decodes_to_its_payload() {
     let pubfile = tmp.path().join("alice.pub");
     std::fs::write(&pubfile, key.pubkey()).unwrap();
     let p = pubfile.display().to_string();
-    assert!(admin(&dir, &["user", "add", "--handle", "alice", "--key-file", &p])
-        .status
-        .success());
+    assert!(admin(
+        &dir,
+        &["user", "add", "--handle", "alice", "--key-file", &p]
+    )
+    .status
+    .success());
 
     let out = admin(
         &dir,
-        &["pair", "create", "--user", "alice", "--expires", "15m",
-          "--public-url", "https://chat.example/", "--note", "alice's tablet"],
+        &[
+            "pair",
+            "create",
+            "--user",
+            "alice",
+            "--expires",
+            "15m",
+            "--public-url",
+            "https://chat.example/",
+            "--note",
+            "alice's tablet",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -364,7 +398,11 @@ fn offline_pair_create_prints_a_qr_code_that_decodes_to_its_payload() {
     let payload = format!("latchkey-pair:v1?server=https://chat.example&code={code}");
     assert!(text.contains(&format!("qr       {payload}")), "{text}");
     let blocks = qr_text(&text);
-    assert_eq!(decode(&modules(&blocks)), payload, "the printed QR code scans");
+    assert_eq!(
+        decode(&modules(&blocks)),
+        payload,
+        "the printed QR code scans"
+    );
     // Exactly what the qrcode crate renders for that payload.
     let expected = qrcode::QrCode::new(payload.as_bytes())
         .unwrap()
@@ -389,7 +427,10 @@ fn offline_pair_create_prints_a_qr_code_that_decodes_to_its_payload() {
     assert_eq!(decode(&modules(stderr(&out).trim_end())), qr);
 
     // Out of range is refused, not clamped.
-    let out = admin(&dir, &["pair", "create", "--user", "alice", "--expires", "25h"]);
+    let out = admin(
+        &dir,
+        &["pair", "create", "--user", "alice", "--expires", "25h"],
+    );
     assert!(!out.status.success());
 
     let list: Value =
@@ -430,22 +471,29 @@ fn online_pair_commands_use_the_admin_api() {
         .lines()
         .find_map(|l| l.strip_prefix("qr       "))
         .unwrap();
-    assert!(qr.starts_with(&format!("latchkey-pair:v1?server={}&code=lkc_", w.server.url())));
+    assert!(qr.starts_with(&format!(
+        "latchkey-pair:v1?server={}&code=lkc_",
+        w.server.url()
+    )));
     assert_eq!(decode(&modules(&qr_text(&text))), qr);
     let list = online(&["--json", "pair", "list"]);
     let doc: Value = serde_json::from_slice(&list.stdout).unwrap();
     let id = doc["codes"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(doc["codes"][0]["scopes"], json!(["chat:read"]));
     assert!(online(&["pair", "revoke", &id]).status.success());
-    let doc: Value =
-        serde_json::from_slice(&online(&["--json", "pair", "list"]).stdout).unwrap();
+    let doc: Value = serde_json::from_slice(&online(&["--json", "pair", "list"]).stdout).unwrap();
     assert!(doc["codes"].as_array().unwrap().is_empty());
     // A non-admin session is refused.
     let bob_file = w.tmp.path().join("bob.token");
     std::fs::write(&bob_file, &w.bob).unwrap();
     let out = latchkey(&[
-        "admin", "--server", w.server.url(), "--token-file", &bob_file.display().to_string(),
-        "pair", "list",
+        "admin",
+        "--server",
+        w.server.url(),
+        "--token-file",
+        &bob_file.display().to_string(),
+        "pair",
+        "list",
     ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("403"), "{}", stderr(&out));

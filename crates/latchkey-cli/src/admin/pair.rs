@@ -124,7 +124,13 @@ pub fn run(target: Target<'_>, as_json: bool, what: PairWhat) -> anyhow::Result<
                     if let Some(e) = expires_in {
                         body["expires_in"] = serde_json::json!(e);
                     }
-                    call(server, token, "POST", "/api/admin/pairing-codes", Some(body))?
+                    call(
+                        server,
+                        token,
+                        "POST",
+                        "/api/admin/pairing-codes",
+                        Some(body),
+                    )?
                 }
                 None => {
                     let store = open(target.data_dir)?;
@@ -284,7 +290,10 @@ mod tests {
             parse_scopes(Some("chat:read,chat:write")).unwrap(),
             vec![Scope::ChatRead, Scope::ChatWrite]
         );
-        assert_eq!(parse_scopes(Some("chat:read")).unwrap(), vec![Scope::ChatRead]);
+        assert_eq!(
+            parse_scopes(Some("chat:read")).unwrap(),
+            vec![Scope::ChatRead]
+        );
         assert!(parse_scopes(Some("admin")).is_err());
         assert!(parse_scopes(None).unwrap().is_empty());
     }

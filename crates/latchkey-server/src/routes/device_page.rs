@@ -82,6 +82,11 @@ impl<E: Into<ApiError>> From<E> for PageError {
             .cloned();
         let (heading, text) = match status.as_u16() {
             400 => ("That did not work", api.message().to_string()),
+            401 if api.code() == latchkey_proto::codes::KEY_UNKNOWN => (
+                "Sign-in failed",
+                "This key belongs to no latchkey account. Use a key that is on your account."
+                    .to_string(),
+            ),
             401 => ("Sign-in failed", api.message().to_string()),
             403 => ("Not allowed", api.message().to_string()),
             404 => ("No such request", "No pending request has this code. Check the code on your device: it may be mistyped, expired, or already approved or denied.".to_string()),
@@ -101,13 +106,15 @@ impl<E: Into<ApiError>> From<E> for PageError {
 
 type PageResult = Result<HttpResponse, PageError>;
 
-/// Security headers every answer of the page carries.
+/// Security headers every answer of the page carries. The referrer policy is
+/// `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null` on
+/// the page's own form posts, which the Origin check would refuse.
 fn secured(status: StatusCode) -> actix_web::HttpResponseBuilder {
     let mut b = HttpResponse::build(status);
     b.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header((header::CACHE_CONTROL, "no-store"));
     b
 }
@@ -205,9 +212,14 @@ fn same_bytes(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// The checks of every POST: `Origin` is this server, and the form's CSRF token is the
-/// cookie's. Either failing changes nothing.
-fn check_post(core: &Core, req: &HttpRequest, form_csrf: &str) -> Result<(), PageError> {
+/// The checks of every POST, before anything else is read: `Origin` is this server, and
+/// the form's CSRF token is the cookie's. Either failing answers 403 and changes nothing.
+/// Then the form itself.
+fn checked_form<T: DeserializeOwned>(
+    core: &Core,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, PageError> {
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -219,15 +231,19 @@ fn check_post(core: &Core, req: &HttpRequest, form_csrf: &str) -> Result<(), Pag
             "This form was not sent from this site's page, so nothing was changed. Open the page again and retry.",
         ));
     }
+    let sent = serde_urlencoded::from_bytes::<CsrfForm>(body)
+        .ok()
+        .and_then(|f| f.csrf)
+        .unwrap_or_default();
     let cookie = cookie(req, CSRF_COOKIE).unwrap_or_default();
-    if cookie.is_empty() || !same_bytes(&cookie, form_csrf) {
+    if cookie.is_empty() || !same_bytes(&cookie, &sent) {
         return Err(PageError::new(
             StatusCode::FORBIDDEN,
             "Not allowed",
             "The form has expired or was not sent from this page, so nothing was changed. Open the page again and retry.",
         ));
     }
-    Ok(())
+    parse_form(body)
 }
 
 /// The browser session, if the cookie holds a live session token.
@@ -330,8 +346,7 @@ struct KeyForm {
 
 /// Sign-in step 1: a challenge for the pasted public key.
 async fn challenge(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> PageResult {
-    let form: KeyForm = parse_form(&body)?;
-    check_post(&core, &req, &form.csrf)?;
+    let form: KeyForm = checked_form(&core, &req, &body)?;
     limit(&req, IpLimit::Challenge)?;
     let code = canonical_code(&form.user_code)?;
     let issued = core
@@ -360,7 +375,6 @@ async fn challenge(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) ->
 
 #[derive(Deserialize)]
 struct SignatureForm {
-    csrf: String,
     #[serde(default)]
     user_code: String,
     challenge_id: String,
@@ -383,8 +397,7 @@ fn see_other(location: &str) -> HttpResponse {
 
 /// Sign-in step 2: the signature for a 15-minute browser session.
 async fn session(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> PageResult {
-    let form: SignatureForm = parse_form(&body)?;
-    check_post(&core, &req, &form.csrf)?;
+    let form: SignatureForm = checked_form(&core, &req, &body)?;
     limit(&req, IpLimit::Token)?;
     let code = canonical_code(&form.user_code)?;
     let user_agent = req
@@ -448,8 +461,7 @@ fn lifetime(choice: Option<&str>) -> Result<Option<u64>, PageError> {
 
 /// Approve: one POST grants the checked scopes.
 async fn approve(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> PageResult {
-    let form: ApproveForm = parse_form(&body)?;
-    check_post(&core, &req, &form.csrf)?;
+    let form: ApproveForm = checked_form(&core, &req, &body)?;
     let code = canonical_code(&form.user_code)?;
     let (auth, handle) = need_session(&core, &req, &code)?;
     lookup_limit(&req, &auth)?;
@@ -493,8 +505,7 @@ struct CodeForm {
 
 /// Deny: cancels the request for good.
 async fn deny(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> PageResult {
-    let form: CodeForm = parse_form(&body)?;
-    check_post(&core, &req, &form.csrf)?;
+    let form: CodeForm = checked_form(&core, &req, &body)?;
     let code = canonical_code(&form.user_code)?;
     let (auth, handle) = need_session(&core, &req, &code)?;
     lookup_limit(&req, &auth)?;
@@ -510,15 +521,15 @@ async fn deny(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> Page
     ))
 }
 
+/// Any form's CSRF token, whatever else it holds.
 #[derive(Deserialize)]
 struct CsrfForm {
-    csrf: String,
+    csrf: Option<String>,
 }
 
 /// Sign out: revokes the browser session and clears its cookie.
 async fn sign_out(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> PageResult {
-    let form: CsrfForm = parse_form(&body)?;
-    check_post(&core, &req, &form.csrf)?;
+    let _: CsrfForm = checked_form(&core, &req, &body)?;
     if let Some((auth, _)) = signed_in(&core, &req) {
         core.logout(&auth).await?;
     }
