@@ -85,6 +85,8 @@ fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn a_code_is_redeemed_once_and_every_other_use_gets_the_same_body() {
     let w = world(&[], false);
+    let info = w.server.get("/api/native/info", None).expect(200).body;
+    assert!(info.contains("\"pairing-codes\""), "{info}");
     let minted = mint(&w, json!({"user": "bob", "note": "bob's phone"}));
     let code = minted["code"].as_str().unwrap().to_string();
     assert!(code.starts_with("lkc_") && code.len() == 53, "{code}");

@@ -85,6 +85,19 @@ impl Core {
             }
             _ => return Err(CoreError::ChallengeInvalid),
         };
+        self.mint_browser_session(user_id, &challenge.key.fingerprint, ip, user_agent)
+            .await
+    }
+
+    /// Mints the 15-minute session of a verified page sign-in.
+    async fn mint_browser_session(
+        &self,
+        user_id: UserId,
+        fingerprint: &str,
+        ip: Option<IpAddr>,
+        user_agent: Option<String>,
+    ) -> Result<BrowserSession, CoreError> {
+        let now = clock::now();
         let admin = self.models().user(user_id)?.is_some_and(|u| u.admin);
         let raw = token::generate(TokenPrefix::Session, clock::random32());
         let token_id = TokenId(Uuid::new_v4());
@@ -98,7 +111,7 @@ impl Core {
             device_name: None,
             user_agent,
             ip: self.config().ip_retention.apply(ip),
-            key_fingerprint: Some(challenge.key.fingerprint.clone()),
+            key_fingerprint: Some(fingerprint.to_string()),
             expires_at: Some(expires_at),
             now,
         };

@@ -92,6 +92,7 @@ async fn info(core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
             "websocket".into(),
             "admin".into(),
             "device-authorization".into(),
+            "pairing-codes".into(),
         ],
         registration: match core.config().registration {
             Registration::Open => "open".into(),
