@@ -419,6 +419,10 @@ fn a_cross_site_post_changes_nothing() {
     assert_eq!(post(server.url(), &wrong), 403);
     assert_pending(&server, &device);
 
+    // Neither cookie reaches the log.
+    let log = server.log();
+    assert!(!log.contains(&session) && !log.contains(&csrf));
+
     // Revoking the browser session like any token signs the page out.
     let tokens: Value = serde_json::from_str(
         &server
@@ -447,4 +451,47 @@ fn a_cross_site_post_changes_nothing() {
         .contains("Sign in to approve a device"));
     assert_eq!(post(server.url(), &good), 401);
     assert_pending(&server, &device);
+}
+
+#[test]
+fn error_states_are_pages_rate_limits_included() {
+    let server = Server::start_limited(&[]);
+    let key = Key::generate(server.scratch(), "ed25519", "alice@laptop");
+    let csrf = "ab".repeat(32);
+    let cookies = format!("__Host-latchkey-csrf={csrf}");
+    let post = |form: &[(&str, &str)]| {
+        let r = ureq::post(&format!("{}/device/challenge", server.url()))
+            .set("Cookie", &cookies)
+            .set("Origin", server.url())
+            .send_form(form);
+        match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // A key that is not an SSH key: a page saying so.
+    let r = post(&[("csrf", &csrf), ("public_key", "not a key")]);
+    assert_eq!(r.status(), 400);
+    assert!(r.content_type().starts_with("text/html"));
+    // Challenges until the per-address limit answers: a page with Retry-After.
+    let pubkey = key.pubkey();
+    let mut limited = None;
+    for _ in 0..40 {
+        let r = post(&[("csrf", &csrf), ("public_key", &pubkey)]);
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), 200);
+        assert!(r
+            .into_string()
+            .unwrap()
+            .contains("ssh-keygen -Y sign -n latchkey-auth"));
+    }
+    let r = limited.expect("a 429 within 40 challenges");
+    assert!(r.header("retry-after").is_some());
+    assert!(r.content_type().starts_with("text/html"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert!(r.into_string().unwrap().contains("Too many attempts"));
 }

@@ -430,3 +430,106 @@ impl From<PairingCodeError> for ApiError {
         }
     }
 }
+
+/// A failure of the `/device` page: always an HTML page (`routes::device_page::error_page`),
+/// never JSON, with the status picked here.
+#[derive(Debug)]
+pub struct PageError {
+    status: StatusCode,
+    heading: &'static str,
+    text: String,
+    retry_after: Option<HeaderValue>,
+}
+
+impl PageError {
+    fn new(status: StatusCode, heading: &'static str, text: impl Into<String>) -> Self {
+        Self {
+            status,
+            heading,
+            text: text.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 403: a form from elsewhere (wrong `Origin`, missing or wrong CSRF token).
+    pub fn forbidden(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Not allowed", text)
+    }
+
+    /// 400: an incomplete or invalid form.
+    pub fn bad_form(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "That did not work", text)
+    }
+
+    /// 401: the page's sign-in has lapsed.
+    pub fn sign_in_again(text: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Sign in again", text)
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The page's heading.
+    pub fn heading(&self) -> &'static str {
+        self.heading
+    }
+
+    /// The page's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// `Retry-After`, for a rate limit.
+    pub fn retry_after(&self) -> Option<&HeaderValue> {
+        self.retry_after.as_ref()
+    }
+}
+
+/// Any API failure, in the page's words: the same status, a human text.
+impl<E: Into<ApiError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        let api: ApiError = e.into();
+        let status = api.status;
+        let message = api.message.clone();
+        let (heading, text) = match status.as_u16() {
+            401 if api.code == codes::KEY_UNKNOWN => (
+                "Sign-in failed",
+                "This key belongs to no latchkey account. Use a key that is on your account."
+                    .to_string(),
+            ),
+            401 => ("Sign-in failed", message),
+            403 => ("Not allowed", message),
+            404 => ("No such request", "No pending request has this code. Check the code on your device: it may be mistyped, expired, or already approved or denied.".to_string()),
+            409 => ("This request is closed", message),
+            429 => ("Too many attempts", "Too many attempts from here. Wait a minute and try again.".to_string()),
+            _ if status.is_server_error() => ("Something went wrong", "The service could not answer. Try again in a moment.".to_string()),
+            _ => ("That did not work", message),
+        };
+        Self {
+            status,
+            heading,
+            text,
+            retry_after: api
+                .retry_after
+                .and_then(|s| HeaderValue::from_str(&s.to_string()).ok()),
+        }
+    }
+}
+
+impl fmt::Display for PageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.heading)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        crate::routes::device_page::error_page(self)
+    }
+}

@@ -16,12 +16,11 @@
 
 mod html;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, PageError};
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::{client_ip, limit};
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use html::Html;
 use latchkey_actors::device::Grant;
 use latchkey_actors::web_session::BROWSER_SESSION_SECS;
@@ -51,66 +50,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/device/sign-out").route(web::post().to(sign_out)));
 }
 
-/// A failure, shown as a page.
-#[derive(Debug)]
-struct PageError {
-    status: StatusCode,
-    heading: &'static str,
-    text: String,
-    retry_after: Option<HeaderValue>,
-}
-
-impl PageError {
-    fn new(status: StatusCode, heading: &'static str, text: impl Into<String>) -> Self {
-        Self {
-            status,
-            heading,
-            text: text.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl<E: Into<ApiError>> From<E> for PageError {
-    fn from(e: E) -> Self {
-        let api: ApiError = e.into();
-        let status = api.status_code();
-        let retry_after = api
-            .error_response()
-            .headers()
-            .get(header::RETRY_AFTER)
-            .cloned();
-        let (heading, text) = match status.as_u16() {
-            400 => ("That did not work", api.message().to_string()),
-            401 if api.code() == latchkey_proto::codes::KEY_UNKNOWN => (
-                "Sign-in failed",
-                "This key belongs to no latchkey account. Use a key that is on your account."
-                    .to_string(),
-            ),
-            401 => ("Sign-in failed", api.message().to_string()),
-            403 => ("Not allowed", api.message().to_string()),
-            404 => ("No such request", "No pending request has this code. Check the code on your device: it may be mistyped, expired, or already approved or denied.".to_string()),
-            409 => ("This request is closed", api.message().to_string()),
-            429 => ("Too many attempts", "Too many attempts from here. Wait a minute and try again.".to_string()),
-            _ if status.is_server_error() => ("Something went wrong", "The service could not answer. Try again in a moment.".to_string()),
-            _ => ("That did not work", api.message().to_string()),
-        };
-        Self {
-            status,
-            heading,
-            text,
-            retry_after,
-        }
-    }
-}
-
 type PageResult = Result<HttpResponse, PageError>;
 
 /// Security headers every answer of the page carries. The referrer policy is
 /// `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null` on
 /// the page's own form posts, which the Origin check would refuse.
-fn secured(status: StatusCode) -> actix_web::HttpResponseBuilder {
-    let mut b = HttpResponse::build(status);
+fn secured(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
     b.insert_header((header::CONTENT_SECURITY_POLICY, CSP))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -119,40 +64,25 @@ fn secured(status: StatusCode) -> actix_web::HttpResponseBuilder {
     b
 }
 
-fn html_page(
-    status: StatusCode,
-    title: &str,
-    who: Option<(&str, &str)>,
-    body: Html,
-) -> HttpResponse {
-    secured(status)
+fn html_page(title: &str, who: Option<(&str, &str)>, body: Html) -> HttpResponse {
+    secured(HttpResponse::Ok())
         .content_type("text/html; charset=utf-8")
         .body(html::page(title, who, body))
 }
 
-impl std::fmt::Display for PageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.heading)
-    }
-}
-
-impl ResponseError for PageError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut res = html_page(
-            self.status,
-            self.heading,
+/// The page a failure shows (its status was picked in `error.rs`).
+pub fn error_page(e: &PageError) -> HttpResponse {
+    let mut res = secured(HttpResponse::build(e.status()))
+        .content_type("text/html; charset=utf-8")
+        .body(html::page(
+            e.heading(),
             None,
-            html::message(self.heading, &self.text),
-        );
-        if let Some(v) = &self.retry_after {
-            res.headers_mut().insert(header::RETRY_AFTER, v.clone());
-        }
-        res
+            html::message(e.heading(), e.text()),
+        ));
+    if let Some(v) = e.retry_after() {
+        res.headers_mut().insert(header::RETRY_AFTER, v.clone());
     }
+    res
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -225,10 +155,7 @@ fn checked_form<T: DeserializeOwned>(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok());
     if origin != Some(expected_origin(core, req).as_str()) {
-        return Err(PageError::new(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "This form was not sent from this site's page, so nothing was changed. Open the page again and retry.",
+        return Err(PageError::forbidden("This form was not sent from this site's page, so nothing was changed. Open the page again and retry.",
         ));
     }
     let sent = serde_urlencoded::from_bytes::<CsrfForm>(body)
@@ -237,10 +164,7 @@ fn checked_form<T: DeserializeOwned>(
         .unwrap_or_default();
     let cookie = cookie(req, CSRF_COOKIE).unwrap_or_default();
     if cookie.is_empty() || !same_bytes(&cookie, &sent) {
-        return Err(PageError::new(
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            "The form has expired or was not sent from this page, so nothing was changed. Open the page again and retry.",
+        return Err(PageError::forbidden("The form has expired or was not sent from this page, so nothing was changed. Open the page again and retry.",
         ));
     }
     parse_form(body)
@@ -258,13 +182,8 @@ fn signed_in(core: &Core, req: &HttpRequest) -> Option<(Auth, String)> {
 }
 
 fn parse_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, PageError> {
-    serde_urlencoded::from_bytes(body).map_err(|_| {
-        PageError::new(
-            StatusCode::BAD_REQUEST,
-            "That did not work",
-            "The form was incomplete. Open the page again and retry.",
-        )
-    })
+    serde_urlencoded::from_bytes(body)
+        .map_err(|_| PageError::bad_form("The form was incomplete. Open the page again and retry."))
 }
 
 /// The canonical form of a typed user code; empty stays empty; malformed is a 404 page.
@@ -303,24 +222,15 @@ async fn show(core: web::Data<Core>, req: HttpRequest, q: web::Query<ShowQuery>)
     let (csrf, set) = csrf_token(&req);
     let code = canonical_code(q.user_code.as_deref().unwrap_or(""))?;
     let res = match signed_in(&core, &req) {
-        None => html_page(
-            StatusCode::OK,
-            "Sign in",
-            None,
-            html::signin_key(&csrf, &code),
-        ),
-        Some((_, handle)) if code.is_empty() => html_page(
-            StatusCode::OK,
-            "Enter the code",
-            Some((&handle, &csrf)),
-            html::enter_code(),
-        ),
+        None => html_page("Sign in", None, html::signin_key(&csrf, &code)),
+        Some((_, handle)) if code.is_empty() => {
+            html_page("Enter the code", Some((&handle, &csrf)), html::enter_code())
+        }
         Some((auth, handle)) => {
             lookup_limit(&req, &auth)?;
             let view = core.device_lookup(&code).await?;
             let at = crate::convert::rfc3339(view.state.request.requested_at);
             html_page(
-                StatusCode::OK,
                 "Approve this device?",
                 Some((&handle, &csrf)),
                 html::request(&csrf, &code, &view, &at),
@@ -331,7 +241,7 @@ async fn show(core: web::Data<Core>, req: HttpRequest, q: web::Query<ShowQuery>)
 }
 
 async fn style() -> HttpResponse {
-    secured(StatusCode::OK)
+    secured(HttpResponse::Ok())
         .content_type("text/css; charset=utf-8")
         .body(html::STYLE)
 }
@@ -366,7 +276,6 @@ async fn challenge(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) ->
         expires_at: &expires_at,
     };
     Ok(html_page(
-        StatusCode::OK,
         "Sign the challenge",
         None,
         html::signin_signature(&form.csrf, &code, &c),
@@ -390,7 +299,7 @@ fn back_to(code: &str) -> String {
 }
 
 fn see_other(location: &str) -> HttpResponse {
-    secured(StatusCode::SEE_OTHER)
+    secured(HttpResponse::SeeOther())
         .insert_header((header::LOCATION, location))
         .finish()
 }
@@ -433,10 +342,7 @@ struct ApproveForm {
 /// The signed-in user behind a POST, or a page saying to sign in again.
 fn need_session(core: &Core, req: &HttpRequest, code: &str) -> Result<(Auth, String), PageError> {
     signed_in(core, req).ok_or_else(|| {
-        PageError::new(
-            StatusCode::UNAUTHORIZED,
-            "Sign in again",
-            format!(
+        PageError::sign_in_again(format!(
                 "Your sign-in on this page has expired (it lasts {} minutes). Open {} and sign in again; nothing was changed.",
                 BROWSER_SESSION_SECS / 60,
                 back_to(code)
@@ -451,11 +357,7 @@ fn lifetime(choice: Option<&str>) -> Result<Option<u64>, PageError> {
         Some("30d") => Ok(Some(30 * 24 * 3600)),
         Some("1y") => Ok(Some(MAX_DEVICE_TOKEN_SECS)),
         Some("never") => Ok(None),
-        Some(_) => Err(PageError::new(
-            StatusCode::BAD_REQUEST,
-            "That did not work",
-            "Pick a token lifetime from the list.",
-        )),
+        Some(_) => Err(PageError::bad_form("Pick a token lifetime from the list.")),
     }
 }
 
@@ -473,9 +375,7 @@ async fn approve(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> P
         scopes.push(Scope::ChatWrite);
     }
     if scopes.is_empty() {
-        return Err(PageError::new(
-            StatusCode::BAD_REQUEST,
-            "That did not work",
+        return Err(PageError::bad_form(
             "Check at least one permission, or deny the request.",
         ));
     }
@@ -490,7 +390,6 @@ async fn approve(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> P
         view.state.request.client_id
     );
     Ok(html_page(
-        StatusCode::OK,
         "Device approved",
         Some((&handle, &form.csrf)),
         html::message("Device approved", &text),
@@ -511,7 +410,6 @@ async fn deny(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> Page
     lookup_limit(&req, &auth)?;
     core.device_deny(&auth, &code).await?;
     Ok(html_page(
-        StatusCode::OK,
         "Request denied",
         Some((&handle, &form.csrf)),
         html::message(
