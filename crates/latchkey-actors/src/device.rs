@@ -300,7 +300,7 @@ impl Core {
     /// The device authorization on a stream that the read model named.
     async fn device_state(&self, id: PairingId) -> Result<DeviceState, DeviceFlowError> {
         match self.pairings().inspect(id.stream()).await? {
-            PairingState::Device(d) => Ok(d),
+            PairingState::Device(d) => Ok(*d),
             _ => Err(DeviceFlowError::InvalidGrant),
         }
     }
@@ -358,7 +358,7 @@ impl Core {
         };
         let device_code = DeviceCode(hex(&clock::random32()));
         let user_code = self.fresh_user_code()?;
-        let cmd = DeviceCommand::Request(RequestDevice {
+        let cmd = DeviceCommand::Request(Box::new(RequestDevice {
             pairing_id: id,
             client_id: req.client_id,
             scopes: req.scopes,
@@ -369,7 +369,7 @@ impl Core {
             ip: self.config().ip_retention.apply(req.ip),
             user_agent: req.user_agent,
             now,
-        });
+        }));
         let out = self.device_command(id, cmd, Who::Anonymous).await;
         self.device_book().release(&user_code.hash());
         out?;
@@ -460,10 +460,10 @@ impl Core {
             .await?;
         self.device_book().forget(id);
         let approval: Approval = match out.state {
-            PairingState::Device(DeviceState {
-                status: DeviceStatus::Issued { approval, .. },
-                ..
-            }) => approval,
+            PairingState::Device(d) => match d.status {
+                DeviceStatus::Issued { approval, .. } => approval,
+                _ => return Err(CoreError::Internal("issued code without approval".into()).into()),
+            },
             _ => return Err(CoreError::Internal("issued code without approval".into()).into()),
         };
         let raw = token::generate(TokenPrefix::Device, clock::random32());
@@ -584,7 +584,7 @@ impl Core {
             .as_ref()
             .map(|k| usercode::comparison_code(&code, &k.key.fingerprint));
         Ok(DeviceView {
-            state: after,
+            state: *after,
             comparison_code,
         })
     }

@@ -181,8 +181,8 @@ pub struct RequestDevice {
 /// What can be asked of a device authorization.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceCommand {
-    /// Start one (RFC 8628 §3.1).
-    Request(RequestDevice),
+    /// Start one (RFC 8628 §3.1). Boxed: it is much larger than the other commands.
+    Request(Box<RequestDevice>),
     /// The device proves it holds the key it sent.
     ProveKey {
         /// The `challenge_id` the device signed (the pairing id).

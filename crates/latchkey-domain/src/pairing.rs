@@ -91,8 +91,9 @@ pub enum PairingState {
         /// When it was swept.
         at: Timestamp,
     },
-    /// A device authorization (RFC 8628): see `device`.
-    Device(DeviceState),
+    /// A device authorization (RFC 8628): see `device`. Boxed: it is much larger than a
+    /// challenge.
+    Device(Box<DeviceState>),
 }
 
 impl PairingState {
@@ -330,11 +331,11 @@ impl Decider for PairingDecider {
                 PairingState::Expired { challenge, at: *at }
             }
             (PairingState::None, e @ PairingEvent::DeviceAuthorizationRequested { .. }) => {
-                device::evolve(None, e).map_or(PairingState::None, PairingState::Device)
+                device::evolve(None, e)
+                    .map_or(PairingState::None, |d| PairingState::Device(Box::new(d)))
             }
-            (PairingState::Device(d), e) => {
-                device::evolve(Some(d), e).map_or(PairingState::None, PairingState::Device)
-            }
+            (PairingState::Device(d), e) => device::evolve(Some(*d), e)
+                .map_or(PairingState::None, |d| PairingState::Device(Box::new(d))),
             (state, _) => state,
         }
     }
