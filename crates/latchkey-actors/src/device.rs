@@ -205,10 +205,23 @@ pub struct DeviceToken {
 /// A pending request as the approval screen shows it.
 #[derive(Debug, Clone)]
 pub struct DeviceView {
+    /// The user code, canonical.
+    pub user_code: UserCode,
     /// The request.
     pub state: DeviceState,
-    /// The comparison code for the typed user code and the request's key.
+    /// The comparison code for the user code and the request's key.
     pub comparison_code: Option<String>,
+}
+
+/// What an approval granted.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    /// The app's name.
+    pub client_id: String,
+    /// The grant.
+    pub approval: Approval,
+    /// The fingerprint of the key added to the approver's account, if any.
+    pub key_added: Option<String>,
 }
 
 /// What an approver grants.
@@ -316,8 +329,7 @@ impl Core {
     /// A fresh user code no pending request holds, claimed until released.
     fn fresh_user_code(&self) -> Result<UserCode, DeviceFlowError> {
         for _ in 0..16 {
-            let mut random = [0u8; USER_CODE_RANDOM_BYTES];
-            random.copy_from_slice(&clock::random32()[..USER_CODE_RANDOM_BYTES]);
+            let random: [u8; USER_CODE_RANDOM_BYTES] = clock::random32();
             let Some(code) = UserCode::generate(&random) else {
                 continue;
             };
@@ -518,13 +530,14 @@ impl Core {
 
     /// What the approval screen shows for a user code.
     pub async fn device_lookup(&self, user_code: &str) -> Result<DeviceView, DeviceFlowError> {
-        let (code, state) = self.pending_request(user_code).await?;
+        let (user_code, state) = self.pending_request(user_code).await?;
         let comparison_code = state
             .request
             .key
             .as_ref()
-            .map(|k| usercode::comparison_code(&code, &k.key.fingerprint));
+            .map(|k| usercode::comparison_code(&user_code, &k.key.fingerprint));
         Ok(DeviceView {
+            user_code,
             state,
             comparison_code,
         })
@@ -536,8 +549,8 @@ impl Core {
         auth: &Auth,
         user_code: &str,
         grant: Grant,
-    ) -> Result<DeviceView, DeviceFlowError> {
-        let (code, state) = self.pending_request(user_code).await?;
+    ) -> Result<Approved, DeviceFlowError> {
+        let (_, state) = self.pending_request(user_code).await?;
         let id = state.request.pairing_id;
         let key = state.request.key.as_ref().map(|k| k.key.clone());
         // One owner per key: the same lock as a registration or an add-key by this key.
@@ -566,11 +579,12 @@ impl Core {
         let PairingState::Device(after) = out.state else {
             return Err(CoreError::Internal("approved a non-device stream".into()).into());
         };
-        let key_id = match &after.status {
-            DeviceStatus::Approved(a) => a.key_id,
-            _ => None,
+        let DeviceStatus::Approved(approval) = after.status else {
+            return Err(CoreError::Internal("approval not recorded".into()).into());
         };
-        if let (Some(key_id), Some(key)) = (key_id, key) {
+        let mut key_added = None;
+        if let (Some(key_id), Some(key)) = (approval.key_id, key) {
+            key_added = Some(key.fingerprint.clone());
             let cmd = UserCommand::AddKey { key_id, key, now };
             let out = self
                 .users()
@@ -578,14 +592,10 @@ impl Core {
                 .await?;
             self.wait_applied(out.last_seq).await?;
         }
-        let comparison_code = after
-            .request
-            .key
-            .as_ref()
-            .map(|k| usercode::comparison_code(&code, &k.key.fingerprint));
-        Ok(DeviceView {
-            state: *after,
-            comparison_code,
+        Ok(Approved {
+            client_id: after.request.client_id,
+            approval,
+            key_added,
         })
     }
 

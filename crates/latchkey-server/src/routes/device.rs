@@ -287,10 +287,10 @@ fn lookup_limit(req: &HttpRequest, auth: &latchkey_actors::Auth) -> Result<(), A
     }
 }
 
-fn request_info(user_code: &str, view: DeviceView) -> proto::DeviceRequestInfo {
+fn request_info(view: DeviceView) -> proto::DeviceRequestInfo {
     let r = view.state.request;
     proto::DeviceRequestInfo {
-        user_code: user_code.to_string(),
+        user_code: view.user_code.expose().to_string(),
         client_id: r.client_id,
         device_name: r.device_name,
         scopes: r.scopes.iter().map(|s| scope(*s).to_string()).collect(),
@@ -321,12 +321,9 @@ async fn lookup(
 ) -> Result<HttpResponse, ApiError> {
     lookup_limit(&req, &auth)?;
     let view = core.device_lookup(&path).await?;
-    let code = latchkey_domain::usercode::UserCode::parse(&path)
-        .map(|c| c.expose().to_string())
-        .unwrap_or_default();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(request_info(&code, view)))
+        .json(request_info(view)))
 }
 
 fn parse_scopes(scopes: Option<Vec<String>>) -> Result<Option<Vec<Scope>>, ApiError> {
@@ -365,24 +362,15 @@ async fn approve(
         name: body.name,
         token_ttl_secs: body.expires_in.unwrap_or(Some(DEFAULT_DEVICE_TOKEN_SECS)),
     };
-    let view = core.device_approve(&auth, &body.user_code, grant).await?;
-    let approval = match &view.state.status {
-        latchkey_domain::device::DeviceStatus::Approved(a) => a.clone(),
-        _ => return Err(ApiError::unavailable("approval not recorded", 1)),
-    };
+    let approved = core.device_approve(&auth, &body.user_code, grant).await?;
+    let a = approved.approval;
     Ok(HttpResponse::Ok().json(proto::DeviceApproveResponse {
         status: "approved".into(),
-        client_id: view.state.request.client_id,
-        device_name: approval.device_name,
-        scopes: approval
-            .scopes
-            .iter()
-            .map(|s| scope(*s).to_string())
-            .collect(),
-        token_expires_in: approval.token_ttl_secs,
-        key_added: approval
-            .key_id
-            .and(view.state.request.key.map(|k| k.key.fingerprint)),
+        client_id: approved.client_id,
+        device_name: a.device_name,
+        scopes: a.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        token_expires_in: a.token_ttl_secs,
+        key_added: approved.key_added,
     }))
 }
 
