@@ -533,7 +533,96 @@ fn only_a_session_may_look_up_approve_or_deny() {
         .expect_error(401, "unauthorized");
 }
 
+#[test]
+fn of_two_concurrent_polls_of_an_approved_code_exactly_one_gets_the_token() {
+    let server = Server::start(&[]);
+    let (_, alice) = session(&server, "alice");
+    for _ in 0..3 {
+        let s = start(&server, &[]);
+        approve(&server, &alice, &s.user_code).expect(200);
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
+            let a = scope.spawn(|| poll(&server, &s.device_code));
+            let b = scope.spawn(|| poll(&server, &s.device_code));
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        let ok: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
+        assert_eq!(
+            ok.len(),
+            1,
+            "{:?}",
+            answers.iter().map(|a| &a.body).collect::<Vec<_>>()
+        );
+        let other = answers.iter().find(|a| a.status != 200).unwrap();
+        other.oauth_error("invalid_grant");
+    }
+    let list: TokenList = server
+        .get("/api/native/tokens", Some(&alice))
+        .expect(200)
+        .json();
+    // Re-pairing `tv` three times leaves one live device token.
+    assert_eq!(list.tokens.iter().filter(|t| t.kind == "device").count(), 1);
+}
+
+#[test]
+fn a_cancel_after_approval_mints_nothing() {
+    let server = Server::start(&[]);
+    let (_, alice) = session(&server, "alice");
+    let s = start(&server, &[]);
+    approve(&server, &alice, &s.user_code).expect(200);
+    form(&server, CANCEL, &[("device_code", &s.device_code)]).ok();
+    poll(&server, &s.device_code).oauth_error("access_denied");
+    let list: TokenList = server
+        .get("/api/native/tokens", Some(&alice))
+        .expect(200)
+        .json();
+    assert!(list.tokens.iter().all(|t| t.kind != "device"));
+}
+
+#[test]
+fn device_endpoints_answer_429_in_the_oauth_shape() {
+    let server = Server::start_limited(&[]);
+    let mut limited = None;
+    for i in 0..20 {
+        let a = form(&server, CODE, &[("client_id", CLIENT)]);
+        if a.status == 429 {
+            a.oauth_shape("rate_limited");
+            limited = Some(i);
+            break;
+        }
+        a.ok();
+    }
+    let n = limited.expect("device requests were never limited");
+    assert_eq!(n, 5, "a burst of 5 device requests per address");
+}
+
 // ---- key enrollment ----
+
+#[test]
+fn a_key_of_another_user_is_not_enrolled() {
+    let server = Server::start(&[]);
+    let (_, alice) = session(&server, "alice");
+    let (bob_key, _) = session(&server, "bob");
+    // A device holding bob's key pairs, and alice approves: the key stays bob's.
+    let s = start(&server, &[("public_key", &bob_key.pubkey())]);
+    let ch = &s.body["key_challenge"];
+    let sig = bob_key.sign(ch["message"].as_str().unwrap().as_bytes(), NAMESPACE);
+    form(
+        &server,
+        PROVE,
+        &[
+            ("device_code", &s.device_code),
+            ("challenge_id", ch["challenge_id"].as_str().unwrap()),
+            ("signature", &sig),
+        ],
+    )
+    .ok();
+    approve(&server, &alice, &s.user_code).expect_error(409, "conflict");
+    assert_eq!(server.sign_in(&bob_key, None).user.handle, "bob");
+    // Still pending: it can be denied.
+    server
+        .post_json(DENY, &json!({ "user_code": s.user_code }), Some(&alice))
+        .expect(200);
+}
 
 fn comparison(user_code: &str, fingerprint: &str) -> String {
     let d = Sha256::digest(format!("latchkey-compare-v1\n{user_code}\n{fingerprint}").as_bytes());
