@@ -2,7 +2,7 @@
 
 use crate::support::{latchkey, stderr, stdout};
 use latchkey_domain::{Actor, Event, Timestamp, UserEvent, UserId};
-use latchkey_store::{AppendRequest, ExpectedVersion, SledStore, StoreOptions};
+use latchkey_store::{AppendRequest, EventStore, ExpectedVersion, SledStore, StoreOptions};
 use std::path::Path;
 use uuid::Uuid;
 

@@ -6,6 +6,7 @@ use crate::envelope::{self, Envelope};
 use crate::error::StoreResult;
 use crate::projection;
 use crate::sled_store::{stream_key, SledStore};
+use crate::EventStore;
 use std::collections::HashMap;
 
 /// One thing wrong with the log.
@@ -38,7 +39,10 @@ impl VerifyReport {
 }
 
 /// Walks the whole log. `progress` is called with each seq read.
-pub fn verify(store: &SledStore, mut progress: impl FnMut(u64)) -> StoreResult<VerifyReport> {
+pub(crate) fn verify(
+    store: &SledStore,
+    progress: &mut dyn FnMut(u64),
+) -> StoreResult<VerifyReport> {
     let trees = store.trees();
     let mut report = VerifyReport::default();
     let problem = |report: &mut VerifyReport, seq: Option<u64>, message: String| {

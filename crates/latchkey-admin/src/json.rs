@@ -1,13 +1,61 @@
-//! Events as JSON for admins: field names as in `proto-docs/events.md`, times RFC 3339,
-//! hashes hex. A token hash is not a secret (only SHA-256 of it is ever stored).
+//! Events as JSON, the one place: [`event_json`] for admins (every field, names as in
+//! `proto-docs/events.md`) and [`room_event_data`] for WebSocket frames (the documented
+//! `data` of the four room events), with the wire name of every domain enum once. Times
+//! are RFC 3339, hashes hex. A token hash is not a secret (only SHA-256 of it is stored).
 
-use crate::convert::{kind, rfc3339, scope};
-use crate::frames::visibility;
 use latchkey_domain::{
     ChallengePurpose, Event, LeaveReason, PairingEvent, RejectReason, RevokeReason, RoomEvent,
-    SshPublicKey, UserEvent,
+    RoomVisibility, Scope, SshPublicKey, Timestamp, TokenKind, UserEvent,
 };
+use latchkey_proto::ws::{MemberData, RoomCreatedData};
+use latchkey_proto::Message;
 use serde_json::{json, Value};
+
+/// RFC 3339 UTC with a `Z`, e.g. `2026-11-24T01:02:03.456Z`.
+pub fn rfc3339(t: Timestamp) -> String {
+    let nanos = i128::from(t.0) * 1_000_000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.0.to_string())
+}
+
+/// `session`, `device`, `personal`.
+pub fn kind(k: TokenKind) -> &'static str {
+    match k {
+        TokenKind::Session => "session",
+        TokenKind::Device => "device",
+        TokenKind::Personal => "personal",
+    }
+}
+
+/// `chat:read`, `chat:write`, `admin`.
+pub fn scope(s: Scope) -> &'static str {
+    match s {
+        Scope::ChatRead => "chat:read",
+        Scope::ChatWrite => "chat:write",
+        Scope::Admin => "admin",
+    }
+}
+
+/// `public` / `private`.
+pub fn visibility(v: RoomVisibility) -> &'static str {
+    match v {
+        RoomVisibility::Public => "public",
+        RoomVisibility::Private => "private",
+    }
+}
+
+/// `left` / `removed`.
+pub fn leave_reason(r: LeaveReason) -> &'static str {
+    match r {
+        LeaveReason::Left => "left",
+        LeaveReason::Removed => "removed",
+    }
+}
 
 fn key(k: &SshPublicKey) -> Value {
     json!({"type": k.algorithm.as_str(), "fingerprint": k.fingerprint, "comment": k.comment, "openssh": k.openssh})
@@ -133,8 +181,7 @@ pub fn event_json(event: &Event) -> Value {
                 at,
             } => json!({
                 "user_id": user_id.to_string(), "by": by.to_string(),
-                "reason": match reason { LeaveReason::Left => "left", LeaveReason::Removed => "removed" },
-                "at": rfc3339(*at)}),
+                "reason": leave_reason(*reason), "at": rfc3339(*at)}),
             RoomEvent::MessagePosted {
                 message_id,
                 sender,
@@ -152,4 +199,86 @@ pub fn event_json(event: &Event) -> Value {
 
 fn hex_hash(h: &[u8; 32]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The WebSocket `data` of a room event.
+pub fn room_event_data(event: &RoomEvent) -> Value {
+    let value = match event {
+        RoomEvent::RoomCreated {
+            name,
+            visibility: v,
+            owner,
+            at,
+            ..
+        } => serde_json::to_value(RoomCreatedData {
+            name: name.clone(),
+            visibility: visibility(*v).into(),
+            owner: owner.to_string(),
+            created_at: rfc3339(*at),
+        }),
+        RoomEvent::MemberJoined { user_id, by, .. } => serde_json::to_value(MemberData {
+            user_id: user_id.to_string(),
+            by: by.to_string(),
+            reason: None,
+        }),
+        RoomEvent::MemberLeft {
+            user_id,
+            by,
+            reason,
+            ..
+        } => serde_json::to_value(MemberData {
+            user_id: user_id.to_string(),
+            by: by.to_string(),
+            reason: Some(leave_reason(*reason).into()),
+        }),
+        RoomEvent::MessagePosted {
+            message_id,
+            sender,
+            body,
+            target_user_ids,
+            reply_to,
+            at,
+        } => serde_json::to_value(message(
+            message_id.to_string(),
+            None,
+            sender.to_string(),
+            body.clone(),
+            target_user_ids.iter().map(|u| u.to_string()).collect(),
+            reply_to.map(|r| r.to_string()),
+            *at,
+        )),
+    };
+    value.unwrap_or(Value::Null)
+}
+
+/// A message on the wire (history and `message.posted` data).
+pub fn message(
+    message_id: String,
+    seq: Option<u64>,
+    sender: String,
+    body: String,
+    target_user_ids: Vec<String>,
+    reply_to: Option<String>,
+    sent_at: Timestamp,
+) -> Message {
+    Message {
+        message_id,
+        seq,
+        sender,
+        body,
+        target_user_ids,
+        reply_to,
+        sent_at: rfc3339(sent_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(Timestamp(1_000)), "1970-01-01T00:00:01Z");
+    }
 }
