@@ -84,69 +84,79 @@ fn reject_reason(r: RejectReason) -> &'static str {
 /// The event's fields as a JSON object.
 pub fn event_json(event: &Event) -> Value {
     match event {
-        Event::User(e) => match e {
-            UserEvent::UserRegistered {
-                user_id,
-                handle,
-                key_id,
-                key: k,
-                admin,
-                at,
-            } => json!({
+        Event::User(e) => user_json(e),
+        Event::Pairing(e) => pairing_json(e),
+        Event::Room(e) => room_json(e),
+    }
+}
+
+fn user_json(e: &UserEvent) -> Value {
+    match e {
+        UserEvent::UserRegistered {
+            user_id,
+            handle,
+            key_id,
+            key: k,
+            admin,
+            at,
+        } => json!({
                 "user_id": user_id.to_string(), "handle": handle, "key_id": key_id.to_string(),
                 "key": key(k), "admin": admin, "at": rfc3339(*at)}),
-            UserEvent::KeyAdded { key_id, key: k, at } => {
-                json!({"key_id": key_id.to_string(), "key": key(k), "at": rfc3339(*at)})
-            }
-            UserEvent::KeyRemoved {
-                key_id,
-                fingerprint,
-            } => {
-                json!({"key_id": key_id.to_string(), "fingerprint": fingerprint})
-            }
-            UserEvent::TokenMinted {
-                token_id,
-                hash,
-                kind: k,
-                scopes,
-                name,
-                device_name,
-                user_agent,
-                ip,
-                key_fingerprint,
-                created_at,
-                expires_at,
-            } => json!({
+        UserEvent::KeyAdded { key_id, key: k, at } => {
+            json!({"key_id": key_id.to_string(), "key": key(k), "at": rfc3339(*at)})
+        }
+        UserEvent::KeyRemoved {
+            key_id,
+            fingerprint,
+        } => {
+            json!({"key_id": key_id.to_string(), "fingerprint": fingerprint})
+        }
+        UserEvent::TokenMinted {
+            token_id,
+            hash,
+            kind: k,
+            scopes,
+            name,
+            device_name,
+            user_agent,
+            ip,
+            key_fingerprint,
+            created_at,
+            expires_at,
+        } => json!({
                 "token_id": token_id.to_string(), "hash": hex_hash(hash), "kind": kind(*k),
                 "scopes": scopes.iter().map(|s| scope(*s)).collect::<Vec<_>>(), "name": name,
                 "device_name": device_name, "user_agent": user_agent,
                 "ip": ip.map(|i| i.to_string()), "key_fingerprint": key_fingerprint,
                 "created_at": rfc3339(*created_at), "expires_at": expires_at.map(rfc3339)}),
-            UserEvent::TokenUsed { token_id, at } => {
-                json!({"token_id": token_id.to_string(), "at": rfc3339(*at)})
-            }
-            UserEvent::TokenRevoked {
-                token_id,
-                reason,
-                at,
-            } => json!({
+        UserEvent::TokenUsed { token_id, at } => {
+            json!({"token_id": token_id.to_string(), "at": rfc3339(*at)})
+        }
+        UserEvent::TokenRevoked {
+            token_id,
+            reason,
+            at,
+        } => json!({
                 "token_id": token_id.to_string(), "reason": revoke_reason(*reason), "at": rfc3339(*at)}),
-            UserEvent::TokenExpired { token_id } => json!({"token_id": token_id.to_string()}),
-            UserEvent::UserDisabled { at } | UserEvent::UserEnabled { at } => {
-                json!({"at": rfc3339(*at)})
-            }
-        },
-        Event::Pairing(e) => match e {
-            PairingEvent::ChallengeIssued {
-                challenge_id,
-                server,
-                key: k,
-                nonce: _,
-                purpose,
-                issued_at,
-                expires_at,
-                ip,
-            } => json!({
+        UserEvent::TokenExpired { token_id } => json!({"token_id": token_id.to_string()}),
+        UserEvent::UserDisabled { at } | UserEvent::UserEnabled { at } => {
+            json!({"at": rfc3339(*at)})
+        }
+    }
+}
+
+fn pairing_json(e: &PairingEvent) -> Value {
+    match e {
+        PairingEvent::ChallengeIssued {
+            challenge_id,
+            server,
+            key: k,
+            nonce: _,
+            purpose,
+            issued_at,
+            expires_at,
+            ip,
+        } => json!({
                 "challenge_id": challenge_id.to_string(), "server": server, "key": key(k),
                 "purpose": match purpose {
                     ChallengePurpose::SignIn => "sign_in".to_string(),
@@ -154,46 +164,48 @@ pub fn event_json(event: &Event) -> Value {
                 },
                 "issued_at": rfc3339(*issued_at), "expires_at": rfc3339(*expires_at),
                 "ip": ip.map(|i| i.to_string())}),
-            PairingEvent::SignatureVerified { user_id, at } => {
-                json!({"user_id": user_id.to_string(), "at": rfc3339(*at)})
-            }
-            PairingEvent::SignatureRejected { reason, at } => {
-                json!({"reason": reject_reason(*reason), "at": rfc3339(*at)})
-            }
-            PairingEvent::ChallengeExpired { at } => json!({"at": rfc3339(*at)}),
-        },
-        Event::Room(e) => match e {
-            RoomEvent::RoomCreated {
-                room_id,
-                name,
-                visibility: v,
-                owner,
-                at,
-            } => json!({
+        PairingEvent::SignatureVerified { user_id, at } => {
+            json!({"user_id": user_id.to_string(), "at": rfc3339(*at)})
+        }
+        PairingEvent::SignatureRejected { reason, at } => {
+            json!({"reason": reject_reason(*reason), "at": rfc3339(*at)})
+        }
+        PairingEvent::ChallengeExpired { at } => json!({"at": rfc3339(*at)}),
+    }
+}
+
+fn room_json(e: &RoomEvent) -> Value {
+    match e {
+        RoomEvent::RoomCreated {
+            room_id,
+            name,
+            visibility: v,
+            owner,
+            at,
+        } => json!({
                 "room_id": room_id.to_string(), "name": name, "visibility": visibility(*v),
                 "owner": owner.to_string(), "at": rfc3339(*at)}),
-            RoomEvent::MemberJoined { user_id, by, at } => json!({
+        RoomEvent::MemberJoined { user_id, by, at } => json!({
                 "user_id": user_id.to_string(), "by": by.to_string(), "at": rfc3339(*at)}),
-            RoomEvent::MemberLeft {
-                user_id,
-                by,
-                reason,
-                at,
-            } => json!({
+        RoomEvent::MemberLeft {
+            user_id,
+            by,
+            reason,
+            at,
+        } => json!({
                 "user_id": user_id.to_string(), "by": by.to_string(),
                 "reason": leave_reason(*reason), "at": rfc3339(*at)}),
-            RoomEvent::MessagePosted {
-                message_id,
-                sender,
-                body,
-                target_user_ids,
-                reply_to,
-                at,
-            } => json!({
+        RoomEvent::MessagePosted {
+            message_id,
+            sender,
+            body,
+            target_user_ids,
+            reply_to,
+            at,
+        } => json!({
                 "message_id": message_id.to_string(), "sender": sender.to_string(), "body": body,
                 "target_user_ids": target_user_ids.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
                 "reply_to": reply_to.map(|r| r.to_string()), "at": rfc3339(*at)}),
-        },
     }
 }
 

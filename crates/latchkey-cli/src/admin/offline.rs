@@ -96,36 +96,7 @@ pub fn run(dir: &Path, as_json: bool, cmd: AdminCommand) -> anyhow::Result<ExitC
         AdminCommand::Rebuild => rebuild(need(open(dir)?, dir)?, as_json)?,
         AdminCommand::Export(a) => export(open(dir)?, &a)?,
         AdminCommand::Import { file } => import(dir, &file, as_json)?,
-        AdminCommand::User { what } => {
-            let now = clock::now();
-            let doc = match what {
-                UserWhat::Add {
-                    handle,
-                    key_file,
-                    admin,
-                } => {
-                    let key = std::fs::read_to_string(&key_file)
-                        .with_context(|| format!("reading {}", key_file.display()))?;
-                    write::add_user(
-                        &open_or_create(dir)?,
-                        &handle,
-                        key.trim(),
-                        admin,
-                        Actor::System,
-                        now,
-                    )?
-                }
-                UserWhat::Disable { user } => {
-                    let store = need(open(dir)?, dir)?;
-                    write::set_disabled(&store, &user, true, Actor::System, now)?
-                }
-                UserWhat::Enable { user } => {
-                    let store = need(open(dir)?, dir)?;
-                    write::set_disabled(&store, &user, false, Actor::System, now)?
-                }
-            };
-            print::user(&doc, as_json);
-        }
+        AdminCommand::User { what } => user(dir, what, as_json)?,
         AdminCommand::Token {
             what: TokenWhat::Revoke { token_id },
         } => {
@@ -136,6 +107,32 @@ pub fn run(dir: &Path, as_json: bool, cmd: AdminCommand) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn user(dir: &Path, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
+    let now = clock::now();
+    let doc = match what {
+        UserWhat::Add {
+            handle,
+            key_file,
+            admin,
+        } => {
+            let key = std::fs::read_to_string(&key_file)
+                .with_context(|| format!("reading {}", key_file.display()))?;
+            let store = open_or_create(dir)?;
+            write::add_user(&store, &handle, key.trim(), admin, Actor::System, now)?
+        }
+        UserWhat::Disable { user } => {
+            let store = need(open(dir)?, dir)?;
+            write::set_disabled(&store, &user, true, Actor::System, now)?
+        }
+        UserWhat::Enable { user } => {
+            let store = need(open(dir)?, dir)?;
+            write::set_disabled(&store, &user, false, Actor::System, now)?
+        }
+    };
+    print::user(&doc, as_json);
+    Ok(())
 }
 
 fn log(store: Option<Store>, a: &LogArgs, as_json: bool) -> anyhow::Result<()> {
