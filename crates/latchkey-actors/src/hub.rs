@@ -114,14 +114,15 @@ impl State {
         let seq = rec.seq();
         let membership = self.membership.entry(room).or_default();
         let change = membership.apply(seq, event);
+        let membership = &*membership;
         // Members after the event, plus a leaver (who sees their own leave).
-        let mut recipients: Vec<UserId> = membership.members().collect();
-        if let Some(MembershipChange::Closed { user, .. }) = change {
-            recipients.push(user);
-        }
+        let leaver = match change {
+            Some(MembershipChange::Closed { user, .. }) => Some(user),
+            _ => None,
+        };
         let mut text: Option<ByteString> = None;
         let mut overflowed = Vec::new();
-        for user in recipients {
+        for user in membership.members().chain(leaver) {
             // The one visibility rule decides; membership routing only narrows the search.
             if !membership.may_see(user, seq, event) {
                 continue;
