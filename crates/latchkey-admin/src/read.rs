@@ -317,3 +317,6 @@ pub fn state_user(
         rooms: rooms_at(models, user_id, as_of)?,
     }))
 }
+
+#[cfg(test)]
+mod tests;
