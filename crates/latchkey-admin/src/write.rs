@@ -32,6 +32,9 @@ pub enum AdminError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The write did not go through (a concurrent writer, a full queue); nothing changed.
+    #[error("the write did not go through: {0}")]
+    NotWritten(String),
 }
 
 impl From<ExecError<UserError>> for AdminError {
@@ -39,7 +42,8 @@ impl From<ExecError<UserError>> for AdminError {
         match e {
             ExecError::Domain(UserError::NotFound) => AdminError::NotFound("no such user".into()),
             ExecError::Domain(d) => AdminError::Invalid(format!("refused: {d}")),
-            other => AdminError::Store(StoreError::Encode(other.to_string())),
+            ExecError::Conflict => AdminError::Conflict("another writer changed the stream".into()),
+            other => AdminError::NotWritten(other.to_string()),
         }
     }
 }
