@@ -19,7 +19,7 @@ use latchkey_domain::{
     TokenKind, UserCommand, UserDecider, UserError, UserId,
 };
 use latchkey_store::projection::{Projector, ProjectorHandle};
-use latchkey_store::{SledStore, StoreError};
+use latchkey_store::{EventStore, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -236,7 +236,7 @@ pub struct SignIn<'a> {
 /// latchkey's operations, shared by every HTTP worker (build it once, outside
 /// `HttpServer::new`).
 pub struct Core {
-    store: Arc<SledStore>,
+    store: Arc<dyn EventStore>,
     models: ReadModels,
     users: Registry<UserDecider>,
     pairings: Registry<PairingDecider>,
@@ -287,19 +287,19 @@ impl Core {
     /// Brings the read models to the durable head, starts the projector thread, the entity
     /// arbiters and the sweeper. Must run inside an actix `System`.
     pub fn start(
-        store: Arc<SledStore>,
+        store: Arc<dyn EventStore>,
         config: CoreConfig,
         encode: Encode,
     ) -> Result<Arc<Self>, CoreError> {
         let mut projector = Projector::new(store.clone(), readmodel::projections())?;
         let caught_up = projector.catch_up()?;
         tracing::info!(seq = caught_up, "read models at the durable head");
-        let models = ReadModels::open(store.db())?;
+        let models = ReadModels::open(store.as_ref())?;
         // The hub starts from the read models at `caught_up`; the projector thread feeds it
         // every later chunk, so it never misses or repeats an event.
         let hub = Arc::new(Hub::new(
             caught_up,
-            models.rooms().all_intervals()?,
+            models.rooms().all_memberships()?,
             encode,
             config.ws_queue,
         ));
@@ -374,7 +374,7 @@ impl Core {
     }
 
     /// The store (for health and metrics).
-    pub fn store(&self) -> &Arc<SledStore> {
+    pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
 
@@ -746,9 +746,9 @@ impl Core {
             user_id: row.user_id,
             token_id: row.token_id,
             kind: row.kind,
-            scopes: row.scopes,
-            expires_at: row.expires_at,
-            last_used_at: row.last_used_at,
+            scopes: row.token.scopes,
+            expires_at: row.token.expires_at,
+            last_used_at: row.token.last_used_at,
         })
     }
 

@@ -13,7 +13,7 @@ use latchkey_domain::user::{default_pat_scopes, MintToken};
 use latchkey_domain::{
     Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingError, PairingEvent, PairingId,
     RejectReason, RevokeReason, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserDecider,
-    UserError, UserEvent, UserId,
+    UserError, UserId,
 };
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -258,12 +258,13 @@ impl Core {
     }
 
     /// Disables (or enables) a user; disabling revokes every live token. `by` is the admin.
+    /// Returns the seq of its last event (0 when nothing changed).
     pub async fn set_disabled(
         &self,
         by: UserId,
         user: UserId,
         disabled: bool,
-    ) -> Result<Vec<UserEvent>, CoreError> {
+    ) -> Result<u64, CoreError> {
         let now = clock::now();
         let cmd = if disabled {
             UserCommand::Disable { now }
@@ -281,7 +282,7 @@ impl Core {
                 })
             })?;
         self.wait_applied(out.last_seq).await?;
-        Ok(out.events)
+        Ok(out.last_seq)
     }
 
     /// Registers a user with a first key, as an admin; returns its id and the seq.

@@ -4,11 +4,10 @@
 
 use crate::clock;
 use crate::core::{exec, Auth, Core, CoreError};
-use crate::roommodel::{MessageRow, RoomRow};
-use latchkey_domain::visibility::audience;
+pub use crate::roommodel::HistoryPage;
+use crate::roommodel::{self, RoomRow, MAX_SCAN};
 use latchkey_domain::{
-    may_see, Actor as Who, MessageId, RoomCommand, RoomError, RoomEvent, RoomId, RoomVisibility,
-    UserId,
+    Actor as Who, MessageId, RoomCommand, RoomError, RoomEvent, RoomId, RoomVisibility, UserId,
 };
 use uuid::Uuid;
 
@@ -16,19 +15,6 @@ use uuid::Uuid;
 pub const MAX_PAGE: usize = 200;
 /// History page when none is asked for.
 pub const DEFAULT_PAGE: usize = 50;
-/// Most messages a history request reads while filtering, so a member who sees little of
-/// a busy room cannot make one request scan all of it.
-const MAX_SCAN: usize = 2_000;
-
-/// A page of history.
-#[derive(Debug)]
-pub struct HistoryPage {
-    /// Newest first.
-    pub messages: Vec<MessageRow>,
-    /// Pass as `before` for the next page; `None` when the room's start was reached.
-    pub next_before: Option<u64>,
-}
-
 fn room_error(e: RoomError) -> CoreError {
     match e {
         RoomError::NotFound => CoreError::NotFound("no such room"),
@@ -225,37 +211,13 @@ impl Core {
             });
         }
         let limit = limit.clamp(1, MAX_PAGE);
-        let intervals = rooms.intervals(room, auth.user_id)?;
-        let scanned = rooms.messages(room, before, after, MAX_SCAN)?;
-        let reached_start = scanned.len() < MAX_SCAN;
-        let mut messages = Vec::with_capacity(limit);
-        let mut last_seen = None;
-        for m in scanned {
-            last_seen = Some(m.seq);
-            let event = RoomEvent::MessagePosted {
-                message_id: m.message_id,
-                sender: m.sender,
-                body: String::new(),
-                target_user_ids: m.target_user_ids.clone(),
-                reply_to: m.reply_to,
-                at: m.sent_at,
-            };
-            let (sender, targets) = audience(&event);
-            if may_see(auth.user_id, &intervals, m.seq, sender, targets) {
-                messages.push(m);
-                if messages.len() == limit {
-                    break;
-                }
-            }
-        }
-        let next_before = if messages.len() == limit || !reached_start {
-            last_seen
-        } else {
-            None
-        };
-        Ok(HistoryPage {
-            messages,
-            next_before,
-        })
+        Ok(roommodel::history(
+            rooms,
+            auth.user_id,
+            room,
+            (before, after),
+            limit,
+            MAX_SCAN,
+        )?)
     }
 }

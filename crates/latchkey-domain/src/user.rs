@@ -10,6 +10,7 @@ use crate::decider::{AggregateEvent, Decider};
 use crate::events::{RevokeReason, Scope, SshPublicKey, TokenKind, UserEvent};
 use crate::handle::{validate_handle, HandleError};
 use crate::ids::{KeyId, Timestamp, TokenId, UserId};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use thiserror::Error;
@@ -84,8 +85,9 @@ pub struct UserKey {
     pub added_at: Timestamp,
 }
 
-/// What the user stream knows about one token (never the secret).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the user stream knows about one token (never the secret): the one token record,
+/// kept by the user aggregate and, for live tokens, by the tokens read model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// SHA-256 of the raw token.
     pub hash: [u8; 32],
@@ -114,7 +116,7 @@ pub struct TokenRecord {
 }
 
 /// Whether a token is still in force.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenStatus {
     /// Not revoked, not swept. It may still be past `expires_at`: see
     /// [`TokenRecord::is_valid_at`].
@@ -131,6 +133,42 @@ pub enum TokenStatus {
 }
 
 impl TokenRecord {
+    /// The record a `TokenMinted` event starts (with its token id); `None` for any other
+    /// event.
+    pub fn minted(event: &UserEvent) -> Option<(TokenId, Self)> {
+        let UserEvent::TokenMinted {
+            token_id,
+            hash,
+            kind,
+            scopes,
+            name,
+            device_name,
+            user_agent,
+            ip,
+            key_fingerprint,
+            created_at,
+            expires_at,
+        } = event
+        else {
+            return None;
+        };
+        let record = TokenRecord {
+            hash: *hash,
+            kind: *kind,
+            scopes: scopes.clone(),
+            name: name.clone(),
+            device_name: device_name.clone(),
+            user_agent: user_agent.clone(),
+            ip: *ip,
+            key_fingerprint: key_fingerprint.clone(),
+            created_at: *created_at,
+            expires_at: *expires_at,
+            last_used_at: None,
+            status: TokenStatus::Live,
+        };
+        Some((*token_id, record))
+    }
+
     /// Not revoked and not swept.
     pub fn is_live(&self) -> bool {
         self.status == TokenStatus::Live
@@ -454,36 +492,10 @@ impl Decider for UserDecider {
                 added_at: *at,
             }),
             UserEvent::KeyRemoved { key_id, .. } => user.keys.retain(|k| k.key_id != *key_id),
-            UserEvent::TokenMinted {
-                token_id,
-                hash,
-                kind,
-                scopes,
-                name,
-                device_name,
-                user_agent,
-                ip,
-                key_fingerprint,
-                created_at,
-                expires_at,
-            } => {
-                user.tokens.insert(
-                    *token_id,
-                    TokenRecord {
-                        hash: *hash,
-                        kind: *kind,
-                        scopes: scopes.clone(),
-                        name: name.clone(),
-                        device_name: device_name.clone(),
-                        user_agent: user_agent.clone(),
-                        ip: *ip,
-                        key_fingerprint: key_fingerprint.clone(),
-                        created_at: *created_at,
-                        expires_at: *expires_at,
-                        last_used_at: None,
-                        status: TokenStatus::Live,
-                    },
-                );
+            UserEvent::TokenMinted { .. } => {
+                if let Some((id, record)) = TokenRecord::minted(event) {
+                    user.tokens.insert(id, record);
+                }
             }
             UserEvent::TokenUsed { token_id, at } => {
                 if let Some(t) = user.tokens.get_mut(token_id) {

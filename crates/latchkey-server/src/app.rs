@@ -10,7 +10,7 @@ use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use latchkey_actors::{Core, CoreConfig};
-use latchkey_store::{SledStore, StoreOptions};
+use latchkey_store::{EventStore, SledStore, StoreOptions};
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -45,14 +45,14 @@ fn token_info(row: TokenRow, current: TokenId) -> proto::TokenInfo {
     proto::TokenInfo {
         id: row.token_id.to_string(),
         kind: kind(row.kind).into(),
-        name: row.name,
+        name: row.name.clone(),
         prefix: prefix(row.kind).into(),
         scopes: row.scopes.iter().map(|s| scope(*s).to_string()).collect(),
         created_at: rfc3339(row.created_at),
         last_used_at: row.last_used_at.map(rfc3339),
         expires_at: row.expires_at.map(rfc3339),
-        device_name: row.device_name,
-        user_agent: row.user_agent,
+        device_name: row.device_name.clone(),
+        user_agent: row.user_agent.clone(),
         current: row.token_id == current,
     }
 }

@@ -4,7 +4,6 @@ use crate::observe::Metrics;
 use actix_web::{web, HttpResponse};
 use latchkey_actors::Core;
 use latchkey_proto::HealthResponse;
-use latchkey_store::EventStore;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {

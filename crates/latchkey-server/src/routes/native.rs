@@ -187,8 +187,8 @@ fn device_of(
         .token_by_id(auth.token_id)
         .map_err(latchkey_actors::CoreError::from)?;
     Ok(row.map(|r| proto::MeDevice {
-        client_id: r.name,
-        device_name: r.device_name,
+        client_id: r.name.clone(),
+        device_name: r.device_name.clone(),
     }))
 }
 

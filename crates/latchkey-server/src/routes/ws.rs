@@ -13,14 +13,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use governor::{Quota, RateLimiter};
 use latchkey_actors::hub::Registration;
+use latchkey_actors::roommodel::resume_batch;
 use latchkey_actors::{clock, Auth, Core};
-use latchkey_domain::visibility::audience;
-use latchkey_domain::{may_see, Event, MembershipInterval, MessageId, RoomId, Scope, UserId};
+use latchkey_domain::{Event, MessageId, RoomId, Scope, UserId};
 use latchkey_proto::ws::{
     ClientFrame, ServerFrame, CLOSE_CREDENTIAL, CLOSE_MALFORMED, CLOSE_RATE_LIMITED,
 };
-use latchkey_store::EventStore;
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -346,44 +344,22 @@ impl Connection {
         from: u64,
         head: u64,
     ) -> Result<(Vec<bytestring::ByteString>, u64), ApiError> {
-        let store = self.core.store();
-        let rooms = self.core.models().rooms();
-        let mut intervals: HashMap<RoomId, Vec<MembershipInterval>> = HashMap::new();
-        let mut texts = Vec::new();
-        let mut next = from;
-        for rec in store
-            .read_all(from)
-            .map_err(latchkey_actors::CoreError::from)?
-            .take(1024)
-        {
-            let rec = rec.map_err(latchkey_actors::CoreError::from)?;
-            if rec.seq() > head {
-                return Ok((texts, head + 1));
-            }
-            next = rec.seq() + 1;
-            let Event::Room(event) = &rec.event else {
-                continue;
-            };
-            let Some(room) = rec.envelope.stream.room() else {
-                continue;
-            };
-            let list = match intervals.get(&room) {
-                Some(l) => l,
-                None => {
-                    let l = rooms
-                        .intervals(room, user)
-                        .map_err(latchkey_actors::CoreError::from)?;
-                    intervals.entry(room).or_insert(l)
-                }
-            };
-            let (sender, targets) = audience(event);
-            if may_see(user, list, rec.seq(), sender, targets) {
-                texts.push(event_frame(&rec, room, event));
-            }
-        }
-        if next == from {
-            next = head + 1; // the log ended early: nothing more to replay
-        }
-        Ok((texts, next))
+        let batch = resume_batch(
+            self.core.store().as_ref(),
+            self.core.models().rooms(),
+            user,
+            (from, head),
+            1024,
+        )
+        .map_err(latchkey_actors::CoreError::from)?;
+        let texts = batch
+            .events
+            .iter()
+            .filter_map(|(rec, room)| match &rec.event {
+                Event::Room(event) => Some(event_frame(rec, *room, event)),
+                _ => None,
+            })
+            .collect();
+        Ok((texts, batch.next))
     }
 }
