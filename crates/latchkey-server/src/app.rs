@@ -9,6 +9,7 @@ use crate::routes;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use latchkey_actors::clock::ManualClock;
 use latchkey_actors::{Core, CoreConfig};
 use latchkey_store::{SledStore, StoreOptions};
 use std::io::Write;
@@ -36,6 +37,17 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     core_config.ip_retention = config.ip_retention;
     core_config.challenge_ttl = config.challenge_ttl;
     core_config.session_ttl = config.session_ttl;
+    let test_clock = config
+        .test_clock
+        .then(|| Arc::new(ManualClock::starting_now()));
+    if let Some(clock) = &test_clock {
+        tracing::warn!(
+            "TEST CLOCK: time stands still and moves only through POST /api/test/clock; \
+             never run a real server with --test-clock"
+        );
+        core_config.clock = clock.clone();
+    }
+    let clock = core_config.clock.clone();
     // Built once, outside the per-worker closure: one registry, one read model, one core.
     let core = Core::start(
         store.clone(),
@@ -45,7 +57,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let core_data = web::Data::from(core.clone());
     let metrics = web::Data::new(Metrics::new()?);
-    let limits = web::Data::new(Limits::new(&config.limits));
+    let limits = web::Data::new(Limits::new(&config.limits, clock));
     let proxies = web::Data::new(config.trusted_proxies.clone());
     let ws_settings = web::Data::new(crate::routes::ws::WsSettings {
         resume_window: config.resume_window,
@@ -91,6 +103,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .wrap(ErrorHandlers::new().default_handler(render_json))
             .wrap(from_fn(observe::access_log))
             .configure(routes::configure)
+            .configure(|cfg| {
+                if let Some(clock) = &test_clock {
+                    routes::testclock::configure(cfg, clock.clone());
+                }
+            })
             .default_service(web::to(not_found))
     })
     // Small frames (a 4001 close, a pong, one event) must not wait for the peer's delayed
@@ -113,7 +130,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     actix_rt::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutdown signal: closing WebSockets with 1001 and draining");
-        hub.close_all(latchkey_proto::ws::CLOSE_GOING_AWAY);
+        hub.close_all(latchkey_actors::close::CLOSE_GOING_AWAY);
         handle.stop(true).await;
     });
 
