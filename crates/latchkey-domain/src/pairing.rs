@@ -235,40 +235,7 @@ impl Decider for PairingDecider {
                 purpose,
                 user_id,
                 now,
-            } => {
-                let challenge = match state {
-                    PairingState::None => return Err(PairingError::NotFound),
-                    PairingState::Issued(c) => c,
-                    _ => return Err(PairingError::Consumed),
-                };
-                if challenge.purpose != *purpose {
-                    return Err(PairingError::PurposeMismatch);
-                }
-                if let ChallengePurpose::AddKey(owner) = challenge.purpose {
-                    if Some(owner) != *user_id {
-                        return Err(PairingError::PurposeMismatch);
-                    }
-                }
-                let rejected =
-                    |reason| Ok(vec![PairingEvent::SignatureRejected { reason, at: *now }]);
-                if challenge.is_expired_at(*now) {
-                    return rejected(RejectReason::Expired);
-                }
-                let message = challenge.message();
-                match verify_signature(&challenge.key, message.as_bytes(), signature) {
-                    Ok(()) => match user_id {
-                        Some(user_id) => Ok(vec![PairingEvent::SignatureVerified {
-                            user_id: *user_id,
-                            at: *now,
-                        }]),
-                        None => rejected(RejectReason::KeyUnknown),
-                    },
-                    Err(SigError::UserPresenceMissing) => {
-                        rejected(RejectReason::UserPresenceMissing)
-                    }
-                    Err(_) => rejected(RejectReason::InvalidSignature),
-                }
-            }
+            } => verify(state, signature, *purpose, *user_id, *now),
             PairingCommand::Expire { now } => match state {
                 PairingState::Issued(c) if c.is_expired_at(*now) => {
                     Ok(vec![PairingEvent::ChallengeExpired { at: *now }])
@@ -330,6 +297,43 @@ impl Decider for PairingDecider {
                 | PairingState::Rejected { .. }
                 | PairingState::Expired { .. }
         )
+    }
+}
+
+/// `VerifySignature`: refused (and left unused) when unknown, consumed, or presented for
+/// another purpose; otherwise consumed with a verdict on the signature.
+fn verify(
+    state: &PairingState,
+    signature: &str,
+    purpose: ChallengePurpose,
+    user_id: Option<UserId>,
+    now: Timestamp,
+) -> Result<Vec<PairingEvent>, PairingError> {
+    let challenge = match state {
+        PairingState::None => return Err(PairingError::NotFound),
+        PairingState::Issued(c) => c,
+        _ => return Err(PairingError::Consumed),
+    };
+    if challenge.purpose != purpose {
+        return Err(PairingError::PurposeMismatch);
+    }
+    if let ChallengePurpose::AddKey(owner) = challenge.purpose {
+        if Some(owner) != user_id {
+            return Err(PairingError::PurposeMismatch);
+        }
+    }
+    let rejected = |reason| Ok(vec![PairingEvent::SignatureRejected { reason, at: now }]);
+    if challenge.is_expired_at(now) {
+        return rejected(RejectReason::Expired);
+    }
+    let message = challenge.message();
+    match verify_signature(&challenge.key, message.as_bytes(), signature) {
+        Ok(()) => match user_id {
+            Some(user_id) => Ok(vec![PairingEvent::SignatureVerified { user_id, at: now }]),
+            None => rejected(RejectReason::KeyUnknown),
+        },
+        Err(SigError::UserPresenceMissing) => rejected(RejectReason::UserPresenceMissing),
+        Err(_) => rejected(RejectReason::InvalidSignature),
     }
 }
 

@@ -183,6 +183,16 @@ async fn clock_moved(moves: &mut Option<watch::Receiver<u64>>) {
     }
 }
 
+/// The per-connection limiter of client frames, on `clock`.
+fn frame_limiter(clock: &latchkey_actors::clock::SharedClock) -> FrameLimiter {
+    let per_sec = NonZeroU32::new(FRAMES_PER_SEC).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(FRAMES_BURST).unwrap_or(NonZeroU32::MIN);
+    FrameLimiter::direct_with_clock(
+        Quota::per_second(per_sec).allow_burst(burst),
+        CoreClock::new(clock.clone()),
+    )
+}
+
 /// Re-arms a timer `after` from now.
 fn rearm(timer: Pin<&mut Sleep>, after: Duration) {
     timer.reset(TimerInstant::now() + after);
@@ -196,13 +206,13 @@ impl Connection {
     /// The connection's loop. Time-driven closes (expiry, the first-frame hold) follow the
     /// core's clock: a timer wakes the loop, and so does a manual clock's move, and either
     /// way the deadline is checked against the clock's "now".
-    async fn run(mut self, reg: Registration, mut stream: MessageStream) {
+    async fn run(mut self, reg: Registration, stream: MessageStream) {
         let Registration {
             id,
             head,
             rooms,
-            mut frames,
-            mut closed,
+            frames,
+            closed,
         } = reg;
         let hello = ServerFrame::Hello {
             user_id: self.auth.user_id.to_string(),
@@ -213,6 +223,22 @@ impl Connection {
         if self.send(&hello).await.is_err() {
             return;
         }
+        let ending = self.serve(head, stream, frames, closed).await;
+        let reason = ending.map(|(code, why)| CloseReason {
+            code: CloseCode::from(code),
+            description: Some(why.into()),
+        });
+        let _ = self.session.close(reason).await;
+    }
+
+    /// Runs the connection after `hello` until it ends, and says how.
+    async fn serve(
+        &mut self,
+        head: u64,
+        mut stream: MessageStream,
+        mut frames: tokio::sync::mpsc::Receiver<latchkey_actors::hub::Frame>,
+        mut closed: tokio::sync::oneshot::Receiver<u16>,
+    ) -> Ending {
         let clock = self.core.config().clock.clone();
         let mut moves = clock.moves();
         let hold_ms = i64::try_from(FIRST_FRAME_WAIT.as_millis()).unwrap_or(i64::MAX);
@@ -228,14 +254,9 @@ impl Connection {
         tokio::pin!(expiry, first_wait);
         let mut ping =
             actix_web::rt::time::interval_at(TimerInstant::now() + PING_EVERY, PING_EVERY);
-        let per_sec = NonZeroU32::new(FRAMES_PER_SEC).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(FRAMES_BURST).unwrap_or(NonZeroU32::MIN);
-        let limiter = FrameLimiter::direct_with_clock(
-            Quota::per_second(per_sec).allow_burst(burst),
-            CoreClock::new(clock.clone()),
-        );
+        let limiter = frame_limiter(&clock);
 
-        let ending: Ending = loop {
+        loop {
             tokio::select! {
                 biased;
                 code = &mut closed => break Some(hub_close(code.unwrap_or(CLOSE_NORMAL))),
@@ -263,7 +284,9 @@ impl Connection {
                     }
                 }
                 () = &mut first_wait, if !flow.live => {
-                    self.on_time(&mut flow);
+                    if let Some(end) = self.on_time(&mut flow) {
+                        break end;
+                    }
                     let left = flow.hold_until.0.saturating_sub(self.core.now().0).max(1);
                     rearm(first_wait.as_mut(), Duration::from_millis(left as u64));
                 }
@@ -276,12 +299,7 @@ impl Connection {
                     }
                 }
             }
-        };
-        let reason = ending.map(|(code, why)| CloseReason {
-            code: CloseCode::from(code),
-            description: Some(why.into()),
-        });
-        let _ = self.session.close(reason).await;
+        }
     }
 
     /// What the clock says now: an expired credential ends the connection with 4001, and
