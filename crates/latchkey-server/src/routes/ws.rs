@@ -26,6 +26,7 @@ use latchkey_domain::visibility::audience;
 use latchkey_domain::{
     may_see, Event, MembershipInterval, MessageId, RoomId, Scope, Timestamp, UserId,
 };
+use latchkey_proto::codes;
 use latchkey_proto::ws::{ClientFrame, ServerFrame};
 use latchkey_store::EventStore;
 use std::collections::HashMap;
@@ -368,8 +369,11 @@ impl Connection {
         match frame {
             ClientFrame::Resume { since } if first => self.resume(since, head).await,
             ClientFrame::Resume { .. } => {
-                self.error("invalid_request", "resume is only valid as the first frame")
-                    .await
+                self.error(
+                    codes::INVALID_REQUEST,
+                    "resume is only valid as the first frame",
+                )
+                .await
             }
             ClientFrame::Ping {} => self.send(&ServerFrame::Pong).await,
             ClientFrame::Send {
@@ -437,7 +441,7 @@ impl Connection {
             let batch = self.replay_batch(user, from, head);
             let Ok((texts, next)) = batch else {
                 return self
-                    .error("internal", "replay failed; refetch history")
+                    .error(codes::INTERNAL, "replay failed; refetch history")
                     .await;
             };
             for t in texts {
