@@ -175,3 +175,50 @@ impl From<latchkey_domain::handle::HandleError> for CoreError {
         CoreError::InvalidRequest(format!("handle: {e}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_domain_error_means_one_thing() {
+        // Every refusal of a challenge reads as "invalid", whatever the reason.
+        for e in [
+            PairingError::NotFound,
+            PairingError::Consumed,
+            PairingError::PurposeMismatch,
+        ] {
+            assert!(matches!(e.into(), CoreError::ChallengeInvalid));
+        }
+        assert!(matches!(
+            RejectReason::Expired.into(),
+            CoreError::ChallengeInvalid
+        ));
+        assert!(matches!(
+            RejectReason::KeyUnknown.into(),
+            CoreError::KeyUnknown
+        ));
+        assert!(matches!(
+            RejectReason::InvalidSignature.into(),
+            CoreError::SignatureInvalid(_)
+        ));
+        // A key removed between signature and mint, not a missing key id.
+        assert!(matches!(
+            UserError::SigningKeyUnknown.into(),
+            CoreError::KeyUnknown
+        ));
+        assert!(matches!(
+            UserError::KeyNotFound.into(),
+            CoreError::NotFound("no such key")
+        ));
+        assert!(matches!(
+            UserError::InvalidTokenName.into(),
+            CoreError::InvalidRequest(m) if m == "name must be 1..=64 characters"
+        ));
+        // Through the entity: the domain's error, or busy.
+        let busy: CoreError = ExecError::<UserError>::Conflict.into();
+        assert!(matches!(busy, CoreError::Busy));
+        let domain: CoreError = ExecError::Domain(RoomError::NotAMember).into();
+        assert!(matches!(domain, CoreError::NotAMember));
+    }
+}

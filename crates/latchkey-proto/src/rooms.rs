@@ -113,9 +113,17 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
+/// What `GET /api/native/rooms?discover=` lists instead of the caller's rooms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Discover {
+    /// Public rooms.
+    Public,
+}
+
 /// Query of `GET /api/native/rooms`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RoomsQuery {
     /// `public` lists public rooms instead of mine.
-    pub discover: Option<String>,
+    pub discover: Option<Discover>,
 }

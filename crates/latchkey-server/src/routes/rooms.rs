@@ -88,10 +88,9 @@ async fn list_rooms(
     core: web::Data<Core>,
     query: web::Query<proto::RoomsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let rooms = match query.discover.as_deref() {
+    let rooms = match query.discover {
         None => core.my_rooms(&auth)?,
-        Some("public") => core.public_rooms()?,
-        Some(_) => return Err(ApiError::invalid("discover takes only `public`")),
+        Some(proto::Discover::Public) => core.public_rooms()?,
     };
     Ok(HttpResponse::Ok().json(proto::RoomList {
         rooms: rooms.into_iter().map(room_info).collect(),
