@@ -10,7 +10,7 @@ use rand::RngCore;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// A source of time: wall time for what is stored and compared with `expires_at`, and a
@@ -136,12 +136,7 @@ impl Entropy for OsEntropy {
 /// The system's wall time, as unix milliseconds: for tools that run without a `Core`
 /// (offline admin commands). Everything with a `Core` reads its injected clock instead.
 pub fn now() -> Timestamp {
-    Timestamp(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    )
+    Timestamp(latchkey_store::clock::system_now_ms())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use crate::routes;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
-use latchkey_actors::clock::ManualClock;
+use latchkey_actors::clock::{ManualClock, SharedClock, SystemClock};
 use latchkey_actors::{Core, CoreConfig};
 use latchkey_store::{EventStore, SledStore, StoreOptions};
 use std::io::Write;
@@ -24,12 +24,9 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// stdout once it accepts connections (tests read that line to find a port-0 server).
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     observe::init_tracing(config.log_format);
-    let store = Arc::new(
-        SledStore::open(&config.data_dir, StoreOptions::default())
-            .with_context(|| format!("opening {}", config.data_dir.display()))?,
-    );
-    let (core, test_clock) = start_core(&config, &store)?;
-    let clock = core.config().clock.clone();
+    let (clock, test_clock) = choose_clock(&config);
+    let store = open_store(&config, clock.clone())?;
+    let core = start_core(&config, &store, clock.clone())?;
     let core_data = web::Data::from(core.clone());
     let metrics = web::Data::new(Metrics::new()?);
     let limits = web::Data::new(Limits::new(&config.limits, clock));
@@ -102,13 +99,42 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     result.context("server")
 }
 
-/// The core's settings from the server's, on the system clock or (`--test-clock`) on a
-/// manual one, which is returned too so that its route can move it; then the core.
-/// Built once, outside the per-worker closure: one registry, one read model, one core.
+/// The data dir's store, stamping `recorded_at` with the server's clock.
+fn open_store(config: &ServerConfig, clock: SharedClock) -> anyhow::Result<Arc<SledStore>> {
+    let options = StoreOptions {
+        clock: Arc::new(move || clock.now().0),
+        ..StoreOptions::default()
+    };
+    let store = SledStore::open(&config.data_dir, options)
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// The system clock, or (`--test-clock`) a manual one, which is returned too so that its
+/// route can move it. The store's `recorded_at` and the core read the same clock.
+fn choose_clock(config: &ServerConfig) -> (SharedClock, Option<Arc<ManualClock>>) {
+    let test_clock = config
+        .test_clock
+        .then(|| Arc::new(ManualClock::starting_now()));
+    match &test_clock {
+        Some(clock) => {
+            tracing::warn!(
+                "TEST CLOCK: time stands still and moves only through POST /api/test/clock; \
+                 never run a real server with --test-clock"
+            );
+            (clock.clone(), test_clock)
+        }
+        None => (SystemClock::shared(), None),
+    }
+}
+
+/// The core's settings from the server's, on the given clock; then the core. Built once,
+/// outside the per-worker closure: one registry, one read model, one core.
 fn start_core(
     config: &ServerConfig,
     store: &Arc<SledStore>,
-) -> anyhow::Result<(Arc<Core>, Option<Arc<ManualClock>>)> {
+    clock: SharedClock,
+) -> anyhow::Result<Arc<Core>> {
     let server_line = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => store.server_id()?.to_string(),
@@ -118,23 +144,14 @@ fn start_core(
     core_config.ip_retention = config.ip_retention;
     core_config.challenge_ttl = config.challenge_ttl;
     core_config.session_ttl = config.session_ttl;
-    let test_clock = config
-        .test_clock
-        .then(|| Arc::new(ManualClock::starting_now()));
-    if let Some(clock) = &test_clock {
-        tracing::warn!(
-            "TEST CLOCK: time stands still and moves only through POST /api/test/clock; \
-             never run a real server with --test-clock"
-        );
-        core_config.clock = clock.clone();
-    }
+    core_config.clock = clock;
     let core = Core::start(
         store.clone(),
         core_config,
         Box::new(crate::frames::event_frame),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((core, test_clock))
+    Ok(core)
 }
 
 /// Drops fresh limiter keys once a minute, so that memory follows the active clients.
