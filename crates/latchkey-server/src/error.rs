@@ -27,11 +27,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, a code from `latchkey_proto::codes` and a message. Outside
-    /// this file only `routes/admin.rs` still calls it, until it moves to the named
-    /// constructors below; everything else names the failure, and this file picks the
-    /// status.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a status, a code from `latchkey_proto::codes` and a message. Private:
+    /// other modules name the failure through the constructors below, and this file picks
+    /// the status.
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
