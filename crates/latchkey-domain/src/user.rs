@@ -412,6 +412,20 @@ impl AggregateEvent for UserEvent {
     type Decider = UserDecider;
 }
 
+/// `RecordTokenUse`: a `TokenUsed` at most every [`TOKEN_USE_INTERVAL_MS`], and only for a
+/// valid token of an enabled user.
+fn record_use(user: &User, token_id: TokenId, now: Timestamp) -> Result<Vec<UserEvent>, UserError> {
+    let token = user.tokens.get(&token_id).ok_or(UserError::TokenNotFound)?;
+    let recently_recorded = token
+        .last_used_at
+        .is_some_and(|last| now.0.saturating_sub(last.0) < TOKEN_USE_INTERVAL_MS);
+    if !recently_recorded && !user.disabled && token.is_valid_at(now) {
+        Ok(vec![UserEvent::TokenUsed { token_id, at: now }])
+    } else {
+        Ok(vec![])
+    }
+}
+
 impl Decider for UserDecider {
     type Command = UserCommand;
     type Event = UserEvent;
@@ -447,19 +461,7 @@ impl Decider for UserDecider {
             UserCommand::RemoveKey { key_id, now } => remove_key(registered(state)?, *key_id, *now),
             UserCommand::MintToken(mint) => mint_token(registered(state)?, mint),
             UserCommand::RecordTokenUse { token_id, now } => {
-                let user = registered(state)?;
-                let token = user.tokens.get(token_id).ok_or(UserError::TokenNotFound)?;
-                let recently_recorded = token
-                    .last_used_at
-                    .is_some_and(|last| now.0.saturating_sub(last.0) < TOKEN_USE_INTERVAL_MS);
-                if !recently_recorded && !user.disabled && token.is_valid_at(*now) {
-                    Ok(vec![UserEvent::TokenUsed {
-                        token_id: *token_id,
-                        at: *now,
-                    }])
-                } else {
-                    Ok(vec![])
-                }
+                record_use(registered(state)?, *token_id, *now)
             }
             UserCommand::RevokeToken {
                 token_id,
