@@ -18,4 +18,5 @@ mod openapi;
 mod rooms;
 mod server;
 mod support;
+mod tidy;
 mod ws;
