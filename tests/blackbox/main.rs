@@ -19,4 +19,5 @@ mod openapi;
 mod rooms;
 mod server;
 mod support;
+mod tidy;
 mod ws;

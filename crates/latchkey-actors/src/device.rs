@@ -6,9 +6,9 @@
 //!
 //! Which credential may approve (a session only) is the server's check.
 
-use crate::clock;
-use crate::core::{Auth, Core, CoreError};
-use crate::entity::{ExecError, Executed};
+use crate::entity::Executed;
+use crate::error::{CoreError, DeviceFlowError};
+use crate::{Auth, Core};
 use latchkey_domain::device::{
     self, Approval, DeviceCommand, DeviceError, DeviceState, DeviceStatus, PollClock, PollVerdict,
     RequestDevice,
@@ -18,8 +18,8 @@ use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::MintToken;
 use latchkey_domain::usercode::{self, UserCode, USER_CODE_RANDOM_BYTES};
 use latchkey_domain::{
-    Actor as Who, KeyChallenge, KeyId, PairingCommand, PairingDecider, PairingError, PairingId,
-    PairingState, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserError,
+    Actor as Who, KeyChallenge, KeyId, PairingCommand, PairingDecider, PairingId, PairingState,
+    Scope, Timestamp, TokenId, TokenKind, UserCommand,
 };
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -29,114 +29,6 @@ use uuid::Uuid;
 
 /// Most device codes whose poll bookkeeping is kept in memory.
 const POLLS_BOUND: usize = 100_000;
-
-/// Why a device-flow operation failed, in the terms of RFC 8628 / RFC 6749 §5.2 (the
-/// device endpoints) and of the approval routes. The server picks statuses and shapes.
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceFlowError {
-    /// `invalid_request`: malformed or invalid parameters.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// `invalid_scope`: a scope other than `chat:read`, `chat:write`.
-    #[error("scope must be a space-separated subset of chat:read chat:write")]
-    InvalidScope,
-    /// `invalid_client`: another `client_id` than the one that asked.
-    #[error("client_id differs from the one that requested this device code")]
-    InvalidClient,
-    /// `invalid_grant`: an unknown or already redeemed device code.
-    #[error("the device code is unknown or was already redeemed")]
-    InvalidGrant,
-    /// `access_denied`: denied by a user or cancelled by the device.
-    #[error("{0}")]
-    AccessDenied(&'static str),
-    /// `expired_token`.
-    #[error("the device code has expired; start over")]
-    ExpiredToken,
-    /// `authorization_pending`.
-    #[error("the user has not approved the request yet")]
-    AuthorizationPending,
-    /// `slow_down`; the interval for this code is now `interval` seconds.
-    #[error("polling too fast; wait {0} seconds between polls")]
-    SlowDown(u32),
-    /// The key proof's signature does not verify.
-    #[error("the signature does not verify for this challenge, key and namespace")]
-    BadSignature,
-    /// A key type off the allowlist.
-    #[error("key type {0} is not accepted; use ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256")]
-    UnsupportedKeyType(String),
-    /// No pending request has this user code (approval routes: 404).
-    #[error("no pending device request has this code")]
-    NotFound,
-    /// The request is no longer pending (approval routes: 409).
-    #[error("{0}")]
-    Closed(&'static str),
-    /// Approving before the device proved its key (409 `key_not_proven`).
-    #[error("the device has not proven it holds the key it asked to enroll; approve once the screen shows it proven")]
-    KeyNotProven,
-    /// The key to enroll belongs to another user (409).
-    #[error("the device's key belongs to another user")]
-    KeyTaken,
-    /// Anything else: busy, store, internal.
-    #[error(transparent)]
-    Core(#[from] CoreError),
-}
-
-impl From<DeviceError> for DeviceFlowError {
-    fn from(e: DeviceError) -> Self {
-        use DeviceFlowError as F;
-        match e {
-            DeviceError::NotFound => F::InvalidGrant,
-            DeviceError::AlreadyRequested | DeviceError::InvalidExpiry => {
-                F::Core(CoreError::Internal(e.to_string()))
-            }
-            DeviceError::InvalidClientId
-            | DeviceError::InvalidDeviceName
-            | DeviceError::InvalidLifetime
-            | DeviceError::NoKey
-            | DeviceError::WrongChallenge => F::InvalidRequest(e.to_string()),
-            DeviceError::InvalidScopes | DeviceError::ScopesWidened => F::InvalidScope,
-            DeviceError::KeyNotProven => F::KeyNotProven,
-            DeviceError::BadSignature => F::BadSignature,
-            DeviceError::ChallengeExpired | DeviceError::Expired => F::ExpiredToken,
-            DeviceError::Denied => F::AccessDenied("the request was denied"),
-            DeviceError::Cancelled => F::AccessDenied("the request was cancelled"),
-            DeviceError::Redeemed => F::InvalidGrant,
-            DeviceError::AlreadyApproved => F::Closed("the request was already approved"),
-            DeviceError::NotApproved => F::AuthorizationPending,
-        }
-    }
-}
-
-impl From<ExecError<PairingError>> for DeviceFlowError {
-    fn from(e: ExecError<PairingError>) -> Self {
-        match e {
-            ExecError::Domain(PairingError::Device(d)) => d.into(),
-            ExecError::Domain(_) => DeviceFlowError::InvalidGrant,
-            ExecError::Busy | ExecError::Conflict | ExecError::Gone => CoreError::Busy.into(),
-            ExecError::Store(s) => CoreError::Internal(s).into(),
-        }
-    }
-}
-
-impl From<ExecError<UserError>> for DeviceFlowError {
-    fn from(e: ExecError<UserError>) -> Self {
-        match e {
-            ExecError::Domain(UserError::Disabled) => {
-                DeviceFlowError::AccessDenied("the approving user is disabled")
-            }
-            ExecError::Domain(UserError::NotFound) => DeviceFlowError::InvalidGrant,
-            ExecError::Domain(other) => CoreError::Internal(other.to_string()).into(),
-            ExecError::Busy | ExecError::Conflict | ExecError::Gone => CoreError::Busy.into(),
-            ExecError::Store(s) => CoreError::Internal(s).into(),
-        }
-    }
-}
-
-impl From<latchkey_store::StoreError> for DeviceFlowError {
-    fn from(e: latchkey_store::StoreError) -> Self {
-        DeviceFlowError::Core(e.into())
-    }
-}
 
 /// A device code: 32 random bytes in hex. Shown to the device once; only its SHA-256 is
 /// stored. `Debug` never shows it.
@@ -329,7 +221,7 @@ impl Core {
     /// A fresh user code no pending request holds, claimed until released.
     fn fresh_user_code(&self) -> Result<UserCode, DeviceFlowError> {
         for _ in 0..16 {
-            let random: [u8; USER_CODE_RANDOM_BYTES] = clock::random32();
+            let random: [u8; USER_CODE_RANDOM_BYTES] = self.random32();
             let Some(code) = UserCode::generate(&random) else {
                 continue;
             };
@@ -353,7 +245,7 @@ impl Core {
         req: DeviceCodeRequest,
     ) -> Result<DeviceAuthorization, DeviceFlowError> {
         let id = PairingId(Uuid::new_v4());
-        let now = clock::now();
+        let now = self.now();
         let key = match &req.public_key {
             None => None,
             Some(line) => Some(KeyChallenge {
@@ -364,11 +256,11 @@ impl Core {
                     ),
                 })?,
                 server: self.config().server.clone(),
-                nonce: clock::random32(),
+                nonce: self.random32(),
                 expires_at: now.plus_secs(self.config().challenge_ttl.as_secs() as i64),
             }),
         };
-        let device_code = DeviceCode(hex(&clock::random32()));
+        let device_code = DeviceCode(hex(&self.random32()));
         let user_code = self.fresh_user_code()?;
         let cmd = DeviceCommand::Request(Box::new(RequestDevice {
             pairing_id: id,
@@ -411,7 +303,7 @@ impl Core {
         let cmd = DeviceCommand::ProveKey {
             challenge_id,
             signature: signature.to_string(),
-            now: clock::now(),
+            now: self.now(),
         };
         self.device_command(id, cmd, Who::Anonymous)
             .await
@@ -421,7 +313,7 @@ impl Core {
     /// The device gives up.
     pub async fn device_cancel(&self, device_code: &str) -> Result<(), DeviceFlowError> {
         let id = self.by_device_code(device_code)?;
-        let cmd = DeviceCommand::Cancel { now: clock::now() };
+        let cmd = DeviceCommand::Cancel { now: self.now() };
         self.device_command(id, cmd, Who::Anonymous).await?;
         self.device_book().forget(id);
         Ok(())
@@ -435,7 +327,7 @@ impl Core {
     ) -> Result<DeviceToken, DeviceFlowError> {
         let id = self.by_device_code(device_code)?;
         let state = self.device_state(id).await?;
-        let now = clock::now();
+        let now = self.now();
         let (verdict, clock) = device::poll(&state, client_id, self.device_book().clock(id), now);
         self.device_book().record(id, clock, now);
         match verdict {
@@ -478,7 +370,7 @@ impl Core {
             },
             _ => return Err(CoreError::Internal("issued code without approval".into()).into()),
         };
-        let raw = token::generate(TokenPrefix::Device, clock::random32());
+        let raw = token::generate(TokenPrefix::Device, self.random32());
         let expires_at = approval
             .token_ttl_secs
             .map(|s| now.plus_secs(i64::try_from(s).unwrap_or(i64::MAX / 1000)));
@@ -522,7 +414,7 @@ impl Core {
             .pending_by_user_code(&code.hash())?
             .ok_or(DeviceFlowError::NotFound)?;
         let state = self.device_state(id).await?;
-        if !state.is_pending_at(clock::now()) {
+        if !state.is_pending_at(self.now()) {
             return Err(DeviceFlowError::NotFound);
         }
         Ok((code, state))
@@ -564,7 +456,7 @@ impl Core {
                 return Err(DeviceFlowError::KeyTaken);
             }
         }
-        let now = clock::now();
+        let now = self.now();
         let cmd = DeviceCommand::Approve {
             by: auth.user_id,
             scopes: grant.scopes,
@@ -604,22 +496,27 @@ impl Core {
         let (_, state) = self.pending_request(user_code).await?;
         let cmd = DeviceCommand::Deny {
             by: auth.user_id,
-            now: clock::now(),
+            now: self.now(),
         };
         self.device_command(state.request.pairing_id, cmd, Who::User(auth.user_id))
             .await
             .map(|_| ())
     }
 
-    /// The sweeper: lapses open requests past their expiry.
-    pub(crate) async fn expire_devices(&self, now: Timestamp, limit: usize) {
-        let due = self.models().devices().due(now, limit).unwrap_or_default();
-        for id in due {
+    /// The sweeper: lapses open requests past their expiry. A failed read of the due list
+    /// is an error; a failed command is logged and the sweep goes on.
+    pub(crate) async fn expire_devices(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<(), CoreError> {
+        for id in self.models().devices().due(now, limit)? {
             let cmd = PairingCommand::Device(DeviceCommand::Expire { now });
             if let Err(e) = self.pairings().execute(id.stream(), cmd, Who::System).await {
                 tracing::warn!(pairing = %id, error = %e, "expiring a device request failed");
             }
             self.device_book().forget(id);
         }
+        Ok(())
     }
 }

@@ -22,10 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 /// Encodes one room event as the frame text every recipient gets.
 pub type Encode = Box<dyn Fn(&Recorded, RoomId, &RoomEvent) -> ByteString + Send + Sync>;
 
-/// Close code for a revoked or expired credential, or a disabled user.
-pub const CLOSE_CREDENTIAL: u16 = 4001;
-/// Close code for a connection whose queue overflowed.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+pub use crate::close::{CLOSE_CREDENTIAL, CLOSE_SLOW_CONSUMER};
 
 /// One outgoing event frame.
 #[derive(Clone, Debug)]

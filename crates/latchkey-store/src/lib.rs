@@ -16,6 +16,7 @@
 //! - `import`: envelopes written back byte for byte (export/import, replay copies).
 //! - `verify`: the hash-chain and consistency check behind `latchkey admin verify`.
 
+pub mod clock;
 pub mod codec;
 pub mod envelope;
 pub mod error;

@@ -5,6 +5,7 @@
 //! stored result), and one `rm/<projection>` tree per read model. Never a tree per entity.
 //! Writes go through the journal thread only; reads go straight to sled.
 
+use crate::clock::WallClock;
 use crate::codec::{self, key_u64, u64_key};
 use crate::envelope::Recorded;
 use crate::error::{AppendError, StoreError, StoreResult};
@@ -21,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 /// Tunables of the store. `Default` is what `latchkey serve` uses.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// sled's page cache, in bytes.
     pub cache_capacity: u64,
@@ -34,6 +35,20 @@ pub struct StoreOptions {
     /// `sync_data()` on sled's data file after each group flush (DESIGN §3). Only the
     /// append benchmark turns this off, to measure its cost.
     pub sync_data: bool,
+    /// The wall clock that stamps `recorded_at`: the system clock unless injected.
+    pub clock: WallClock,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("cache_capacity", &self.cache_capacity)
+            .field("max_batch", &self.max_batch)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("command_retention", &self.command_retention)
+            .field("sync_data", &self.sync_data)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for StoreOptions {
@@ -44,6 +59,7 @@ impl Default for StoreOptions {
             queue_capacity: 16 * 1024,
             command_retention: Duration::from_secs(24 * 3600),
             sync_data: true,
+            clock: crate::clock::system(),
         }
     }
 }

@@ -6,7 +6,7 @@
 use crate::auth::Admin;
 use crate::error::ApiError;
 use actix_web::{web, HttpResponse};
-use latchkey_actors::{clock, Core, CoreError};
+use latchkey_actors::{Core, CoreError};
 use latchkey_admin::read;
 use latchkey_domain::TokenId;
 use latchkey_proto::admin::*;
@@ -81,10 +81,7 @@ async fn stream(
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = StatsDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn stats(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
-    let doc = blocking(&core, |c| {
-        read::stats(c.store().as_ref(), clock::now(), |_| {})
-    })
-    .await?;
+    let doc = blocking(&core, |c| read::stats(c.store().as_ref(), c.now(), |_| {})).await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
@@ -114,7 +111,7 @@ async fn state(
     };
     let user = user.into_inner();
     let doc = blocking(&core, move |c| {
-        read::state_user(c.store().as_ref(), c.models(), &user, at, clock::now())
+        read::state_user(c.store().as_ref(), c.models(), &user, at, c.now())
     })
     .await?
     .ok_or_else(|| not_found("no such user"))?;

@@ -4,7 +4,7 @@
 //! JSON error shape, user-code lookups limited per IP and per user.
 
 use crate::auth::Session;
-use crate::convert::{rfc3339, scope};
+use crate::convert::{domain_scope, rfc3339, scope, wire_scopes};
 use crate::error::{ApiError, OAuthFailure, MAX_BODY};
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::{client_ip, limit};
@@ -293,7 +293,7 @@ fn request_info(view: DeviceView) -> proto::DeviceRequestInfo {
         user_code: view.user_code.expose().to_string(),
         client_id: r.client_id,
         device_name: r.device_name,
-        scopes: r.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        scopes: wire_scopes(&r.scopes),
         requested_at: rfc3339(r.requested_at),
         expires_at: rfc3339(r.expires_at),
         ip: r.ip.map(|ip| ip.to_string()),
@@ -326,22 +326,6 @@ async fn lookup(
         .json(request_info(view)))
 }
 
-fn parse_scopes(scopes: Option<Vec<String>>) -> Result<Option<Vec<Scope>>, ApiError> {
-    scopes
-        .map(|v| {
-            v.iter()
-                .map(|s| match s.as_str() {
-                    "chat:read" => Ok(Scope::ChatRead),
-                    "chat:write" => Ok(Scope::ChatWrite),
-                    _ => Err(ApiError::invalid(
-                        "scopes may only narrow the request: chat:read and/or chat:write",
-                    )),
-                })
-                .collect()
-        })
-        .transpose()
-}
-
 /// Approve a pending device request: the device token will be yours.
 #[utoipa::path(post, path = "/api/native/device/approve", tag = "device", security(("session" = [])),
     request_body = DeviceApproveRequest,
@@ -358,7 +342,9 @@ async fn approve(
     lookup_limit(&req, &auth)?;
     let body = body.into_inner();
     let grant = Grant {
-        scopes: parse_scopes(body.scopes)?,
+        scopes: body
+            .scopes
+            .map(|v| v.into_iter().map(domain_scope).collect()),
         name: body.name,
         token_ttl_secs: body.expires_in.unwrap_or(Some(DEFAULT_DEVICE_TOKEN_SECS)),
     };
@@ -368,7 +354,7 @@ async fn approve(
         status: "approved".into(),
         client_id: approved.client_id,
         device_name: a.device_name,
-        scopes: a.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        scopes: wire_scopes(&a.scopes),
         token_expires_in: a.token_ttl_secs,
         key_added: approved.key_added,
     }))

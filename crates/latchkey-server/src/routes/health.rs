@@ -34,9 +34,7 @@ async fn readyz(core: web::Data<Core>) -> HttpResponse {
     if core.applied_seq() >= core.store().head() {
         HttpResponse::Ok().json(health(&core, "ok"))
     } else {
-        HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .json(health(&core, "catching_up"))
+        crate::error::not_ready(&health(&core, "catching_up"))
     }
 }
 
