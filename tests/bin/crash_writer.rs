@@ -4,7 +4,7 @@
 //! Usage: `crash-writer DATA_DIR WRITERS`
 
 use latchkey_domain::{Actor, Event, Timestamp, UserEvent, UserId};
-use latchkey_store::{AppendRequest, ExpectedVersion, SledStore, StoreOptions};
+use latchkey_store::{AppendRequest, EventStore, ExpectedVersion, SledStore, StoreOptions};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;

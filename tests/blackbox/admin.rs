@@ -2,7 +2,7 @@
 
 use crate::support::{latchkey, stderr, stdout};
 use latchkey_domain::{Actor, Event, Timestamp, UserEvent, UserId};
-use latchkey_store::{AppendRequest, ExpectedVersion, SledStore, StoreOptions};
+use latchkey_store::{AppendRequest, EventStore, ExpectedVersion, SledStore, StoreOptions};
 use std::path::Path;
 use uuid::Uuid;
 
@@ -393,6 +393,19 @@ mod replay_and_online {
         let out = online(&token_file, &["user", "disable", "carol"]);
         assert!(out.status.success(), "{}", stderr(&out));
         server.get("/api/native/me", Some(&carol)).expect(401);
+        // It reports the seq of its own last event (the disable, then the revocations):
+        // the last of carol's stream.
+        let disabled: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let stream = format!("user/{}", disabled["id"].as_str().unwrap());
+        let page =
+            String::from_utf8(online(&token_file, &["log", "--stream", &stream]).stdout).unwrap();
+        let entries: Vec<Value> = page
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(entries.iter().any(|e| e["event_type"] == "user.disabled"));
+        let last = entries.last().unwrap();
+        assert_eq!(disabled["seq"], last["seq"], "{disabled} vs {last}");
         let state: Value =
             serde_json::from_slice(&online(&token_file, &["state", "user", "carol"]).stdout)
                 .unwrap();

@@ -7,13 +7,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::Signer;
 use latchkey_domain::token::{generate, TokenPrefix};
-use latchkey_proto::{HealthResponse, InfoResponse, MeResponse, PingResponse, TokenResponse};
+use latchkey_proto::{
+    HealthResponse, InfoResponse, MeResponse, PingResponse, Registration, Scope, TokenKind,
+    TokenResponse,
+};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use ssh_key::public::{Ed25519PublicKey, KeyData, SkEd25519};
 use ssh_key::{Algorithm, HashAlg, LineEnding, PublicKey, SshSig};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -23,13 +26,6 @@ const TOKEN: &str = "/api/native/token";
 const CHALLENGE: &str = "/api/native/challenge";
 
 use crate::server::{now_secs, parse_time};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn parse_time_ms(s: &str) -> i64 {
     assert!(s.ends_with('Z'), "not an RFC 3339 UTC time: {s:?}");
@@ -142,7 +138,8 @@ fn info_sign_in_me_and_ping() {
         "the key-type allowlist"
     );
     assert_eq!(
-        info.registration, "open",
+        info.registration,
+        Registration::Open,
         "open registration is the default"
     );
     assert!(!info.version.is_empty());
@@ -168,7 +165,7 @@ fn info_sign_in_me_and_ping() {
     );
     let tok: TokenResponse = resp.json();
     check_token_shape(&tok.token, "lks_");
-    assert_eq!(tok.kind, "session");
+    assert_eq!(tok.kind, TokenKind::Session);
     assert_eq!(tok.user.handle, "alice");
     assert!(
         tok.registered,
@@ -197,8 +194,8 @@ fn info_sign_in_me_and_ping() {
     assert_eq!(m.user.handle, "alice");
     assert!(!m.user.admin);
     assert_eq!(m.token_id, tok.token_id);
-    assert_eq!(m.kind, "session");
-    assert_eq!(m.scopes, ["chat:read", "chat:write"]);
+    assert_eq!(m.kind, TokenKind::Session);
+    assert_eq!(m.scopes, [Scope::ChatRead, Scope::ChatWrite]);
     assert_eq!(m.expires_at, tok.expires_at);
 
     let ping: PingResponse = server.get(PING, Some(&tok.token)).expect(200).json();
@@ -364,31 +361,70 @@ fn a_challenge_is_consumed_by_its_first_token_call() {
 
 #[test]
 fn expired_challenges_and_sessions_are_refused() {
-    // Short lifetimes (flags of `serve`), so expiry shows without a long wait.
-    let server = Server::start(&["--challenge-ttl", "3", "--session-ttl", "3"]);
+    // The server's clock moves only when the test says (`--test-clock`): no waiting.
+    let server = Server::start_test_clock(&["--challenge-ttl", "60", "--session-ttl", "120"]);
     let key = Key::generate(server.scratch(), "ed25519", "brief@host");
     let late = server.challenge(&key.pubkey());
-    assert!((0..=3).contains(&late.expires_in), "{late:?}");
+    assert_eq!(late.expires_in, 60, "{late:?}");
     let late_sig = key.sign(late.message.as_bytes(), NAMESPACE);
     let tok = server.sign_in(&key, None);
     server.get(PING, Some(&tok.token)).expect(200);
+    let challenge_expiry = parse_time_ms(&late.expires_at);
+    let session_expiry = parse_time_ms(tok.expires_at.as_deref().unwrap());
 
-    // Wait on the clock (not on the server) until both have lapsed.
-    let last =
-        parse_time_ms(&late.expires_at).max(parse_time_ms(tok.expires_at.as_deref().unwrap()));
-    assert!(
-        wait_until(Duration::from_secs(10), || now_ms() > last + 200),
-        "the clock did not pass {last}"
-    );
+    // One millisecond before the challenge's expiry it is still good (checked with a
+    // second challenge, since redeeming consumes one), and so is the session.
+    let early = server.challenge(&key.pubkey());
+    let early_sig = key.sign(early.message.as_bytes(), NAMESPACE);
+    let now = parse_time_ms(&server.advance_ms(59_999));
+    assert!(now < challenge_expiry, "{now} {challenge_expiry}");
+    server
+        .redeem(&early.challenge_id, &early_sig, None)
+        .expect(201);
+    server.get(PING, Some(&tok.token)).expect(200);
+
+    // At its expiry instant the challenge is refused; the session lives on.
+    let now = parse_time_ms(&server.advance_ms(1));
+    assert!(now >= challenge_expiry, "{now} {challenge_expiry}");
     server
         .redeem(&late.challenge_id, &late_sig, None)
         .expect_error(401, "challenge_invalid");
+    server.get(PING, Some(&tok.token)).expect(200);
+
+    // Past the session's expiry every use of the token is refused.
+    let now = parse_time_ms(&server.advance(60));
+    assert!(now >= session_expiry, "{now} {session_expiry}");
     server
         .get(ME, Some(&tok.token))
         .expect_error(401, "unauthorized");
     server
         .get(PING, Some(&tok.token))
         .expect_error(401, "unauthorized");
+}
+
+#[test]
+fn the_test_clock_exists_only_behind_its_hidden_flag() {
+    let server = Server::start(&[]);
+    server
+        .post_json("/api/test/clock", &json!({"advance_secs": 1}), None)
+        .expect_error(404, "not_found");
+    let help = std::process::Command::new(crate::support::latchkey_bin())
+        .args(["serve", "--help"])
+        .output()
+        .expect("latchkey serve --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--bind"), "{help}");
+    assert!(!help.contains("test-clock"), "hidden from --help: {help}");
+
+    let server = Server::start_test_clock(&[]);
+    assert!(
+        server.log().contains("TEST CLOCK"),
+        "the test clock is announced in the log: {}",
+        server.log()
+    );
+    let before = parse_time_ms(&server.advance(0));
+    let after = parse_time_ms(&server.advance(3600));
+    assert_eq!(after - before, 3_600_000, "the clock moved exactly as told");
 }
 
 /// Runs `f(i)` on `n` threads released together; returns the answers in order.
@@ -722,7 +758,7 @@ fn closed_registration_admits_known_keys_only() {
 
     server.restart_with(&["--registration", "closed"]);
     let info: InfoResponse = server.get("/api/native/info", None).expect(200).json();
-    assert_eq!(info.registration, "closed");
+    assert_eq!(info.registration, Registration::Closed);
 
     let again = server.sign_in(&known, Some("ignored"));
     assert!(!again.registered);

@@ -3,7 +3,6 @@
 //! every acknowledged event is there, seqs are contiguous, and the chain verifies.
 
 use latchkey_domain::StreamId;
-use latchkey_store::verify::verify;
 use latchkey_store::{EventStore, SledStore, StoreOptions};
 use rand::Rng;
 use std::collections::HashMap;
@@ -92,7 +91,7 @@ fn kill_9_loses_no_acknowledged_event() {
             seqs.iter().copied().eq(1..=seqs.len() as u64),
             "round {round}: seqs are not contiguous"
         );
-        let report = verify(&store, |_| {}).unwrap();
+        let report = store.verify(&mut |_| {}).unwrap();
         assert!(report.ok(), "round {round}: {:?}", report.problems);
     }
     assert!(total_acks >= ROUNDS, "every round acknowledged something");

@@ -7,7 +7,7 @@
 use crate::server::{Key, Resp, Server, NAMESPACE};
 use latchkey_proto::{
     ChallengeResponse, CreateTokenResponse, KeyInfo, KeyList, MeResponse, PingResponse,
-    RevokeAllResponse, TokenList, TokenResponse, WsTicketResponse,
+    RevokeAllResponse, Scope, TokenKind, TokenList, TokenResponse, WsTicketResponse,
 };
 use serde_json::{json, Value};
 
@@ -44,14 +44,14 @@ fn check_token_shape(token: &str, prefix: &str) {
     );
 }
 
-fn sorted(v: &[String]) -> Vec<String> {
+fn sorted(v: &[Scope]) -> Vec<Scope> {
     let mut v = v.to_vec();
     v.sort();
     v
 }
 
-fn default_scopes() -> Vec<String> {
-    vec!["chat:read".to_string(), "chat:write".to_string()]
+fn default_scopes() -> Vec<Scope> {
+    vec![Scope::ChatRead, Scope::ChatWrite]
 }
 
 /// A JSON body as bytes.
@@ -285,7 +285,7 @@ fn a_pat_is_created_shown_once_and_works_on_me_and_ping() {
     );
     let p: CreateTokenResponse = resp.json();
     check_token_shape(&p.token, "lkp_");
-    assert_eq!(p.kind, "personal");
+    assert_eq!(p.kind, TokenKind::Personal);
     assert_eq!(p.name, "laptop-cli");
     assert_eq!(sorted(&p.scopes), default_scopes(), "default PAT scopes");
     assert_eq!(p.expires_at, None, "no expires_in: no expiry");
@@ -294,7 +294,7 @@ fn a_pat_is_created_shown_once_and_works_on_me_and_ping() {
 
     let who = me(&server, &p.token);
     assert_eq!(who.user.id, s.user.id, "a PAT acts as its creator");
-    assert_eq!(who.kind, "personal");
+    assert_eq!(who.kind, TokenKind::Personal);
     assert_eq!(who.token_id, p.token_id);
     assert_eq!(sorted(&who.scopes), default_scopes());
     assert_eq!(who.expires_at, None);
@@ -311,15 +311,15 @@ fn a_pat_is_created_shown_once_and_works_on_me_and_ping() {
     .expect(201)
     .json();
     let after = now_secs();
-    assert_eq!(narrow.scopes, ["chat:read"]);
+    assert_eq!(narrow.scopes, [Scope::ChatRead]);
     let expires = parse_time(narrow.expires_at.as_deref().expect("it expires"));
     assert!(
         (before + 3600 - 1..=after + 3600 + 1).contains(&expires),
         "expires_at {expires} is not about now + 3600 ({before}..{after})"
     );
     let who = me(&server, &narrow.token);
-    assert_eq!(who.kind, "personal");
-    assert_eq!(who.scopes, ["chat:read"]);
+    assert_eq!(who.kind, TokenKind::Personal);
+    assert_eq!(who.scopes, [Scope::ChatRead]);
     assert_eq!(who.expires_at, narrow.expires_at);
     server.get(PING, Some(&narrow.token)).expect(200);
 
@@ -427,12 +427,12 @@ fn the_token_list_never_shows_a_secret_and_marks_the_caller_current() {
                 parse_time(at);
             }
             if t.id == p.token_id {
-                assert_eq!((t.kind.as_str(), t.prefix.as_str()), ("personal", "lkp_"));
+                assert_eq!((t.kind, t.prefix.as_str()), (TokenKind::Personal, "lkp_"));
                 assert_eq!(t.name.as_deref(), Some("deploy"));
                 assert_eq!(sorted(&t.scopes), default_scopes());
                 assert_eq!(t.expires_at, None);
             } else {
-                assert_eq!((t.kind.as_str(), t.prefix.as_str()), ("session", "lks_"));
+                assert_eq!((t.kind, t.prefix.as_str()), (TokenKind::Session, "lks_"));
                 let minted = if t.id == s1.token_id { &s1 } else { &s2 };
                 assert_eq!(t.expires_at, minted.expires_at);
                 parse_time(t.expires_at.as_deref().expect("a session expires"));

@@ -7,7 +7,7 @@
 
 use crate::server::{Key, Resp, Server, NAMESPACE};
 use latchkey_domain::*;
-use latchkey_proto::{MeResponse, TokenList};
+use latchkey_proto::{MeResponse, TokenKind, TokenList};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -353,8 +353,8 @@ fn init_approve_poll_token_me() {
         .expect(200)
         .json();
     assert_eq!(me.user.handle, "alice");
-    assert_eq!(me.kind, "device");
-    assert_eq!(me.scopes, vec!["chat:read".to_string()]);
+    assert_eq!(me.kind, TokenKind::Device);
+    assert_eq!(me.scopes, vec![latchkey_proto::Scope::ChatRead]);
     let device = me.device.expect("me names the device");
     assert_eq!(device.client_id.as_deref(), Some(CLIENT));
     assert_eq!(device.device_name.as_deref(), Some("tv"));
@@ -372,7 +372,7 @@ fn init_approve_poll_token_me() {
     let row = list
         .tokens
         .iter()
-        .find(|t| t.kind == "device")
+        .find(|t| t.kind == TokenKind::Device)
         .expect("device token listed");
     assert_eq!(row.name.as_deref(), Some(CLIENT));
     assert_eq!(row.device_name.as_deref(), Some("tv"));
@@ -533,7 +533,102 @@ fn only_a_session_may_look_up_approve_or_deny() {
         .expect_error(401, "unauthorized");
 }
 
+#[test]
+fn of_two_concurrent_polls_of_an_approved_code_exactly_one_gets_the_token() {
+    let server = Server::start(&[]);
+    let (_, alice) = session(&server, "alice");
+    for _ in 0..3 {
+        let s = start(&server, &[]);
+        approve(&server, &alice, &s.user_code).expect(200);
+        let answers: Vec<Answer> = std::thread::scope(|scope| {
+            let a = scope.spawn(|| poll(&server, &s.device_code));
+            let b = scope.spawn(|| poll(&server, &s.device_code));
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        let ok: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
+        assert_eq!(
+            ok.len(),
+            1,
+            "{:?}",
+            answers.iter().map(|a| &a.body).collect::<Vec<_>>()
+        );
+        let other = answers.iter().find(|a| a.status != 200).unwrap();
+        other.oauth_error("invalid_grant");
+    }
+    let list: TokenList = server
+        .get("/api/native/tokens", Some(&alice))
+        .expect(200)
+        .json();
+    // Re-pairing `tv` three times leaves one live device token.
+    assert_eq!(
+        list.tokens
+            .iter()
+            .filter(|t| t.kind == TokenKind::Device)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_cancel_after_approval_mints_nothing() {
+    let server = Server::start(&[]);
+    let (_, alice) = session(&server, "alice");
+    let s = start(&server, &[]);
+    approve(&server, &alice, &s.user_code).expect(200);
+    form(&server, CANCEL, &[("device_code", &s.device_code)]).ok();
+    poll(&server, &s.device_code).oauth_error("access_denied");
+    let list: TokenList = server
+        .get("/api/native/tokens", Some(&alice))
+        .expect(200)
+        .json();
+    assert!(list.tokens.iter().all(|t| t.kind != TokenKind::Device));
+}
+
+#[test]
+fn device_endpoints_answer_429_in_the_oauth_shape() {
+    let server = Server::start_limited(&[]);
+    let mut limited = None;
+    for i in 0..20 {
+        let a = form(&server, CODE, &[("client_id", CLIENT)]);
+        if a.status == 429 {
+            a.oauth_shape("rate_limited");
+            limited = Some(i);
+            break;
+        }
+        a.ok();
+    }
+    let n = limited.expect("device requests were never limited");
+    assert_eq!(n, 5, "a burst of 5 device requests per address");
+}
+
 // ---- key enrollment ----
+
+#[test]
+fn a_key_of_another_user_is_not_enrolled() {
+    let server = Server::start(&[]);
+    let (_, alice) = session(&server, "alice");
+    let (bob_key, _) = session(&server, "bob");
+    // A device holding bob's key pairs, and alice approves: the key stays bob's.
+    let s = start(&server, &[("public_key", &bob_key.pubkey())]);
+    let ch = &s.body["key_challenge"];
+    let sig = bob_key.sign(ch["message"].as_str().unwrap().as_bytes(), NAMESPACE);
+    form(
+        &server,
+        PROVE,
+        &[
+            ("device_code", &s.device_code),
+            ("challenge_id", ch["challenge_id"].as_str().unwrap()),
+            ("signature", &sig),
+        ],
+    )
+    .ok();
+    approve(&server, &alice, &s.user_code).expect_error(409, "conflict");
+    assert_eq!(server.sign_in(&bob_key, None).user.handle, "bob");
+    // Still pending: it can be denied.
+    server
+        .post_json(DENY, &json!({ "user_code": s.user_code }), Some(&alice))
+        .expect(200);
+}
 
 fn comparison(user_code: &str, fingerprint: &str) -> String {
     let d = Sha256::digest(format!("latchkey-compare-v1\n{user_code}\n{fingerprint}").as_bytes());
@@ -667,6 +762,80 @@ fn a_relay_that_swaps_the_key_shows_different_codes_and_adds_no_key() {
     }
 }
 
+// ---- expiry, on the server's test clock ----
+
+#[test]
+fn a_device_code_expires_after_600_seconds_and_the_sweeper_records_it() {
+    let mut server = Server::start_test_clock(&[]);
+    let (_, alice) = session(&server, "alice");
+    let s = start(&server, &[]);
+    // An approved code that is never redeemed lapses too.
+    let late = json_post(
+        &server,
+        CODE,
+        &json!({ "client_id": CLIENT, "device_name": "late" }),
+    );
+    let late_code = late.ok()["device_code"].as_str().unwrap().to_string();
+    let late_user = late.body["user_code"].as_str().unwrap().to_string();
+    approve(&server, &alice, &late_user).expect(200);
+
+    server.advance(599);
+    poll(&server, &s.device_code).oauth_error("authorization_pending");
+    lookup(&server, &alice, &s.user_code).expect(200);
+
+    server.advance(1);
+    poll(&server, &s.device_code).oauth_error("expired_token");
+    poll(&server, &late_code).oauth_error("expired_token");
+    lookup(&server, &alice, &s.user_code).expect_error(404, "not_found");
+    approve(&server, &alice, &s.user_code).expect_error(404, "not_found");
+    form(&server, CANCEL, &[("device_code", &s.device_code)]).oauth_error("expired_token");
+
+    // The sweeper wrote `device.expired` for both.
+    server.kill9();
+    let dir = server.data_dir().display().to_string();
+    let out = crate::support::latchkey(&[
+        "admin",
+        "--data-dir",
+        &dir,
+        "log",
+        "--json",
+        "--type",
+        "device.expired",
+    ]);
+    assert!(out.status.success(), "{}", crate::support::stderr(&out));
+    let expired = crate::support::stdout(&out).lines().count();
+    assert_eq!(expired, 2, "{}", crate::support::stdout(&out));
+}
+
+#[test]
+fn the_oauth2_crate_sees_an_expired_code_as_expired_token() {
+    let server = Server::start_test_clock(&[]);
+    let http = UreqClient(ureq::Agent::new());
+    let client = oauth_client(&server);
+    let details: oauth2::StandardDeviceAuthorizationResponse =
+        client.exchange_device_code().request(&http).unwrap();
+    // Instead of sleeping, the library's wait moves the server's clock by that much.
+    let err = client
+        .exchange_device_access_token(&details)
+        .request(
+            &http,
+            |wait| {
+                server.advance(wait.as_secs());
+            },
+            Some(Duration::from_secs(3600)),
+        )
+        .unwrap_err();
+    match err {
+        oauth2::RequestTokenError::ServerResponse(e) => {
+            assert_eq!(
+                *e.error(),
+                oauth2::DeviceCodeErrorResponseType::ExpiredToken
+            )
+        }
+        other => panic!("expected expired_token, got {other:?}"),
+    }
+}
+
 // ---- tokens ----
 
 #[test]
@@ -736,7 +905,13 @@ fn re_pairing_the_same_device_revokes_the_earlier_token() {
         .get("/api/native/tokens", Some(&alice))
         .expect(200)
         .json();
-    assert_eq!(list.tokens.iter().filter(|t| t.kind == "device").count(), 2);
+    assert_eq!(
+        list.tokens
+            .iter()
+            .filter(|t| t.kind == TokenKind::Device)
+            .count(),
+        2
+    );
 }
 
 // ---- bad input ----

@@ -1,10 +1,10 @@
 //! Rate limits over the real binary with its default numbers (proto-docs/auth.md): a burst
-//! beyond each limit gets 429 `rate_limited` with `Retry-After`, and the limit recovers.
+//! beyond each limit gets 429 `rate_limited` with `Retry-After`, and the limit recovers
+//! once the server's test clock (`--test-clock`) has moved by that much.
 //! Trusted proxies: `X-Forwarded-For` counts only behind `--trusted-proxy`.
 
 use crate::server::{Key, Resp, Server};
 use serde_json::json;
-use std::time::{Duration, Instant};
 
 /// Asserts a 429 in the JSON shape with a whole-second `Retry-After` of at least 1.
 #[track_caller]
@@ -21,22 +21,21 @@ fn assert_limited(r: &Resp) {
     assert!(secs >= 1, "Retry-After {secs}");
 }
 
-/// Sends `send` until it is not 429 any more, within a deadline; returns that answer.
-fn until_recovered(what: &str, mut send: impl FnMut() -> Resp) -> Resp {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = send();
-        if r.status != 429 {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never recovered: {}",
-            r.body
-        );
-        // Poll at the limiter's own pace: the answer says when to come back.
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// The refusal's `Retry-After`, in seconds.
+fn retry_after(r: &Resp) -> u64 {
+    r.retry_after
+        .as_deref()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After on {}: {}", r.what, r.body))
+}
+
+/// On a `--test-clock` server: `send` stays refused while the clock stands still, and
+/// passes once the clock has moved by the `Retry-After` of `refused`. Returns that answer.
+fn recovers_after_retry_after(server: &Server, refused: &Resp, send: impl Fn() -> Resp) -> Resp {
+    assert_limited(refused);
+    assert_limited(&send());
+    server.advance(retry_after(refused));
+    send()
 }
 
 fn challenge(server: &Server, key: &Key, xff: Option<&str>) -> Resp {
@@ -51,7 +50,7 @@ fn challenge(server: &Server, key: &Key, xff: Option<&str>) -> Resp {
 #[test]
 fn challenges_beyond_the_burst_get_429_and_recover() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_limited(&[]);
+    let server = Server::start_limited_test_clock(&[]);
     let key = Key::generate(tmp.path(), "ed25519", "limits@test");
     let mut answers = Vec::new();
     for _ in 0..15 {
@@ -59,14 +58,14 @@ fn challenges_beyond_the_burst_get_429_and_recover() {
     }
     let ok = answers.iter().filter(|r| r.status == 201).count();
     assert_eq!(ok, 10, "the default burst is 10");
-    assert_limited(answers.last().unwrap());
-    until_recovered("challenge", || challenge(&server, &key, None)).expect(201);
+    let refused = answers.last().unwrap();
+    recovers_after_retry_after(&server, refused, || challenge(&server, &key, None)).expect(201);
 }
 
 #[test]
 fn failed_bearer_auth_is_limited_but_success_is_free() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_limited(&[]);
+    let server = Server::start_limited_test_clock(&[]);
     let key = Key::generate(tmp.path(), "ed25519", "good@test");
     let good = server.sign_in(&key, None).token;
     // Successful requests never count.
@@ -84,12 +83,10 @@ fn failed_bearer_auth_is_limited_but_success_is_free() {
     );
     let r = server.get("/api/native/ping", Some("lks_bogus"));
     assert_limited(&r);
-    // The address is blocked before any lookup, even with a good token.
-    assert_limited(&server.get("/api/native/ping", Some(&good)));
-    until_recovered("failed auth", || {
-        server.get("/api/native/ping", Some(&good))
-    })
-    .expect(200);
+    // The address is blocked before any lookup, even with a good token, until the clock
+    // has moved by the Retry-After.
+    recovers_after_retry_after(&server, &r, || server.get("/api/native/ping", Some(&good)))
+        .expect(200);
 }
 
 #[test]

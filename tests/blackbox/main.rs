@@ -21,4 +21,5 @@ mod pairing_codes;
 mod rooms;
 mod server;
 mod support;
+mod tidy;
 mod ws;

@@ -127,6 +127,41 @@ impl Server {
         }
     }
 
+    /// Like [`Server::start`], on the hidden test clock (`--test-clock`): the server's time
+    /// stands still until [`Server::advance`] moves it.
+    pub fn start_test_clock(args: &[&str]) -> Server {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--test-clock");
+        Server::start(&all)
+    }
+
+    /// Like [`Server::start_limited`] (default rate limits), on the test clock.
+    pub fn start_limited_test_clock(args: &[&str]) -> Server {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--test-clock");
+        Server::start_limited(&all)
+    }
+
+    /// Moves a `--test-clock` server's clock forward by `ms` milliseconds; the server then
+    /// sweeps what lapsed. Returns the server's new time (RFC 3339).
+    pub fn advance_ms(&self, ms: u64) -> String {
+        let r = self
+            .post_json(
+                "/api/test/clock",
+                &serde_json::json!({ "advance_ms": ms }),
+                None,
+            )
+            .expect(200);
+        let v: Value = r.json();
+        v["now"].as_str().expect("now").to_string()
+    }
+
+    /// Moves a `--test-clock` server's clock forward by `secs` seconds (see
+    /// [`Server::advance_ms`]).
+    pub fn advance(&self, secs: u64) -> String {
+        self.advance_ms(secs * 1000)
+    }
+
     /// The same as [`Server::start`] (rate limits off); kept for the callers that say so.
     pub fn start_unlimited(args: &[&str]) -> Server {
         Server::start(args)

@@ -10,7 +10,7 @@
 use latchkey_domain::{Event, PairingEvent, PairingId, Scope, Timestamp, UserId};
 use latchkey_store::codec;
 use latchkey_store::projection::{Projection, ReadModel, ReadModelWriter};
-use latchkey_store::{Recorded, StoreError, StoreResult};
+use latchkey_store::{EventStore, Recorded, StoreResult};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -113,10 +113,10 @@ pub struct PairingCodes {
 }
 
 impl PairingCodes {
-    /// Opens the tree of a store's db.
-    pub fn open(db: &sled::Db) -> StoreResult<Self> {
+    /// Opens the model of a store.
+    pub fn open(store: &dyn EventStore) -> StoreResult<Self> {
         Ok(Self {
-            tree: ReadModel::open(db, "pairing_codes")?,
+            tree: store.read_model("pairing_codes")?,
         })
     }
 
@@ -133,8 +133,8 @@ impl PairingCodes {
     /// reached yet included: the caller filters by `now`).
     pub fn pending(&self) -> StoreResult<Vec<PendingCode>> {
         let mut out = Vec::new();
-        for kv in self.tree.tree().scan_prefix([b'p']) {
-            let (_, v) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+        for kv in self.tree.scan_prefix(b"p") {
+            let (_, v) = kv?;
             out.push(codec::decode::<PendingCode>(&v, "pairing code row")?);
         }
         out.sort_by_key(|c| (c.created_at, c.code_id.0));
@@ -145,8 +145,8 @@ impl PairingCodes {
     pub fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<PairingId>> {
         let end = due_key(Timestamp(now.0.saturating_add(1)), &Uuid::nil());
         let mut out = Vec::new();
-        for kv in self.tree.tree().range(vec![b'e']..end).take(limit) {
-            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+        for kv in self.tree.range(b"e", &end).take(limit) {
+            let (k, _) = kv?;
             if let Some(id) = k.get(9..25).and_then(|b| Uuid::from_slice(b).ok()) {
                 out.push(PairingId(id));
             }

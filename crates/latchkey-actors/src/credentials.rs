@@ -3,17 +3,18 @@
 //! users. Whether the caller may do this (session only, scopes) is the server's check;
 //! ownership (another user's token id is "not found") is checked here.
 
-use crate::clock;
-use crate::core::{exec, Auth, Core, CoreError};
+use crate::auth::Auth;
+use crate::core::Core;
 use crate::entity::Executed;
+use crate::error::CoreError;
 use crate::readmodel::{KeyRow, TokenRow};
+use crate::signin::Loaded;
 use crate::tickets::{Ticket, TICKET_TTL_SECS};
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
-use latchkey_domain::user::{default_pat_scopes, MintToken};
+use latchkey_domain::user::{MintToken, PatTerms};
 use latchkey_domain::{
-    Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingError, PairingEvent, PairingId,
-    RejectReason, RevokeReason, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserDecider,
-    UserError, UserEvent, UserId,
+    Actor as Who, ChallengePurpose, KeyId, RevokeReason, Scope, Timestamp, TokenId, TokenKind,
+    UserCommand, UserDecider, UserId,
 };
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -33,24 +34,6 @@ pub struct CreatedToken {
     pub expires_at: Option<Timestamp>,
 }
 
-/// The longest lifetime a personal access token can be given: 10 years.
-pub const MAX_PAT_SECS: u64 = 10 * 365 * 24 * 3600;
-
-fn user_error(e: UserError) -> CoreError {
-    match e {
-        UserError::NotFound => CoreError::Unauthorized,
-        UserError::Disabled => CoreError::Forbidden("this user is disabled"),
-        UserError::ScopeNotAllowed => {
-            CoreError::InvalidRequest("a personal token may carry chat:read and chat:write".into())
-        }
-        UserError::TokenNotFound => CoreError::NotFound("no such token"),
-        UserError::KeyNotFound => CoreError::NotFound("no such key"),
-        UserError::LastKey => CoreError::Conflict("a user keeps at least one key"),
-        UserError::InvalidExpiry => CoreError::InvalidRequest("expires_in must be positive".into()),
-        other => CoreError::Internal(other.to_string()),
-    }
-}
-
 impl Core {
     /// Runs a command on the caller's own user stream, as the caller, and waits until its
     /// events are projected.
@@ -62,8 +45,7 @@ impl Core {
         let out = self
             .users()
             .execute(auth.user_id.stream(), cmd, Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, user_error))?;
+            .await?;
         self.wait_applied(out.last_seq).await?;
         Ok(out)
     }
@@ -83,40 +65,20 @@ impl Core {
         scopes: Option<Vec<Scope>>,
         expires_in_secs: Option<u64>,
     ) -> Result<CreatedToken, CoreError> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(CoreError::InvalidRequest(
-                "name must be 1..=64 characters".into(),
-            ));
-        }
-        let scopes = match scopes {
-            Some(s) if !s.is_empty() => s,
-            _ => default_pat_scopes(),
-        };
-        let now = clock::now();
-        let expires_at = match expires_in_secs {
-            Some(0) => {
-                return Err(CoreError::InvalidRequest(
-                    "expires_in must be positive".into(),
-                ))
-            }
-            Some(s) if s > MAX_PAT_SECS => {
-                return Err(CoreError::InvalidRequest(
-                    "expires_in is at most 10 years (315360000 seconds); omit it for no expiry"
-                        .into(),
-                ))
-            }
-            Some(s) => Some(now.plus_secs(i64::try_from(s).unwrap_or(i64::MAX / 1000))),
-            None => None,
-        };
-        let raw = token::generate(TokenPrefix::Personal, clock::random32());
+        let now = self.now();
+        let PatTerms {
+            name,
+            scopes,
+            expires_at,
+        } = PatTerms::new(name, scopes, expires_in_secs, now).map_err(CoreError::from)?;
+        let raw = token::generate(TokenPrefix::Personal, self.random32());
         let token_id = TokenId(Uuid::new_v4());
         let mint = MintToken {
             token_id,
             hash: raw.hash(),
             kind: TokenKind::Personal,
             scopes: scopes.clone(),
-            name: Some(name.to_string()),
+            name: Some(name.clone()),
             device_name: None,
             user_agent: None,
             ip: None,
@@ -128,7 +90,7 @@ impl Core {
         Ok(CreatedToken {
             token: raw,
             token_id,
-            name: name.to_string(),
+            name,
             scopes,
             expires_at,
         })
@@ -146,7 +108,7 @@ impl Core {
         let cmd = UserCommand::RevokeToken {
             token_id,
             reason: RevokeReason::Revoked,
-            now: clock::now(),
+            now: self.now(),
         };
         self.own_command(auth, cmd).await.map(|_| ())
     }
@@ -155,7 +117,7 @@ impl Core {
     pub async fn revoke_all(&self, auth: &Auth, keep_current: bool) -> Result<usize, CoreError> {
         let cmd = UserCommand::RevokeAllTokens {
             keep: keep_current.then_some(auth.token_id),
-            now: clock::now(),
+            now: self.now(),
         };
         let out = self.own_command(auth, cmd).await?;
         Ok(out.events.len())
@@ -185,49 +147,20 @@ impl Core {
         challenge_id: &str,
         signature: &str,
     ) -> Result<KeyRow, CoreError> {
-        let id = Uuid::parse_str(challenge_id).map_err(|_| CoreError::ChallengeInvalid)?;
-        let stream = PairingId(id).stream();
-        if self.store().stream_head(&stream)?.0 == 0 {
-            return Err(CoreError::ChallengeInvalid);
-        }
-        let state = self
-            .pairings()
-            .inspect(stream.clone())
-            .await
-            .map_err(|e| exec(e, |_: PairingError| CoreError::ChallengeInvalid))?;
-        let purpose = state.challenge().map(|c| c.purpose);
-        if purpose != Some(ChallengePurpose::AddKey(auth.user_id)) {
-            return Err(CoreError::ChallengeInvalid); // a sign-in challenge, or another user's
-        }
-        let now = clock::now();
-        let verify = PairingCommand::VerifySignature {
-            signature: signature.to_string(),
-            user_id: Some(auth.user_id),
-            now,
-        };
-        let out = self
-            .pairings()
-            .execute(stream, verify, Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, |_: PairingError| CoreError::ChallengeInvalid))?;
-        self.wait_applied(out.last_seq).await?;
-        match out.events.first() {
-            Some(PairingEvent::SignatureVerified { .. }) => {}
-            Some(PairingEvent::SignatureRejected { reason, .. }) => {
-                return Err(match reason {
-                    RejectReason::Expired | RejectReason::KeyUnknown => CoreError::ChallengeInvalid,
-                    _ => CoreError::SignatureInvalid(
-                        "the signature does not verify for this challenge, key and namespace",
-                    ),
-                })
-            }
-            _ => return Err(CoreError::ChallengeInvalid),
-        }
-        let key = out
-            .state
-            .challenge()
-            .map(|c| c.key.clone())
-            .ok_or_else(|| CoreError::Internal("verified challenge without a key".into()))?;
+        let Loaded { stream, challenge } = self
+            .load_challenge(challenge_id)
+            .await?
+            .ok_or(CoreError::ChallengeInvalid)?;
+        // Refused, unconsumed, unless an add-key challenge of this caller.
+        self.redeem_challenge(
+            stream,
+            signature,
+            ChallengePurpose::AddKey(auth.user_id),
+            Some(auth.user_id),
+            Who::User(auth.user_id),
+        )
+        .await?;
+        let key = challenge.key;
         // One owner per key: the same lock as a registration by this key, and the owner
         // checked again under it.
         let _lock = self.key_lock(&key.fingerprint).await;
@@ -239,7 +172,7 @@ impl Core {
         let cmd = UserCommand::AddKey {
             key_id: KeyId(Uuid::new_v4()),
             key: key.clone(),
-            now,
+            now: self.now(),
         };
         self.own_command(auth, cmd).await?;
         self.list_keys(auth)?
@@ -252,19 +185,20 @@ impl Core {
     pub async fn remove_key(&self, auth: &Auth, key_id: KeyId) -> Result<(), CoreError> {
         let cmd = UserCommand::RemoveKey {
             key_id,
-            now: clock::now(),
+            now: self.now(),
         };
         self.own_command(auth, cmd).await.map(|_| ())
     }
 
     /// Disables (or enables) a user; disabling revokes every live token. `by` is the admin.
+    /// Returns the seq of its last event (0 when nothing changed).
     pub async fn set_disabled(
         &self,
         by: UserId,
         user: UserId,
         disabled: bool,
-    ) -> Result<Vec<UserEvent>, CoreError> {
-        let now = clock::now();
+    ) -> Result<u64, CoreError> {
+        let now = self.now();
         let cmd = if disabled {
             UserCommand::Disable { now }
         } else {
@@ -273,15 +207,9 @@ impl Core {
         let out = self
             .users()
             .execute(user.stream(), cmd, Who::Admin(by))
-            .await
-            .map_err(|e| {
-                exec(e, |d| match d {
-                    UserError::NotFound => CoreError::NotFound("no such user"),
-                    other => user_error(other),
-                })
-            })?;
+            .await?;
         self.wait_applied(out.last_seq).await?;
-        Ok(out.events)
+        Ok(out.last_seq)
     }
 
     /// Registers a user with a first key, as an admin; returns its id and the seq.
@@ -292,14 +220,8 @@ impl Core {
         public_key: &str,
         make_admin: bool,
     ) -> Result<(UserId, u64), CoreError> {
-        latchkey_domain::handle::validate_handle(handle)
-            .map_err(|e| CoreError::InvalidRequest(format!("handle: {e}")))?;
-        let key = latchkey_domain::sshkey::parse_public_key(public_key).map_err(|e| match e {
-            latchkey_domain::sshkey::KeyError::UnsupportedKeyType(t) => {
-                CoreError::UnsupportedKeyType(t)
-            }
-            _ => CoreError::InvalidRequest("public_key is not an OpenSSH public key line".into()),
-        })?;
+        latchkey_domain::handle::validate_handle(handle)?;
+        let key = latchkey_domain::sshkey::parse_public_key(public_key)?;
         let _lock = self.key_lock(&key.fingerprint).await;
         if self
             .models()
@@ -315,7 +237,7 @@ impl Core {
             key_id: KeyId(Uuid::new_v4()),
             key,
             admin: make_admin,
-            now: clock::now(),
+            now: self.now(),
         };
         let seq = self
             .register_claimed(user_id, handle, cmd, Who::Admin(admin.user_id))
@@ -333,21 +255,20 @@ impl Core {
         let cmd = UserCommand::RevokeToken {
             token_id,
             reason: RevokeReason::Admin,
-            now: clock::now(),
+            now: self.now(),
         };
         let out = self
             .users()
             .execute(owner.stream(), cmd, Who::Admin(admin.user_id))
-            .await
-            .map_err(|e| exec(e, user_error))?;
+            .await?;
         self.wait_applied(out.last_seq).await?;
         Ok(out.last_seq)
     }
 
     /// Mints a single-use WebSocket ticket bound to the presenting token.
     pub fn mint_ws_ticket(&self, auth: &Auth) -> Result<(RawToken, i64), CoreError> {
-        let raw = token::generate(TokenPrefix::WsTicket, clock::random32());
-        let now = clock::now();
+        let raw = token::generate(TokenPrefix::WsTicket, self.random32());
+        let now = self.now();
         let mut expires_at = now.plus_secs(TICKET_TTL_SECS);
         if let Some(token_expiry) = auth.expires_at {
             expires_at = expires_at.min(token_expiry);
@@ -370,7 +291,7 @@ impl Core {
         if parsed.prefix() != TokenPrefix::WsTicket {
             return Err(CoreError::Unauthorized);
         }
-        let now = clock::now();
+        let now = self.now();
         let ticket = self
             .tickets()
             .redeem(&parsed.hash(), now)

@@ -6,9 +6,9 @@
 //!
 //! Which credential may approve (a session only) is the server's check.
 
-use crate::clock;
-use crate::core::{Auth, Core, CoreError};
-use crate::entity::{ExecError, Executed};
+use crate::entity::Executed;
+use crate::error::{CoreError, DeviceFlowError};
+use crate::{Auth, Core};
 use latchkey_domain::device::{
     self, Approval, DeviceCommand, DeviceError, DeviceState, DeviceStatus, PollClock, PollVerdict,
     RequestDevice,
@@ -18,8 +18,8 @@ use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::MintToken;
 use latchkey_domain::usercode::{self, UserCode, USER_CODE_RANDOM_BYTES};
 use latchkey_domain::{
-    Actor as Who, KeyChallenge, KeyId, PairingCommand, PairingDecider, PairingError, PairingId,
-    PairingState, Scope, Timestamp, TokenId, TokenKind, UserCommand, UserError,
+    Actor as Who, KeyChallenge, KeyId, PairingCommand, PairingDecider, PairingId, PairingState,
+    Scope, Timestamp, TokenId, TokenKind, UserCommand,
 };
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -29,114 +29,6 @@ use uuid::Uuid;
 
 /// Most device codes whose poll bookkeeping is kept in memory.
 const POLLS_BOUND: usize = 100_000;
-
-/// Why a device-flow operation failed, in the terms of RFC 8628 / RFC 6749 §5.2 (the
-/// device endpoints) and of the approval routes. The server picks statuses and shapes.
-#[derive(Debug, thiserror::Error)]
-pub enum DeviceFlowError {
-    /// `invalid_request`: malformed or invalid parameters.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// `invalid_scope`: a scope other than `chat:read`, `chat:write`.
-    #[error("scope must be a space-separated subset of chat:read chat:write")]
-    InvalidScope,
-    /// `invalid_client`: another `client_id` than the one that asked.
-    #[error("client_id differs from the one that requested this device code")]
-    InvalidClient,
-    /// `invalid_grant`: an unknown or already redeemed device code.
-    #[error("the device code is unknown or was already redeemed")]
-    InvalidGrant,
-    /// `access_denied`: denied by a user or cancelled by the device.
-    #[error("{0}")]
-    AccessDenied(&'static str),
-    /// `expired_token`.
-    #[error("the device code has expired; start over")]
-    ExpiredToken,
-    /// `authorization_pending`.
-    #[error("the user has not approved the request yet")]
-    AuthorizationPending,
-    /// `slow_down`; the interval for this code is now `interval` seconds.
-    #[error("polling too fast; wait {0} seconds between polls")]
-    SlowDown(u32),
-    /// The key proof's signature does not verify.
-    #[error("the signature does not verify for this challenge, key and namespace")]
-    BadSignature,
-    /// A key type off the allowlist.
-    #[error("key type {0} is not accepted; use ssh-ed25519, sk-ssh-ed25519@openssh.com or ecdsa-sha2-nistp256")]
-    UnsupportedKeyType(String),
-    /// No pending request has this user code (approval routes: 404).
-    #[error("no pending device request has this code")]
-    NotFound,
-    /// The request is no longer pending (approval routes: 409).
-    #[error("{0}")]
-    Closed(&'static str),
-    /// Approving before the device proved its key (409 `key_not_proven`).
-    #[error("the device has not proven it holds the key it asked to enroll; approve once the screen shows it proven")]
-    KeyNotProven,
-    /// The key to enroll belongs to another user (409).
-    #[error("the device's key belongs to another user")]
-    KeyTaken,
-    /// Anything else: busy, store, internal.
-    #[error(transparent)]
-    Core(#[from] CoreError),
-}
-
-impl From<DeviceError> for DeviceFlowError {
-    fn from(e: DeviceError) -> Self {
-        use DeviceFlowError as F;
-        match e {
-            DeviceError::NotFound => F::InvalidGrant,
-            DeviceError::AlreadyRequested | DeviceError::InvalidExpiry => {
-                F::Core(CoreError::Internal(e.to_string()))
-            }
-            DeviceError::InvalidClientId
-            | DeviceError::InvalidDeviceName
-            | DeviceError::InvalidLifetime
-            | DeviceError::NoKey
-            | DeviceError::WrongChallenge => F::InvalidRequest(e.to_string()),
-            DeviceError::InvalidScopes | DeviceError::ScopesWidened => F::InvalidScope,
-            DeviceError::KeyNotProven => F::KeyNotProven,
-            DeviceError::BadSignature => F::BadSignature,
-            DeviceError::ChallengeExpired | DeviceError::Expired => F::ExpiredToken,
-            DeviceError::Denied => F::AccessDenied("the request was denied"),
-            DeviceError::Cancelled => F::AccessDenied("the request was cancelled"),
-            DeviceError::Redeemed => F::InvalidGrant,
-            DeviceError::AlreadyApproved => F::Closed("the request was already approved"),
-            DeviceError::NotApproved => F::AuthorizationPending,
-        }
-    }
-}
-
-impl From<ExecError<PairingError>> for DeviceFlowError {
-    fn from(e: ExecError<PairingError>) -> Self {
-        match e {
-            ExecError::Domain(PairingError::Device(d)) => d.into(),
-            ExecError::Domain(_) => DeviceFlowError::InvalidGrant,
-            ExecError::Busy | ExecError::Conflict | ExecError::Gone => CoreError::Busy.into(),
-            ExecError::Store(s) => CoreError::Internal(s).into(),
-        }
-    }
-}
-
-impl From<ExecError<UserError>> for DeviceFlowError {
-    fn from(e: ExecError<UserError>) -> Self {
-        match e {
-            ExecError::Domain(UserError::Disabled) => {
-                DeviceFlowError::AccessDenied("the approving user is disabled")
-            }
-            ExecError::Domain(UserError::NotFound) => DeviceFlowError::InvalidGrant,
-            ExecError::Domain(other) => CoreError::Internal(other.to_string()).into(),
-            ExecError::Busy | ExecError::Conflict | ExecError::Gone => CoreError::Busy.into(),
-            ExecError::Store(s) => CoreError::Internal(s).into(),
-        }
-    }
-}
-
-impl From<latchkey_store::StoreError> for DeviceFlowError {
-    fn from(e: latchkey_store::StoreError) -> Self {
-        DeviceFlowError::Core(e.into())
-    }
-}
 
 /// A device code: 32 random bytes in hex. Shown to the device once; only its SHA-256 is
 /// stored. `Debug` never shows it.
@@ -205,10 +97,23 @@ pub struct DeviceToken {
 /// A pending request as the approval screen shows it.
 #[derive(Debug, Clone)]
 pub struct DeviceView {
+    /// The user code, canonical.
+    pub user_code: UserCode,
     /// The request.
     pub state: DeviceState,
-    /// The comparison code for the typed user code and the request's key.
+    /// The comparison code for the user code and the request's key.
     pub comparison_code: Option<String>,
+}
+
+/// What an approval granted.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    /// The app's name.
+    pub client_id: String,
+    /// The grant.
+    pub approval: Approval,
+    /// The fingerprint of the key added to the approver's account, if any.
+    pub key_added: Option<String>,
 }
 
 /// What an approver grants.
@@ -300,7 +205,7 @@ impl Core {
     /// The device authorization on a stream that the read model named.
     async fn device_state(&self, id: PairingId) -> Result<DeviceState, DeviceFlowError> {
         match self.pairings().inspect(id.stream()).await? {
-            PairingState::Device(d) => Ok(d),
+            PairingState::Device(d) => Ok(*d),
             _ => Err(DeviceFlowError::InvalidGrant),
         }
     }
@@ -316,8 +221,7 @@ impl Core {
     /// A fresh user code no pending request holds, claimed until released.
     fn fresh_user_code(&self) -> Result<UserCode, DeviceFlowError> {
         for _ in 0..16 {
-            let mut random = [0u8; USER_CODE_RANDOM_BYTES];
-            random.copy_from_slice(&clock::random32()[..USER_CODE_RANDOM_BYTES]);
+            let random: [u8; USER_CODE_RANDOM_BYTES] = self.random32();
             let Some(code) = UserCode::generate(&random) else {
                 continue;
             };
@@ -341,7 +245,7 @@ impl Core {
         req: DeviceCodeRequest,
     ) -> Result<DeviceAuthorization, DeviceFlowError> {
         let id = PairingId(Uuid::new_v4());
-        let now = clock::now();
+        let now = self.now();
         let key = match &req.public_key {
             None => None,
             Some(line) => Some(KeyChallenge {
@@ -352,13 +256,13 @@ impl Core {
                     ),
                 })?,
                 server: self.config().server.clone(),
-                nonce: clock::random32(),
+                nonce: self.random32(),
                 expires_at: now.plus_secs(self.config().challenge_ttl.as_secs() as i64),
             }),
         };
-        let device_code = DeviceCode(hex(&clock::random32()));
+        let device_code = DeviceCode(hex(&self.random32()));
         let user_code = self.fresh_user_code()?;
-        let cmd = DeviceCommand::Request(RequestDevice {
+        let cmd = DeviceCommand::Request(Box::new(RequestDevice {
             pairing_id: id,
             client_id: req.client_id,
             scopes: req.scopes,
@@ -369,7 +273,7 @@ impl Core {
             ip: self.config().ip_retention.apply(req.ip),
             user_agent: req.user_agent,
             now,
-        });
+        }));
         let out = self.device_command(id, cmd, Who::Anonymous).await;
         self.device_book().release(&user_code.hash());
         out?;
@@ -399,7 +303,7 @@ impl Core {
         let cmd = DeviceCommand::ProveKey {
             challenge_id,
             signature: signature.to_string(),
-            now: clock::now(),
+            now: self.now(),
         };
         self.device_command(id, cmd, Who::Anonymous)
             .await
@@ -409,7 +313,7 @@ impl Core {
     /// The device gives up.
     pub async fn device_cancel(&self, device_code: &str) -> Result<(), DeviceFlowError> {
         let id = self.by_device_code(device_code)?;
-        let cmd = DeviceCommand::Cancel { now: clock::now() };
+        let cmd = DeviceCommand::Cancel { now: self.now() };
         self.device_command(id, cmd, Who::Anonymous).await?;
         self.device_book().forget(id);
         Ok(())
@@ -423,7 +327,7 @@ impl Core {
     ) -> Result<DeviceToken, DeviceFlowError> {
         let id = self.by_device_code(device_code)?;
         let state = self.device_state(id).await?;
-        let now = clock::now();
+        let now = self.now();
         let (verdict, clock) = device::poll(&state, client_id, self.device_book().clock(id), now);
         self.device_book().record(id, clock, now);
         match verdict {
@@ -460,13 +364,13 @@ impl Core {
             .await?;
         self.device_book().forget(id);
         let approval: Approval = match out.state {
-            PairingState::Device(DeviceState {
-                status: DeviceStatus::Issued { approval, .. },
-                ..
-            }) => approval,
+            PairingState::Device(d) => match d.status {
+                DeviceStatus::Issued { approval, .. } => approval,
+                _ => return Err(CoreError::Internal("issued code without approval".into()).into()),
+            },
             _ => return Err(CoreError::Internal("issued code without approval".into()).into()),
         };
-        let raw = token::generate(TokenPrefix::Device, clock::random32());
+        let raw = token::generate(TokenPrefix::Device, self.random32());
         let expires_at = approval
             .token_ttl_secs
             .map(|s| now.plus_secs(i64::try_from(s).unwrap_or(i64::MAX / 1000)));
@@ -510,7 +414,7 @@ impl Core {
             .pending_by_user_code(&code.hash())?
             .ok_or(DeviceFlowError::NotFound)?;
         let state = self.device_state(id).await?;
-        if !state.is_pending_at(clock::now()) {
+        if !state.is_pending_at(self.now()) {
             return Err(DeviceFlowError::NotFound);
         }
         Ok((code, state))
@@ -518,13 +422,14 @@ impl Core {
 
     /// What the approval screen shows for a user code.
     pub async fn device_lookup(&self, user_code: &str) -> Result<DeviceView, DeviceFlowError> {
-        let (code, state) = self.pending_request(user_code).await?;
+        let (user_code, state) = self.pending_request(user_code).await?;
         let comparison_code = state
             .request
             .key
             .as_ref()
-            .map(|k| usercode::comparison_code(&code, &k.key.fingerprint));
+            .map(|k| usercode::comparison_code(&user_code, &k.key.fingerprint));
         Ok(DeviceView {
+            user_code,
             state,
             comparison_code,
         })
@@ -536,8 +441,8 @@ impl Core {
         auth: &Auth,
         user_code: &str,
         grant: Grant,
-    ) -> Result<DeviceView, DeviceFlowError> {
-        let (code, state) = self.pending_request(user_code).await?;
+    ) -> Result<Approved, DeviceFlowError> {
+        let (_, state) = self.pending_request(user_code).await?;
         let id = state.request.pairing_id;
         let key = state.request.key.as_ref().map(|k| k.key.clone());
         // One owner per key: the same lock as a registration or an add-key by this key.
@@ -551,7 +456,7 @@ impl Core {
                 return Err(DeviceFlowError::KeyTaken);
             }
         }
-        let now = clock::now();
+        let now = self.now();
         let cmd = DeviceCommand::Approve {
             by: auth.user_id,
             scopes: grant.scopes,
@@ -566,11 +471,12 @@ impl Core {
         let PairingState::Device(after) = out.state else {
             return Err(CoreError::Internal("approved a non-device stream".into()).into());
         };
-        let key_id = match &after.status {
-            DeviceStatus::Approved(a) => a.key_id,
-            _ => None,
+        let DeviceStatus::Approved(approval) = after.status else {
+            return Err(CoreError::Internal("approval not recorded".into()).into());
         };
-        if let (Some(key_id), Some(key)) = (key_id, key) {
+        let mut key_added = None;
+        if let (Some(key_id), Some(key)) = (approval.key_id, key) {
+            key_added = Some(key.fingerprint.clone());
             let cmd = UserCommand::AddKey { key_id, key, now };
             let out = self
                 .users()
@@ -578,14 +484,10 @@ impl Core {
                 .await?;
             self.wait_applied(out.last_seq).await?;
         }
-        let comparison_code = after
-            .request
-            .key
-            .as_ref()
-            .map(|k| usercode::comparison_code(&code, &k.key.fingerprint));
-        Ok(DeviceView {
-            state: after,
-            comparison_code,
+        Ok(Approved {
+            client_id: after.request.client_id,
+            approval,
+            key_added,
         })
     }
 
@@ -594,22 +496,27 @@ impl Core {
         let (_, state) = self.pending_request(user_code).await?;
         let cmd = DeviceCommand::Deny {
             by: auth.user_id,
-            now: clock::now(),
+            now: self.now(),
         };
         self.device_command(state.request.pairing_id, cmd, Who::User(auth.user_id))
             .await
             .map(|_| ())
     }
 
-    /// The sweeper: lapses open requests past their expiry.
-    pub(crate) async fn expire_devices(&self, now: Timestamp, limit: usize) {
-        let due = self.models().devices().due(now, limit).unwrap_or_default();
-        for id in due {
+    /// The sweeper: lapses open requests past their expiry. A failed read of the due list
+    /// is an error; a failed command is logged and the sweep goes on.
+    pub(crate) async fn expire_devices(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<(), CoreError> {
+        for id in self.models().devices().due(now, limit)? {
             let cmd = PairingCommand::Device(DeviceCommand::Expire { now });
             if let Err(e) = self.pairings().execute(id.stream(), cmd, Who::System).await {
                 tracing::warn!(pairing = %id, error = %e, "expiring a device request failed");
             }
             self.device_book().forget(id);
         }
+        Ok(())
     }
 }

@@ -12,7 +12,7 @@
 
 use latchkey_domain::{Event, PairingEvent, PairingId, Timestamp};
 use latchkey_store::projection::{Projection, ReadModel, ReadModelWriter};
-use latchkey_store::{Recorded, StoreError, StoreResult};
+use latchkey_store::{EventStore, Recorded, StoreResult};
 use uuid::Uuid;
 
 /// Projection of device authorizations (`rm/devices`).
@@ -35,7 +35,7 @@ fn due_key(at: Timestamp, id: &Uuid) -> Vec<u8> {
 /// Removes the entry `back` points to, and `back` itself.
 fn remove_via(rm: &mut ReadModelWriter<'_>, back: Vec<u8>) -> StoreResult<()> {
     if let Some(k) = rm.get(&back)? {
-        rm.remove(k.to_vec())?;
+        rm.remove(k)?;
         rm.remove(back)?;
     }
     Ok(())
@@ -90,15 +90,15 @@ pub struct Devices {
     tree: ReadModel,
 }
 
-fn pairing_of(v: Option<sled::IVec>) -> Option<PairingId> {
+fn pairing_of(v: Option<Vec<u8>>) -> Option<PairingId> {
     v.and_then(|b| Uuid::from_slice(&b).ok()).map(PairingId)
 }
 
 impl Devices {
-    /// Opens the tree of a store's db.
-    pub fn open(db: &sled::Db) -> StoreResult<Self> {
+    /// Opens the model in a store.
+    pub fn open(store: &dyn EventStore) -> StoreResult<Self> {
         Ok(Self {
-            tree: ReadModel::open(db, "devices")?,
+            tree: store.read_model("devices")?,
         })
     }
 
@@ -116,8 +116,8 @@ impl Devices {
     pub fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<PairingId>> {
         let end = due_key(Timestamp(now.0.saturating_add(1)), &Uuid::nil());
         let mut out = Vec::new();
-        for kv in self.tree.tree().range(vec![b'e']..end).take(limit) {
-            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+        for kv in self.tree.range(b"e", &end).take(limit) {
+            let (k, _) = kv?;
             if let Some(id) = k.get(9..25).and_then(|b| Uuid::from_slice(b).ok()) {
                 out.push(PairingId(id));
             }

@@ -2,13 +2,14 @@
 //!
 //! It handles one command at a time with no interleaving across the append (an
 //! `AtomicResponse`): decide, append with the expected version, evolve, reply. The
-//! journal's version check still guards against two live actors for one id.
+//! journal's version check still guards against two live actors for one id. The steps
+//! themselves are [`Loaded`]'s, shared with [`execute_blocking`], the offline path.
 
 use crate::kind::Kind;
 use actix::prelude::*;
 use latchkey_domain::{evolve_all, StreamId};
 use latchkey_store::{
-    AppendError, AppendRequest, EventStore, ExpectedVersion, SledStore, StoreError,
+    AppendError, AppendRequest, Appended, EventStore, ExpectedVersion, StoreError,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,12 +86,152 @@ impl<D: Kind> Message for Inspect<D> {
 /// The map a registry shard keeps; an entity removes itself from it when it passivates.
 pub(crate) type ShardMap<D> = Arc<Mutex<HashMap<StreamId, Addr<Entity<D>>>>>;
 
+/// One aggregate instance as folded from its stream: what an entity hosts, and what the
+/// offline tools load before they decide. Its methods are the one execution path for
+/// writes: load -> fold -> decide -> append with the expected version -> evolve.
+pub struct Loaded<D: Kind> {
+    /// The stream.
+    pub stream: StreamId,
+    /// The folded state.
+    pub state: D::State,
+    /// The stream's version (0 when empty).
+    pub version: u64,
+}
+
+/// What a command decided on a loaded state comes to.
+pub enum Decided<D: Kind> {
+    /// The command changed nothing: nothing to append.
+    Nothing,
+    /// These events, to append with this request.
+    Append(Vec<D::Event>, AppendRequest),
+}
+
+impl<D: Kind> Loaded<D> {
+    /// Folds a stream into (state, version) (version 0 and the default state when empty).
+    pub fn load(store: &dyn EventStore, stream: StreamId) -> Result<Self, StoreError> {
+        Self::load_until(store, stream, u64::MAX)
+    }
+
+    /// Folds the stream's events with seq <= `max_seq`: the state as of that seq.
+    pub fn load_until(
+        store: &dyn EventStore,
+        stream: StreamId,
+        max_seq: u64,
+    ) -> Result<Self, StoreError> {
+        let mut state = D::State::default();
+        let mut version = 0;
+        for rec in store.read_stream(&stream, 1)? {
+            let rec = rec?;
+            if rec.seq() > max_seq {
+                break;
+            }
+            if let Some(e) = D::extract(&rec.event) {
+                state = D::evolve(state, e);
+            }
+            version = rec.envelope.version;
+        }
+        Ok(Self {
+            stream,
+            state,
+            version,
+        })
+    }
+
+    /// Decides `cmd` on the state; events come with the append request that expects this
+    /// version.
+    pub fn decide(
+        &self,
+        cmd: &D::Command,
+        actor: latchkey_domain::Actor,
+        command_id: Uuid,
+    ) -> Result<Decided<D>, D::Error> {
+        let events = D::decide(&self.state, cmd)?;
+        if events.is_empty() {
+            return Ok(Decided::Nothing);
+        }
+        let req = AppendRequest {
+            stream: self.stream.clone(),
+            expected: ExpectedVersion::Exact(self.version),
+            events: events.iter().cloned().map(D::wrap).collect(),
+            command_id,
+            actor,
+        };
+        Ok(Decided::Append(events, req))
+    }
+
+    /// Takes in the outcome of appending `events`: evolves on a fresh append, reloads when
+    /// the store answered with an earlier result or another writer moved the stream.
+    pub fn settle(
+        &mut self,
+        store: &dyn EventStore,
+        events: Vec<D::Event>,
+        result: Result<Appended, AppendError>,
+    ) -> Result<Executed<D>, ExecError<D::Error>> {
+        match result {
+            Ok(appended) => {
+                if appended.replayed {
+                    self.reload(store)?;
+                } else {
+                    self.state = evolve_all::<D>(std::mem::take(&mut self.state), &events);
+                    self.version = appended.last_version;
+                }
+                Ok(Executed {
+                    events,
+                    last_seq: appended.last_seq,
+                    state: self.state.clone(),
+                })
+            }
+            Err(AppendError::Conflict { .. }) => {
+                Err(self.reload(store).err().unwrap_or(ExecError::Conflict))
+            }
+            Err(AppendError::Store(e)) => Err(e.into()),
+            Err(e) => Err(ExecError::Store(e.to_string())),
+        }
+    }
+
+    /// The result of a command that appended nothing.
+    fn unchanged<E>(&self) -> Result<Executed<D>, ExecError<E>> {
+        Ok(Executed {
+            events: Vec::new(),
+            last_seq: 0,
+            state: self.state.clone(),
+        })
+    }
+
+    /// Reloads from the log after another writer moved the stream.
+    fn reload<E>(&mut self, store: &dyn EventStore) -> Result<(), ExecError<E>> {
+        let fresh = Self::load(store, self.stream.clone())?;
+        self.state = fresh.state;
+        self.version = fresh.version;
+        Ok(())
+    }
+}
+
+/// The whole write path, blocking, for tools without a runtime (offline admin writes):
+/// load, decide, append with the expected version, evolve, exactly as an entity does.
+pub fn execute_blocking<D: Kind>(
+    store: &dyn EventStore,
+    stream: StreamId,
+    cmd: &D::Command,
+    actor: latchkey_domain::Actor,
+) -> Result<Executed<D>, ExecError<D::Error>> {
+    let mut loaded = Loaded::<D>::load(store, stream)?;
+    match loaded
+        .decide(cmd, actor, Uuid::now_v7())
+        .map_err(ExecError::Domain)?
+    {
+        Decided::Nothing => loaded.unchanged(),
+        Decided::Append(events, req) => {
+            let result = store.append_blocking(req);
+            loaded.settle(store, events, result)
+        }
+    }
+}
+
 /// The actor hosting one aggregate instance.
 pub struct Entity<D: Kind> {
-    stream: StreamId,
-    state: D::State,
-    version: u64,
-    store: Arc<SledStore>,
+    loaded: Loaded<D>,
+    store: Arc<dyn EventStore>,
     last_active: Instant,
     passivate_after: Duration,
     shard: ShardMap<D>,
@@ -100,15 +241,12 @@ impl<D: Kind> Entity<D> {
     /// Rebuilds an entity from its stream (version 0 and the default state when empty).
     pub(crate) fn rehydrate(
         stream: StreamId,
-        store: Arc<SledStore>,
+        store: Arc<dyn EventStore>,
         passivate_after: Duration,
         shard: ShardMap<D>,
     ) -> Result<Self, StoreError> {
-        let (state, version) = load::<D>(&store, &stream)?;
         Ok(Self {
-            stream,
-            state,
-            version,
+            loaded: Loaded::load(store.as_ref(), stream)?,
             store,
             last_active: Instant::now(),
             passivate_after,
@@ -120,27 +258,15 @@ impl<D: Kind> Entity<D> {
         // Under the shard lock: no sender can pick up this address after it is removed; a
         // message already queued is dropped with the mailbox and its sender retries.
         if let Ok(mut map) = self.shard.lock() {
-            if map.get(&self.stream).is_some_and(|a| *a == ctx.address()) {
-                map.remove(&self.stream);
+            if map
+                .get(&self.loaded.stream)
+                .is_some_and(|a| *a == ctx.address())
+            {
+                map.remove(&self.loaded.stream);
             }
         }
         ctx.stop();
     }
-}
-
-/// Folds a stream into (state, version): what an entity does when it starts, and what
-/// offline tools do before they decide.
-pub fn load<D: Kind>(store: &SledStore, stream: &StreamId) -> Result<(D::State, u64), StoreError> {
-    let mut state = D::State::default();
-    let mut version = 0;
-    for rec in store.read_stream(stream, 1)? {
-        let rec = rec?;
-        if let Some(e) = D::extract(&rec.event) {
-            state = D::evolve(state, e);
-        }
-        version = rec.envelope.version;
-    }
-    Ok((state, version))
 }
 
 impl<D: Kind> Actor for Entity<D> {
@@ -161,7 +287,7 @@ impl<D: Kind> Handler<Inspect<D>> for Entity<D> {
 
     fn handle(&mut self, msg: Inspect<D>, _ctx: &mut Context<Self>) {
         self.last_active = Instant::now();
-        let _ = msg.reply.send(self.state.clone());
+        let _ = msg.reply.send(self.loaded.state.clone());
     }
 }
 
@@ -176,63 +302,23 @@ impl<D: Kind> Handler<Execute<D>> for Entity<D> {
             command_id,
             reply,
         } = msg;
-        let events = match D::decide(&self.state, &cmd) {
-            Ok(events) => events,
+        let (events, req) = match self.loaded.decide(&cmd, actor, command_id) {
+            Ok(Decided::Append(events, req)) => (events, req),
+            Ok(Decided::Nothing) => {
+                let _ = reply.send(self.loaded.unchanged());
+                return AtomicResponse::new(Box::pin(fut::ready(())));
+            }
             Err(e) => {
                 let _ = reply.send(Err(ExecError::Domain(e)));
                 return AtomicResponse::new(Box::pin(fut::ready(())));
             }
         };
-        if events.is_empty() {
-            let _ = reply.send(Ok(Executed {
-                events,
-                last_seq: 0,
-                state: self.state.clone(),
-            }));
-            return AtomicResponse::new(Box::pin(fut::ready(())));
-        }
-        let append = self.store.append(AppendRequest {
-            stream: self.stream.clone(),
-            expected: ExpectedVersion::Exact(self.version),
-            events: events.iter().cloned().map(D::wrap).collect(),
-            command_id,
-            actor,
-        });
+        let append = self.store.append(req);
         AtomicResponse::new(Box::pin(append.into_actor(self).map(
             move |result, act, _ctx| {
-                let outcome = match result {
-                    Ok(appended) if !appended.replayed => {
-                        act.state = evolve_all::<D>(std::mem::take(&mut act.state), &events);
-                        act.version = appended.last_version;
-                        Ok(Executed {
-                            events,
-                            last_seq: appended.last_seq,
-                            state: act.state.clone(),
-                        })
-                    }
-                    Ok(appended) => act.reload().map(|()| Executed {
-                        events,
-                        last_seq: appended.last_seq,
-                        state: act.state.clone(),
-                    }),
-                    Err(AppendError::Conflict { .. }) => {
-                        Err(act.reload().err().unwrap_or(ExecError::Conflict))
-                    }
-                    Err(AppendError::Store(e)) => Err(e.into()),
-                    Err(e) => Err(ExecError::Store(e.to_string())),
-                };
-                let _ = reply.send(outcome);
+                let store = act.store.clone();
+                let _ = reply.send(act.loaded.settle(store.as_ref(), events, result));
             },
         )))
-    }
-}
-
-impl<D: Kind> Entity<D> {
-    /// Reloads from the log after another writer moved the stream.
-    fn reload<E>(&mut self) -> Result<(), ExecError<E>> {
-        let (state, version) = load::<D>(&self.store, &self.stream)?;
-        self.state = state;
-        self.version = version;
-        Ok(())
     }
 }

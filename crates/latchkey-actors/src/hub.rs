@@ -12,6 +12,7 @@
 //! connection with 4008 rather than growing.
 
 use bytestring::ByteString;
+use latchkey_domain::visibility::MembershipChange;
 use latchkey_domain::{Event, RoomEvent, RoomId, RoomMembership, TokenId, UserEvent, UserId};
 use latchkey_store::Recorded;
 use std::collections::{HashMap, HashSet};
@@ -21,10 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 /// Encodes one room event as the frame text every recipient gets.
 pub type Encode = Box<dyn Fn(&Recorded, RoomId, &RoomEvent) -> ByteString + Send + Sync>;
 
-/// Close code for a revoked or expired credential, or a disabled user.
-pub const CLOSE_CREDENTIAL: u16 = 4001;
-/// Close code for a connection whose queue overflowed.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+pub use crate::close::{CLOSE_CREDENTIAL, CLOSE_SLOW_CONSUMER};
 
 /// One outgoing event frame.
 #[derive(Clone, Debug)]
@@ -59,8 +57,10 @@ struct Conn {
 #[derive(Default)]
 struct State {
     last_seq: u64,
+    /// Each room's membership: the one representation (the domain's), restored from the
+    /// rooms read model at start-up and fed every room event after.
     membership: HashMap<RoomId, RoomMembership>,
-    members: HashMap<RoomId, HashSet<UserId>>,
+    /// Index over `membership`: each user's current rooms, for `register`.
     rooms_of: HashMap<UserId, HashSet<RoomId>>,
     conns: HashMap<u64, Conn>,
     by_user: HashMap<UserId, Vec<u64>>,
@@ -70,19 +70,19 @@ struct State {
 }
 
 impl State {
-    fn join(&mut self, room: RoomId, user: UserId) {
-        self.members.entry(room).or_default().insert(user);
-        self.rooms_of.entry(user).or_default().insert(room);
-    }
-
-    fn leave(&mut self, room: RoomId, user: UserId) {
-        if let Some(m) = self.members.get_mut(&room) {
-            m.remove(&user);
-        }
-        if let Some(r) = self.rooms_of.get_mut(&user) {
-            r.remove(&room);
-            if r.is_empty() {
-                self.rooms_of.remove(&user);
+    /// Keeps `rooms_of` in step with a membership change.
+    fn index(&mut self, room: RoomId, change: MembershipChange) {
+        match change {
+            MembershipChange::Opened { user, .. } => {
+                self.rooms_of.entry(user).or_default().insert(room);
+            }
+            MembershipChange::Closed { user, .. } => {
+                if let Some(r) = self.rooms_of.get_mut(&user) {
+                    r.remove(&room);
+                    if r.is_empty() {
+                        self.rooms_of.remove(&user);
+                    }
+                }
             }
         }
     }
@@ -110,24 +110,21 @@ impl State {
     fn route(&mut self, rec: &Recorded, room: RoomId, event: &RoomEvent, encode: &Encode) {
         let seq = rec.seq();
         let membership = self.membership.entry(room).or_default();
-        membership.apply(seq, event);
-        match event {
-            RoomEvent::RoomCreated { owner, .. } => self.join(room, *owner),
-            RoomEvent::MemberJoined { user_id, .. } => self.join(room, *user_id),
-            _ => {}
-        }
-        let Some(membership) = self.membership.get(&room) else {
-            return;
+        let change = membership.apply(seq, event);
+        let membership = &*membership;
+        // Members after the event, plus a leaver (who sees their own leave).
+        let leaver = match change {
+            Some(MembershipChange::Closed { user, .. }) => Some(user),
+            _ => None,
         };
         let mut text: Option<ByteString> = None;
         let mut overflowed = Vec::new();
-        let members = self.members.get(&room).into_iter().flatten();
-        for user in members {
+        for user in membership.members().chain(leaver) {
             // The one visibility rule decides; membership routing only narrows the search.
-            if !membership.may_see(*user, seq, event) {
+            if !membership.may_see(user, seq, event) {
                 continue;
             }
-            for id in self.by_user.get(user).into_iter().flatten() {
+            for id in self.by_user.get(&user).into_iter().flatten() {
                 let Some(conn) = self.conns.get(id) else {
                     continue;
                 };
@@ -140,11 +137,11 @@ impl State {
                 }
             }
         }
+        if let Some(change) = change {
+            self.index(room, change);
+        }
         for id in overflowed {
             self.close(id, CLOSE_SLOW_CONSUMER);
-        }
-        if let RoomEvent::MemberLeft { user_id, .. } = event {
-            self.leave(room, *user_id);
         }
     }
 }
@@ -161,29 +158,26 @@ fn room_of(rec: &Recorded) -> Option<RoomId> {
 }
 
 impl Hub {
-    /// A hub whose state is the rooms read model at `head`; `queue` bounds each
-    /// connection's pending frames.
+    /// A hub whose state is the rooms read model at `head` (each room's membership);
+    /// `queue` bounds each connection's pending frames.
     pub fn new(
         head: u64,
-        intervals: Vec<(RoomId, UserId, Vec<latchkey_domain::MembershipInterval>)>,
+        membership: HashMap<RoomId, RoomMembership>,
         encode: Encode,
         queue: usize,
     ) -> Self {
-        let mut state = State {
-            last_seq: head,
-            ..State::default()
-        };
-        for (room, user, list) in intervals {
-            let member_now = list.last().is_some_and(|i| i.left_seq.is_none());
-            state
-                .membership
-                .entry(room)
-                .or_default()
-                .restore(user, list);
-            if member_now {
-                state.join(room, user);
+        let mut rooms_of: HashMap<UserId, HashSet<RoomId>> = HashMap::new();
+        for (room, m) in &membership {
+            for user in m.members() {
+                rooms_of.entry(user).or_default().insert(*room);
             }
         }
+        let state = State {
+            last_seq: head,
+            membership,
+            rooms_of,
+            ..State::default()
+        };
         Self {
             state: Mutex::new(state),
             encode,

@@ -1,4 +1,4 @@
-//! Ties each domain decider to its stream kind and to the log's `Event` enum, so the
+//! Ties each domain decider to the log's `Event` enum and its passivation time, so the
 //! generic entity and registry can rehydrate and append any aggregate.
 
 use latchkey_domain::{
@@ -17,8 +17,6 @@ pub trait Kind:
     + Unpin
     + 'static
 {
-    /// The stream kind (`user`, `pairing`, `room`).
-    const KIND: &'static str;
     /// How long an idle entity stays in memory (DESIGN §5).
     const PASSIVATE_AFTER: Duration;
     /// This aggregate's event inside a log event, if it is one.
@@ -28,7 +26,6 @@ pub trait Kind:
 }
 
 impl Kind for UserDecider {
-    const KIND: &'static str = "user";
     const PASSIVATE_AFTER: Duration = Duration::from_secs(600);
     fn extract(event: &Event) -> Option<&UserEvent> {
         match event {
@@ -42,7 +39,6 @@ impl Kind for UserDecider {
 }
 
 impl Kind for PairingDecider {
-    const KIND: &'static str = "pairing";
     const PASSIVATE_AFTER: Duration = Duration::from_secs(60);
     fn extract(event: &Event) -> Option<&PairingEvent> {
         match event {
@@ -56,7 +52,6 @@ impl Kind for PairingDecider {
 }
 
 impl Kind for RoomDecider {
-    const KIND: &'static str = "room";
     const PASSIVATE_AFTER: Duration = Duration::from_secs(600);
     fn extract(event: &Event) -> Option<&RoomEvent> {
         match event {

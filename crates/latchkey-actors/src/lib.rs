@@ -18,9 +18,14 @@
 //! - `rooms`: room operations on `Core`, history filtered by the visibility rule.
 //! - `hub`: the fanout hub: routes each applied room event to the connections that may
 //!   see it, by membership; closes revoked credentials' connections.
-//! - `sweeper`: emits `ChallengeExpired`, `TokenExpired` and `DeviceAuthorizationExpired`
+//! - `sweeper`: emits `ChallengeExpired`, `DeviceAuthorizationExpired` and `TokenExpired`
 //!   for what has lapsed.
-//! - `core`: `Core`, the operations the server exposes (challenge, sign-in, auth, logout).
+//! - `core`: `Core`: start-up, shutdown, registries, clock, `wait_applied`.
+//! - `config`: `CoreConfig` (with the injected clock and entropy), `Registration`,
+//!   `IpRetention`.
+//! - `error`: `CoreError` and the one mapping of every domain error into it.
+//! - `signin`: challenges (issue, load, redeem) and sign-in on `Core`.
+//! - `auth`: bearer credentials on `Core` (authenticate, touch, logout, me).
 //! - `credentials`: token and key management on `Core` (PATs, revoke, add/remove keys).
 //! - `device`: the RFC 8628 device flow on `Core`: request, poll, cancel, prove a key,
 //!   and approval by a signed-in user.
@@ -32,15 +37,22 @@
 //!   and the sweeper's due list.
 //! - `web_session`: 15-minute browser sessions for the `/device` approval page.
 //! - `tickets`: single-use WebSocket tickets, in memory only (30 s, bound to a token).
-//! - `clock`: the wall clock and the OS CSPRNG: the only place either is read.
+//! - `clock`: the `Clock` and `Entropy` traits, the system clock and the OS CSPRNG (the
+//!   only reads of either), and `ManualClock` for tests.
+//! - `close`: the WebSocket close codes the hub sends (the wire's vocabulary, re-exported
+//!   by `latchkey-proto`'s `ws` module).
 
+pub mod auth;
 pub mod clock;
+pub mod close;
 pub mod codemodel;
+pub mod config;
 pub mod core;
 pub mod credentials;
 pub mod device;
 pub mod devicemodel;
 pub mod entity;
+pub mod error;
 pub mod hub;
 pub mod kind;
 pub mod pairing_codes;
@@ -48,11 +60,16 @@ pub mod readmodel;
 pub mod registry;
 pub mod roommodel;
 pub mod rooms;
+pub mod signin;
 pub mod sweeper;
 pub mod tickets;
 pub mod web_session;
 
-pub use crate::core::{Auth, Core, CoreConfig, CoreError, IpRetention, Registration, SignedIn};
+pub use crate::auth::Auth;
+pub use crate::config::{CoreConfig, IpRetention, Registration};
+pub use crate::core::Core;
+pub use crate::error::CoreError;
+pub use crate::signin::{SignIn, SignedIn};
 
 #[cfg(test)]
 mod tests;

@@ -3,84 +3,25 @@
 //! enrolling a key only when it proves it holds it (an ordinary §6 challenge signed by the
 //! key). The rules are the domain's (`paircode`); this module makes the secrets, finds
 //! streams through the pairing-code model, and drives the user's stream (token, key).
+//! Failures are `CoreError`s (`error.rs` maps `CodeError`).
 //!
 //! Which credential may mint (an admin session only) is the server's check.
 
-use crate::clock;
 use crate::codemodel::PendingCode;
-use crate::core::{exec, Core, CoreError};
-use crate::entity::ExecError;
+use crate::core::Core;
+use crate::error::CoreError;
+use crate::signin::Loaded;
 use latchkey_domain::device::DEFAULT_DEVICE_TOKEN_SECS;
-use latchkey_domain::paircode::{CodeCommand, CodeError, CodeState, MintedCode};
-use latchkey_domain::sshkey::{self, KeyError};
+use latchkey_domain::paircode::{CodeCommand, CodeState, MintedCode, DEFAULT_CODE_TTL_SECS};
+use latchkey_domain::sshkey;
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::MintToken;
 use latchkey_domain::{
-    Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingError, PairingEvent, PairingId,
-    PairingState, RejectReason, Scope, SshPublicKey, Timestamp, TokenId, TokenKind, UserCommand,
-    UserError, UserId,
+    Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingId, PairingState, Scope,
+    SshPublicKey, Timestamp, TokenId, TokenKind, UserCommand, UserId,
 };
 use std::net::IpAddr;
 use uuid::Uuid;
-
-/// Why a pairing-code operation failed. The server picks statuses and shapes.
-#[derive(Debug, thiserror::Error)]
-pub enum PairingCodeError {
-    /// 400: a malformed or out-of-range parameter.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// 401 `pairing_code_invalid`: unknown, used, revoked or expired. One message for all,
-    /// so the answer is byte-identical whichever it was.
-    #[error("the pairing code is invalid, used, revoked or expired")]
-    Invalid,
-    /// 404: no such user to mint a code for.
-    #[error("no such user")]
-    UserNotFound,
-    /// 404: no such pending code to revoke.
-    #[error("no such pairing code")]
-    NotFound,
-    /// 409: the code was already redeemed or has expired.
-    #[error("the pairing code is no longer pending")]
-    NotPending,
-    /// 409: the key the device wants enrolled belongs to another user.
-    #[error("this key belongs to another user")]
-    KeyTaken,
-    /// Sign-in style failures of the key proof (challenge, signature, key type), busy,
-    /// store.
-    #[error(transparent)]
-    Core(#[from] CoreError),
-}
-
-impl From<CodeError> for PairingCodeError {
-    fn from(e: CodeError) -> Self {
-        match e {
-            CodeError::Invalid => PairingCodeError::Invalid,
-            CodeError::NotFound => PairingCodeError::NotFound,
-            CodeError::NotPending => PairingCodeError::NotPending,
-            CodeError::InvalidLifetime
-            | CodeError::InvalidScopes
-            | CodeError::InvalidNote
-            | CodeError::InvalidDeviceName => PairingCodeError::InvalidRequest(e.to_string()),
-            CodeError::AlreadyMinted => CoreError::Internal(e.to_string()).into(),
-        }
-    }
-}
-
-impl From<ExecError<PairingError>> for PairingCodeError {
-    fn from(e: ExecError<PairingError>) -> Self {
-        match e {
-            ExecError::Domain(PairingError::Code(c)) => c.into(),
-            ExecError::Domain(_) => PairingCodeError::NotFound,
-            other => exec(other, |d| CoreError::Internal(d.to_string())).into(),
-        }
-    }
-}
-
-impl From<latchkey_store::StoreError> for PairingCodeError {
-    fn from(e: latchkey_store::StoreError) -> Self {
-        PairingCodeError::Core(e.into())
-    }
-}
 
 /// A freshly minted code: the raw value is shown once.
 #[derive(Debug)]
@@ -165,14 +106,17 @@ impl Core {
         &self,
         by: UserId,
         req: MintRequest,
-    ) -> Result<NewPairingCode, PairingCodeError> {
+    ) -> Result<NewPairingCode, CoreError> {
         let user_id = self
             .resolve_user(&req.user)?
-            .ok_or(PairingCodeError::UserNotFound)?;
-        let row = self.models().user(user_id)?;
-        let handle = row.map(|u| u.handle).unwrap_or_default();
+            .ok_or(CoreError::NotFound("no such user"))?;
+        let handle = self
+            .models()
+            .user(user_id)?
+            .map(|u| u.handle)
+            .unwrap_or_default();
         let id = PairingId(Uuid::new_v4());
-        let code = token::generate(TokenPrefix::PairingCode, clock::random32());
+        let code = token::generate(TokenPrefix::PairingCode, self.random32());
         let cmd = CodeCommand::Mint {
             code_id: id,
             user_id,
@@ -180,41 +124,39 @@ impl Core {
             scopes: req.scopes,
             note: req.note,
             by: Some(by),
-            ttl_secs: req
-                .expires_in
-                .unwrap_or(latchkey_domain::paircode::DEFAULT_CODE_TTL_SECS),
-            now: clock::now(),
+            ttl_secs: req.expires_in.unwrap_or(DEFAULT_CODE_TTL_SECS),
+            now: self.now(),
         };
-        let out = self.code_command(id, cmd, Who::User(by)).await?;
-        match out {
+        match self.code_command(id, cmd, Who::User(by)).await? {
             PairingState::Code(c) => Ok(NewPairingCode {
                 code,
                 minted: c.code,
                 handle,
             }),
-            _ => Err(CoreError::Internal("minted code not recorded".into()).into()),
+            _ => Err(CoreError::Internal("minted code not recorded".into())),
         }
     }
 
     /// Pending codes, oldest first, without secrets.
-    pub fn pending_pairing_codes(&self) -> Result<Vec<PendingCode>, PairingCodeError> {
-        let now = clock::now();
+    pub fn pending_pairing_codes(&self) -> Result<Vec<PendingCode>, CoreError> {
+        let now = self.now();
         let mut codes = self.models().pairing_codes().pending()?;
         codes.retain(|c| now < c.expires_at);
         Ok(codes)
     }
 
     /// Revokes a pending code by id.
-    pub async fn revoke_pairing_code(&self, by: UserId, id: &str) -> Result<(), PairingCodeError> {
-        let id = Uuid::parse_str(id)
-            .map(PairingId)
-            .map_err(|_| PairingCodeError::NotFound)?;
+    pub async fn revoke_pairing_code(&self, by: UserId, id: &str) -> Result<(), CoreError> {
+        let not_found = CoreError::NotFound("no such pairing code");
+        let Ok(id) = Uuid::parse_str(id).map(PairingId) else {
+            return Err(not_found);
+        };
         if self.store().stream_head(&id.stream())?.0 == 0 {
-            return Err(PairingCodeError::NotFound); // never spawn an actor for a made-up id
+            return Err(not_found); // never spawn an actor for a made-up id
         }
         let cmd = CodeCommand::Revoke {
             by: Some(by),
-            now: clock::now(),
+            now: self.now(),
         };
         self.code_command(id, cmd, Who::User(by)).await.map(|_| ())
     }
@@ -225,7 +167,7 @@ impl Core {
         id: PairingId,
         cmd: CodeCommand,
         who: Who,
-    ) -> Result<PairingState, PairingCodeError> {
+    ) -> Result<PairingState, CoreError> {
         let out = self
             .pairings()
             .execute(id.stream(), PairingCommand::Code(cmd), who)
@@ -234,51 +176,49 @@ impl Core {
         Ok(out.state)
     }
 
-    /// The live code a raw value names; `Invalid` for anything else.
-    async fn live_code(&self, raw: &str) -> Result<CodeState, PairingCodeError> {
-        let parsed = token::parse(raw).map_err(|_| PairingCodeError::Invalid)?;
+    /// The live code a raw value names; `PairingCodeInvalid` for anything else.
+    async fn live_code(&self, raw: &str) -> Result<CodeState, CoreError> {
+        let parsed = token::parse(raw).map_err(|_| CoreError::PairingCodeInvalid)?;
         if parsed.prefix() != TokenPrefix::PairingCode {
-            return Err(PairingCodeError::Invalid);
+            return Err(CoreError::PairingCodeInvalid);
         }
         let id = self
             .models()
             .pairing_codes()
             .pending_by_hash(&parsed.hash())?
-            .ok_or(PairingCodeError::Invalid)?;
+            .ok_or(CoreError::PairingCodeInvalid)?;
         match self.pairings().inspect(id.stream()).await? {
-            PairingState::Code(c) if c.is_live_at(clock::now()) => Ok(c),
-            _ => Err(PairingCodeError::Invalid),
+            PairingState::Code(c) if c.is_live_at(self.now()) => Ok(c),
+            _ => Err(CoreError::PairingCodeInvalid),
+        }
+    }
+
+    /// The key proof of a redemption: all three fields, or none.
+    fn key_proof<'a>(&self, req: &'a PairRequest) -> Result<Option<KeyProof<'a>>, CoreError> {
+        match (&req.public_key, &req.challenge_id, &req.signature) {
+            (None, None, None) => Ok(None),
+            (Some(k), Some(c), Some(s)) => Ok(Some(KeyProof {
+                key: sshkey::parse_public_key(k)?,
+                challenge_id: c,
+                signature: s,
+            })),
+            _ => Err(CoreError::InvalidRequest(
+                "public_key, challenge_id and signature go together: a key is enrolled only with a challenge signed by it".into(),
+            )),
         }
     }
 
     /// A device redeems a code once: a device token for the code's user and, with a valid
     /// proof, the device's key on their account. The proof is checked before the code is
     /// spent, so a bad signature does not burn it.
-    pub async fn redeem_pairing_code(&self, req: PairRequest) -> Result<Paired, PairingCodeError> {
+    pub async fn redeem_pairing_code(&self, req: PairRequest) -> Result<Paired, CoreError> {
         let code = self.live_code(&req.code).await?;
         let user_id = code.code.user_id;
         let user = self.models().user(user_id)?;
         let Some(user) = user.filter(|u| !u.disabled) else {
-            return Err(PairingCodeError::Invalid);
+            return Err(CoreError::PairingCodeInvalid);
         };
-        let proof = match (&req.public_key, &req.challenge_id, &req.signature) {
-            (None, None, None) => None,
-            (Some(k), Some(c), Some(s)) => Some(KeyProof {
-                key: sshkey::parse_public_key(k).map_err(|e| match e {
-                    KeyError::UnsupportedKeyType(t) => CoreError::UnsupportedKeyType(t),
-                    KeyError::Malformed => CoreError::InvalidRequest(
-                        "public_key is not an OpenSSH public key line".into(),
-                    ),
-                })?,
-                challenge_id: c,
-                signature: s,
-            }),
-            _ => {
-                return Err(PairingCodeError::InvalidRequest(
-                    "public_key, challenge_id and signature go together: a key is enrolled only with a challenge signed by it".into(),
-                ))
-            }
-        };
+        let proof = self.key_proof(&req)?;
         let _lock = match &proof {
             Some(p) => Some(self.key_lock(&p.key.fingerprint).await),
             None => None,
@@ -287,7 +227,7 @@ impl Core {
             Some(p) => self.prove_key(p, user_id).await?,
             None => false,
         };
-        let now = clock::now();
+        let now = self.now();
         let token_id = TokenId(Uuid::new_v4());
         let key_id = enroll.then(|| KeyId(Uuid::new_v4()));
         let redeem = CodeCommand::Redeem {
@@ -298,7 +238,7 @@ impl Core {
         };
         self.code_command(code.code.code_id, redeem, Who::Anonymous)
             .await?;
-        let raw = token::generate(TokenPrefix::Device, clock::random32());
+        let raw = token::generate(TokenPrefix::Device, self.random32());
         let expires_at = Some(now.plus_secs(DEFAULT_DEVICE_TOKEN_SECS as i64));
         let mint = MintToken {
             token_id,
@@ -306,8 +246,8 @@ impl Core {
             kind: TokenKind::Device,
             scopes: code.code.scopes.clone(),
             name: Some("pairing code".into()),
-            device_name: req.device_name,
-            user_agent: req.user_agent,
+            device_name: req.device_name.clone(),
+            user_agent: req.user_agent.clone(),
             ip: self.config().ip_retention.apply(req.ip),
             key_fingerprint: None,
             expires_at,
@@ -334,81 +274,52 @@ impl Core {
     }
 
     /// Runs a user command for a redemption and waits until it is projected.
-    async fn user_command(&self, user: UserId, cmd: UserCommand) -> Result<(), PairingCodeError> {
+    async fn user_command(&self, user: UserId, cmd: UserCommand) -> Result<(), CoreError> {
         let out = self
             .users()
             .execute(user.stream(), cmd, Who::User(user))
-            .await
-            .map_err(|e| {
-                exec(e, |d| match d {
-                    UserError::Disabled => CoreError::Forbidden("this user is disabled"),
-                    other => CoreError::Internal(other.to_string()),
-                })
-            })?;
-        Ok(self.wait_applied(out.last_seq).await?)
+            .await?;
+        self.wait_applied(out.last_seq).await
     }
 
     /// Consumes the device's key proof: a sign-in challenge for exactly this key, signed by
     /// it. Returns whether the key must be added (false: the user already has it). Runs
     /// under the key's lock.
-    async fn prove_key(&self, p: &KeyProof<'_>, user: UserId) -> Result<bool, PairingCodeError> {
+    async fn prove_key(&self, p: &KeyProof<'_>, user: UserId) -> Result<bool, CoreError> {
         let owner = self.models().user_by_fingerprint(&p.key.fingerprint)?;
         if owner.is_some_and(|o| o != user) {
-            return Err(PairingCodeError::KeyTaken);
+            return Err(CoreError::Conflict("this key belongs to another user"));
         }
-        let id = Uuid::parse_str(p.challenge_id)
-            .map(PairingId)
-            .map_err(|_| CoreError::ChallengeInvalid)?;
-        if self.store().stream_head(&id.stream())?.0 == 0 {
-            return Err(CoreError::ChallengeInvalid.into());
+        let Loaded { stream, challenge } = self
+            .load_challenge(p.challenge_id)
+            .await?
+            .ok_or(CoreError::ChallengeInvalid)?;
+        if challenge.key.fingerprint != p.key.fingerprint {
+            return Err(CoreError::ChallengeInvalid);
         }
-        let state = self
-            .pairings()
-            .inspect(id.stream())
-            .await
-            .map_err(|e| exec(e, |_| CoreError::ChallengeInvalid))?;
-        let fits = state.issued().is_some_and(|c| {
-            c.purpose == ChallengePurpose::SignIn && c.key.fingerprint == p.key.fingerprint
-        });
-        if !fits {
-            return Err(CoreError::ChallengeInvalid.into());
-        }
-        let verify = PairingCommand::VerifySignature {
-            signature: p.signature.to_string(),
-            user_id: Some(user),
-            now: clock::now(),
-        };
-        let out = self
-            .pairings()
-            .execute(id.stream(), verify, Who::Anonymous)
-            .await
-            .map_err(|e| exec(e, |_| CoreError::ChallengeInvalid))?;
-        self.wait_applied(out.last_seq).await?;
-        match out.events.first() {
-            Some(PairingEvent::SignatureVerified { .. }) => Ok(owner.is_none()),
-            Some(PairingEvent::SignatureRejected {
-                reason: RejectReason::InvalidSignature | RejectReason::UserPresenceMissing,
-                ..
-            }) => Err(CoreError::SignatureInvalid(
-                "the signature does not verify for this challenge, key and namespace",
-            )
-            .into()),
-            _ => Err(CoreError::ChallengeInvalid.into()),
-        }
+        self.redeem_challenge(
+            stream,
+            p.signature,
+            ChallengePurpose::SignIn,
+            Some(user),
+            Who::Anonymous,
+        )
+        .await?;
+        Ok(owner.is_none())
     }
 
     /// The sweeper: lapses pending codes past their expiry.
-    pub(crate) async fn expire_pairing_codes(&self, now: Timestamp, limit: usize) {
-        let due = self
-            .models()
-            .pairing_codes()
-            .due(now, limit)
-            .unwrap_or_default();
-        for id in due {
+    pub(crate) async fn expire_pairing_codes(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<(), CoreError> {
+        for id in self.models().pairing_codes().due(now, limit)? {
             let cmd = PairingCommand::Code(CodeCommand::Expire { now });
             if let Err(e) = self.pairings().execute(id.stream(), cmd, Who::System).await {
                 tracing::warn!(code = %id, error = %e, "expiring a pairing code failed");
             }
         }
+        Ok(())
     }
 }

@@ -2,19 +2,20 @@
 //!
 //! - `rm/users`: `u`+user id -> `UserRow`; `h`+handle -> user id; `k`+fingerprint -> user id.
 //! - `rm/tokens`: `t`+SHA-256(token) -> `TokenRow`; `i`+token id -> hash; `u`+user+token -> ().
-//!   Revoked and expired tokens leave the model: only live tokens are in it.
+//!   Revoked and expired tokens leave the model: only live tokens are in it. Besides,
+//!   `o`+token id -> owner's user id, for every token ever minted (admin lookups).
 //! - `rm/expiry`: `c`+expires_at+challenge -> () and `t`+expires_at+user+token -> (), the
 //!   sweeper's due list; `C`+challenge / `T`+token -> the due key, to remove it.
 //!
 //! Rows are encoded by the store's codec. Each projection only assigns what events say.
 
+use latchkey_domain::user::TokenRecord;
 use latchkey_domain::{
-    Event, KeyAlgorithm, KeyId, PairingEvent, PairingId, Scope, Timestamp, TokenId, TokenKind,
-    UserEvent, UserId,
+    Event, KeyAlgorithm, KeyId, PairingEvent, PairingId, Timestamp, TokenId, UserEvent, UserId,
 };
 use latchkey_store::codec;
 use latchkey_store::projection::{Projection, ReadModel, ReadModelWriter};
-use latchkey_store::{Recorded, StoreError, StoreResult};
+use latchkey_store::{EventStore, Recorded, StoreResult};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -48,31 +49,24 @@ pub struct KeyRow {
     pub added_at: Timestamp,
 }
 
-/// A live token as auth reads it (never the secret: the key is its SHA-256).
+/// A live token as auth reads it: the domain's one token record with its ids (never the
+/// secret: the key is its SHA-256). Reads of the record's fields go through `Deref`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRow {
     /// Public id.
     pub token_id: TokenId,
     /// Owner.
     pub user_id: UserId,
-    /// Session, device or personal.
-    pub kind: TokenKind,
-    /// Scopes carried.
-    pub scopes: Vec<Scope>,
-    /// PAT name.
-    pub name: Option<String>,
-    /// Device name.
-    pub device_name: Option<String>,
-    /// User-Agent at mint time.
-    pub user_agent: Option<String>,
-    /// The key that minted a session.
-    pub key_fingerprint: Option<String>,
-    /// When minted.
-    pub created_at: Timestamp,
-    /// None: never expires.
-    pub expires_at: Option<Timestamp>,
-    /// Last recorded use.
-    pub last_used_at: Option<Timestamp>,
+    /// The record, as the user aggregate keeps it.
+    pub token: TokenRecord,
+}
+
+impl std::ops::Deref for TokenRow {
+    type Target = TokenRecord;
+
+    fn deref(&self) -> &TokenRecord {
+        &self.token
+    }
 }
 
 fn user_key(id: &UserId) -> Vec<u8> {
@@ -206,34 +200,22 @@ impl Projection for TokensProjection {
             return Ok(());
         };
         match e {
-            UserEvent::TokenMinted {
-                token_id,
-                hash,
-                kind,
-                scopes,
-                name,
-                device_name,
-                user_agent,
-                key_fingerprint,
-                created_at,
-                expires_at,
-                ..
-            } => {
-                let row = TokenRow {
-                    token_id: *token_id,
-                    user_id,
-                    kind: *kind,
-                    scopes: scopes.clone(),
-                    name: name.clone(),
-                    device_name: device_name.clone(),
-                    user_agent: user_agent.clone(),
-                    key_fingerprint: key_fingerprint.clone(),
-                    created_at: *created_at,
-                    expires_at: *expires_at,
-                    last_used_at: None,
+            UserEvent::TokenMinted { .. } => {
+                let Some((token_id, token)) = TokenRecord::minted(e) else {
+                    return Ok(());
                 };
-                rm.insert(prefixed(b"t", hash), codec::encode(&row)?)?;
+                let hash = token.hash;
+                let row = TokenRow {
+                    token_id,
+                    user_id,
+                    token,
+                };
+                rm.insert(prefixed(b"t", &hash), codec::encode(&row)?)?;
                 rm.insert(prefixed(b"i", token_id.0.as_bytes()), hash.to_vec())?;
+                rm.insert(
+                    prefixed(b"o", token_id.0.as_bytes()),
+                    user_id.0.as_bytes().to_vec(),
+                )?;
                 rm.insert(
                     [b"u".as_slice(), user_id.0.as_bytes(), token_id.0.as_bytes()].concat(),
                     Vec::new(),
@@ -243,7 +225,7 @@ impl Projection for TokensProjection {
                 if let Some(hash) = rm.get(&prefixed(b"i", token_id.0.as_bytes()))? {
                     let key = prefixed(b"t", &hash);
                     if let Some(mut row) = get::<TokenRow>(rm, &key)? {
-                        row.last_used_at = Some(*at);
+                        row.token.last_used_at = Some(*at);
                         rm.insert(key, codec::encode(&row)?)?;
                     }
                 }
@@ -337,24 +319,24 @@ pub fn projections() -> Vec<Box<dyn Projection>> {
     ]
 }
 
-fn decode_row<T: serde::de::DeserializeOwned>(v: Option<sled::IVec>) -> StoreResult<Option<T>> {
+fn decode_row<T: serde::de::DeserializeOwned>(v: Option<Vec<u8>>) -> StoreResult<Option<T>> {
     v.map(|b| codec::decode(&b, "read model row")).transpose()
 }
 
-fn uuid_of(v: Option<sled::IVec>) -> Option<Uuid> {
+fn uuid_of(v: Option<Vec<u8>>) -> Option<Uuid> {
     v.and_then(|b| Uuid::from_slice(&b).ok())
 }
 
 impl ReadModels {
-    /// Opens the read-model trees of a store's db.
-    pub fn open(db: &sled::Db) -> StoreResult<Self> {
+    /// Opens a store's read models.
+    pub fn open(store: &dyn EventStore) -> StoreResult<Self> {
         Ok(Self {
-            users: ReadModel::open(db, "users")?,
-            tokens: ReadModel::open(db, "tokens")?,
-            expiry: ReadModel::open(db, "expiry")?,
-            rooms: crate::roommodel::Rooms::open(db)?,
-            devices: crate::devicemodel::Devices::open(db)?,
-            pairing_codes: crate::codemodel::PairingCodes::open(db)?,
+            users: store.read_model("users")?,
+            tokens: store.read_model("tokens")?,
+            expiry: store.read_model("expiry")?,
+            rooms: crate::roommodel::Rooms::open(store)?,
+            devices: crate::devicemodel::Devices::open(store)?,
+            pairing_codes: crate::codemodel::PairingCodes::open(store)?,
         })
     }
 
@@ -386,12 +368,17 @@ impl ReadModels {
         }
     }
 
+    /// The owner of any token ever minted, live or not.
+    pub fn token_owner(&self, id: TokenId) -> StoreResult<Option<UserId>> {
+        Ok(uuid_of(self.tokens.get(&prefixed(b"o", id.0.as_bytes()))?).map(UserId))
+    }
+
     /// A user's live tokens.
     pub fn tokens_of(&self, user: UserId) -> StoreResult<Vec<TokenRow>> {
         let prefix = prefixed(b"u", user.0.as_bytes());
         let mut out = Vec::new();
-        for kv in self.tokens.tree().scan_prefix(&prefix) {
-            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+        for kv in self.tokens.scan_prefix(&prefix) {
+            let (k, _) = kv?;
             let Some(id) = k.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) else {
                 continue;
             };
@@ -421,8 +408,8 @@ impl ReadModels {
     pub fn due_challenges(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<PairingId>> {
         let end = due_key(b'c', Timestamp(now.0.saturating_add(1)), &[]);
         let mut out = Vec::new();
-        for kv in self.expiry.tree().range(vec![b'c']..end).take(limit) {
-            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+        for kv in self.expiry.range(b"c", &end).take(limit) {
+            let (k, _) = kv?;
             if let Some(id) = k.get(9..25).and_then(|b| Uuid::from_slice(b).ok()) {
                 out.push(PairingId(id));
             }
@@ -434,8 +421,8 @@ impl ReadModels {
     pub fn due_token_owners(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<UserId>> {
         let end = due_key(b't', Timestamp(now.0.saturating_add(1)), &[]);
         let mut out = Vec::new();
-        for kv in self.expiry.tree().range(vec![b't']..end).take(limit) {
-            let (k, _) = kv.map_err(|e| StoreError::Sled(e.to_string()))?;
+        for kv in self.expiry.range(b"t", &end).take(limit) {
+            let (k, _) = kv?;
             if let Some(id) = k.get(9..25).and_then(|b| Uuid::from_slice(b).ok()) {
                 if !out.contains(&UserId(id)) {
                     out.push(UserId(id));

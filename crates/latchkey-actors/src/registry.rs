@@ -7,7 +7,7 @@ use crate::entity::{Entity, ExecError, Execute, Executed, Inspect, ShardMap};
 use crate::kind::Kind;
 use actix::prelude::*;
 use latchkey_domain::{Actor as Who, StreamId};
-use latchkey_store::SledStore;
+use latchkey_store::EventStore;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -36,7 +36,7 @@ struct Shard<D: Kind> {
 /// The registry of one entity kind.
 pub struct Registry<D: Kind> {
     shards: Arc<Vec<Shard<D>>>,
-    store: Arc<SledStore>,
+    store: Arc<dyn EventStore>,
     settings: EntitySettings,
 }
 
@@ -53,7 +53,7 @@ impl<D: Kind> Clone for Registry<D> {
 impl<D: Kind> Registry<D> {
     /// A registry whose entities live on `arbiters` (one shard each).
     pub fn new(
-        store: Arc<SledStore>,
+        store: Arc<dyn EventStore>,
         arbiters: &[ArbiterHandle],
         settings: EntitySettings,
     ) -> Self {

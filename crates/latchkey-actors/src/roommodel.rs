@@ -2,19 +2,26 @@
 //! user's current rooms, the public index, and every room's messages by seq.
 //!
 //! - `r`+room -> `RoomRow`; `p`+room -> () for public rooms;
-//! - `m`+room+user -> the user's `IntervalRow`s in that room (DESIGN §4 intervals);
-//! - `u`+user+room -> () while the user is a member;
+//! - `m`+room+user+joined seq -> left seq (`Option<u64>`): one row per membership
+//!   interval (DESIGN §4), as the domain's `membership_change` builds them;
+//! - `u`+user+room -> the open interval's joined seq, while the user is a member;
+//! - `e`+user+room -> () for every room the user was ever a member of;
 //! - `g`+room+seq -> `MessageRow`.
 //!
 //! It stores what the events say; who may see what is `latchkey_domain::may_see`'s call.
+//! [`history`] and [`resume_batch`] are the queries behind REST history and WebSocket
+//! resume: the only readers of intervals that serve room events.
 
+use latchkey_domain::visibility::{audience, membership_change, MembershipChange};
 use latchkey_domain::{
-    Event, MembershipInterval, MessageId, RoomEvent, RoomId, RoomVisibility, Timestamp, UserId,
+    may_see, Event, MembershipInterval, MessageId, RoomEvent, RoomId, RoomMembership,
+    RoomVisibility, Timestamp, UserId,
 };
 use latchkey_store::codec;
 use latchkey_store::projection::{Projection, ReadModel, ReadModelWriter};
-use latchkey_store::{Recorded, StoreError, StoreResult};
+use latchkey_store::{EventStore, Recorded, StoreResult};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// A room.
@@ -30,24 +37,6 @@ pub struct RoomRow {
     pub owner: UserId,
     /// When it was created.
     pub created_at: Timestamp,
-}
-
-/// One membership interval as stored (inclusive seqs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IntervalRow {
-    /// Seq of the event that added the user.
-    pub joined_seq: u64,
-    /// Seq of the event that removed them; `None` while a member.
-    pub left_seq: Option<u64>,
-}
-
-impl From<IntervalRow> for MembershipInterval {
-    fn from(r: IntervalRow) -> Self {
-        MembershipInterval {
-            joined_seq: r.joined_seq,
-            left_seq: r.left_seq,
-        }
-    }
 }
 
 /// A posted message.
@@ -84,45 +73,62 @@ fn room_of(rec: &Recorded) -> Option<RoomId> {
 /// Projection of rooms, memberships and messages.
 pub struct RoomsProjection;
 
+fn interval_key(room: RoomId, user: UserId, joined_seq: u64) -> Vec<u8> {
+    key(
+        b'm',
+        &[
+            room.0.as_bytes(),
+            user.0.as_bytes(),
+            &joined_seq.to_be_bytes(),
+        ],
+    )
+}
+
+fn member_key(user: UserId, room: RoomId) -> Vec<u8> {
+    key(b'u', &[user.0.as_bytes(), room.0.as_bytes()])
+}
+
+fn seq_of(bytes: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(bytes).ok().map(u64::from_be_bytes)
+}
+
 impl RoomsProjection {
-    fn intervals(rm: &ReadModelWriter<'_>, k: &[u8]) -> StoreResult<Vec<IntervalRow>> {
-        match rm.get(k)? {
-            Some(b) => codec::decode(&b, "room intervals"),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    fn open(rm: &mut ReadModelWriter<'_>, room: RoomId, user: UserId, seq: u64) -> StoreResult<()> {
-        let k = key(b'm', &[room.0.as_bytes(), user.0.as_bytes()]);
-        let mut list = Self::intervals(rm, &k)?;
-        if list.last().is_none_or(|i| i.left_seq.is_some()) {
-            list.push(IntervalRow {
-                joined_seq: seq,
-                left_seq: None,
-            });
-        }
-        rm.insert(k, codec::encode(&list)?)?;
-        rm.insert(
-            key(b'u', &[user.0.as_bytes(), room.0.as_bytes()]),
-            Vec::new(),
-        )
-    }
-
-    fn close(
+    /// Applies the domain's membership rule: a few rows per change, whatever the number
+    /// of past intervals.
+    fn membership(
         rm: &mut ReadModelWriter<'_>,
         room: RoomId,
-        user: UserId,
         seq: u64,
+        event: &RoomEvent,
     ) -> StoreResult<()> {
-        let k = key(b'm', &[room.0.as_bytes(), user.0.as_bytes()]);
-        let mut list = Self::intervals(rm, &k)?;
-        if let Some(last) = list.last_mut() {
-            if last.left_seq.is_none() {
-                last.left_seq = Some(seq);
+        let mut lookup = Ok(());
+        let change = membership_change(seq, event, |user| match rm.get(&member_key(user, room)) {
+            Ok(v) => v.as_deref().and_then(seq_of),
+            Err(e) => {
+                lookup = Err(e);
+                None
             }
+        });
+        lookup?;
+        match change {
+            Some(MembershipChange::Opened { user, joined_seq }) => {
+                let none: Option<u64> = None;
+                rm.insert(interval_key(room, user, joined_seq), codec::encode(&none)?)?;
+                rm.insert(member_key(user, room), joined_seq.to_be_bytes().to_vec())?;
+                rm.insert(
+                    key(b'e', &[user.0.as_bytes(), room.0.as_bytes()]),
+                    Vec::new(),
+                )
+            }
+            Some(MembershipChange::Closed { user, interval }) => {
+                rm.insert(
+                    interval_key(room, user, interval.joined_seq),
+                    codec::encode(&interval.left_seq)?,
+                )?;
+                rm.remove(member_key(user, room))
+            }
+            None => Ok(()),
         }
-        rm.insert(k, codec::encode(&list)?)?;
-        rm.remove(key(b'u', &[user.0.as_bytes(), room.0.as_bytes()]))
     }
 }
 
@@ -136,6 +142,7 @@ impl Projection for RoomsProjection {
             return Ok(());
         };
         let seq = rec.seq();
+        Self::membership(rm, room, seq, e)?;
         match e {
             RoomEvent::RoomCreated {
                 name,
@@ -155,10 +162,8 @@ impl Projection for RoomsProjection {
                 if *visibility == RoomVisibility::Public {
                     rm.insert(key(b'p', &[room.0.as_bytes()]), Vec::new())?;
                 }
-                Self::open(rm, room, *owner, seq)?;
             }
-            RoomEvent::MemberJoined { user_id, .. } => Self::open(rm, room, *user_id, seq)?,
-            RoomEvent::MemberLeft { user_id, .. } => Self::close(rm, room, *user_id, seq)?,
+            RoomEvent::MemberJoined { .. } | RoomEvent::MemberLeft { .. } => {}
             RoomEvent::MessagePosted {
                 message_id,
                 sender,
@@ -186,10 +191,6 @@ impl Projection for RoomsProjection {
     }
 }
 
-fn sled_err(e: sled::Error) -> StoreError {
-    StoreError::Sled(e.to_string())
-}
-
 /// Read access to the rooms model.
 #[derive(Clone)]
 pub struct Rooms {
@@ -198,9 +199,9 @@ pub struct Rooms {
 
 impl Rooms {
     /// Opens `rm/rooms`.
-    pub fn open(db: &sled::Db) -> StoreResult<Self> {
+    pub fn open(store: &dyn EventStore) -> StoreResult<Self> {
         Ok(Self {
-            model: ReadModel::open(db, "rooms")?,
+            model: store.read_model("rooms")?,
         })
     }
 
@@ -214,14 +215,27 @@ impl Rooms {
 
     /// A user's intervals in a room, oldest first.
     pub fn intervals(&self, room: RoomId, user: UserId) -> StoreResult<Vec<MembershipInterval>> {
-        let rows: Vec<IntervalRow> = match self
-            .model
-            .get(&key(b'm', &[room.0.as_bytes(), user.0.as_bytes()]))?
-        {
-            Some(b) => codec::decode(&b, "room intervals")?,
-            None => Vec::new(),
-        };
-        Ok(rows.into_iter().map(Into::into).collect())
+        let prefix = key(b'm', &[room.0.as_bytes(), user.0.as_bytes()]);
+        let mut out = Vec::new();
+        for kv in self.model.scan_prefix(&prefix) {
+            let (k, v) = kv?;
+            if let Some(i) = interval_row(&k, &v)? {
+                out.push(i.2);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every room `user` was ever a member of (for `admin state`, with [`Self::intervals`]).
+    pub fn rooms_ever(&self, user: UserId) -> StoreResult<Vec<RoomId>> {
+        let mut out = Vec::new();
+        for kv in self.model.scan_prefix(&key(b'e', &[user.0.as_bytes()])) {
+            let (k, _) = kv?;
+            if let Some(id) = k.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) {
+                out.push(RoomId(id));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether a user is a member now.
@@ -235,12 +249,8 @@ impl Rooms {
     /// The rooms a user is a member of now.
     pub fn rooms_of(&self, user: UserId) -> StoreResult<Vec<RoomRow>> {
         let mut out = Vec::new();
-        for kv in self
-            .model
-            .tree()
-            .scan_prefix(key(b'u', &[user.0.as_bytes()]))
-        {
-            let (k, _) = kv.map_err(sled_err)?;
+        for kv in self.model.scan_prefix(&key(b'u', &[user.0.as_bytes()])) {
+            let (k, _) = kv?;
             if let Some(id) = k.get(17..33).and_then(|b| Uuid::from_slice(b).ok()) {
                 if let Some(r) = self.room(RoomId(id))? {
                     out.push(r);
@@ -253,8 +263,8 @@ impl Rooms {
     /// Public rooms, at most `limit`.
     pub fn public_rooms(&self, limit: usize) -> StoreResult<Vec<RoomRow>> {
         let mut out = Vec::new();
-        for kv in self.model.tree().scan_prefix([b'p']).take(limit) {
-            let (k, _) = kv.map_err(sled_err)?;
+        for kv in self.model.scan_prefix(b"p").take(limit) {
+            let (k, _) = kv?;
             if let Some(id) = k.get(1..17).and_then(|b| Uuid::from_slice(b).ok()) {
                 if let Some(r) = self.room(RoomId(id))? {
                     out.push(r);
@@ -285,29 +295,162 @@ impl Rooms {
             &[room.0.as_bytes(), &before.unwrap_or(u64::MAX).to_be_bytes()],
         );
         let mut out = Vec::new();
-        for kv in self.model.tree().range(lo..hi).rev().take(scan) {
-            let (_, v) = kv.map_err(sled_err)?;
+        for kv in self.model.range(&lo, &hi).rev().take(scan) {
+            let (_, v) = kv?;
             out.push(codec::decode(&v, "message row")?);
         }
         Ok(out)
     }
 
-    /// Every room's intervals, for the fanout hub's start-up state.
-    pub fn all_intervals(&self) -> StoreResult<Vec<(RoomId, UserId, Vec<MembershipInterval>)>> {
-        let mut out = Vec::new();
-        for kv in self.model.tree().scan_prefix([b'm']) {
-            let (k, v) = kv.map_err(sled_err)?;
-            let room = k.get(1..17).and_then(|b| Uuid::from_slice(b).ok());
-            let user = k.get(17..33).and_then(|b| Uuid::from_slice(b).ok());
-            if let (Some(room), Some(user)) = (room, user) {
-                let rows: Vec<IntervalRow> = codec::decode(&v, "room intervals")?;
-                out.push((
-                    RoomId(room),
-                    UserId(user),
-                    rows.into_iter().map(Into::into).collect(),
-                ));
+    /// Every room's membership, for the fanout hub's start-up state.
+    pub fn all_memberships(&self) -> StoreResult<HashMap<RoomId, RoomMembership>> {
+        let mut out: HashMap<RoomId, RoomMembership> = HashMap::new();
+        let mut current: Option<(RoomId, UserId, Vec<MembershipInterval>)> = None;
+        for kv in self.model.scan_prefix(b"m") {
+            let (k, v) = kv?;
+            let Some((room, user, interval)) = interval_row(&k, &v)? else {
+                continue;
+            };
+            match &mut current {
+                Some((r, u, list)) if *r == room && *u == user => list.push(interval),
+                _ => {
+                    if let Some((r, u, list)) = current.take() {
+                        out.entry(r).or_default().restore(u, list);
+                    }
+                    current = Some((room, user, vec![interval]));
+                }
             }
+        }
+        if let Some((r, u, list)) = current {
+            out.entry(r).or_default().restore(u, list);
         }
         Ok(out)
     }
 }
+
+/// One `m` row: (room, user, interval); `None` for a malformed key.
+fn interval_row(k: &[u8], v: &[u8]) -> StoreResult<Option<(RoomId, UserId, MembershipInterval)>> {
+    let room = k.get(1..17).and_then(|b| Uuid::from_slice(b).ok());
+    let user = k.get(17..33).and_then(|b| Uuid::from_slice(b).ok());
+    let joined = k.get(33..41).and_then(seq_of);
+    let (Some(room), Some(user), Some(joined_seq)) = (room, user, joined) else {
+        return Ok(None);
+    };
+    let left_seq: Option<u64> = codec::decode(v, "room interval")?;
+    Ok(Some((
+        RoomId(room),
+        UserId(user),
+        MembershipInterval {
+            joined_seq,
+            left_seq,
+        },
+    )))
+}
+
+/// Most messages a history request reads while filtering, so a member who sees little of
+/// a busy room cannot make one request scan all of it.
+pub const MAX_SCAN: usize = 2_000;
+
+/// A page of history.
+#[derive(Debug)]
+pub struct HistoryPage {
+    /// Newest first.
+    pub messages: Vec<MessageRow>,
+    /// Pass as `before` for the next page; `None` when the room's start was reached.
+    pub next_before: Option<u64>,
+}
+
+/// **The history query.** The messages of `room` with `after < seq < before` that the
+/// visibility rule lets `viewer` see, newest first, at most `limit`, reading at most
+/// `scan` rows. Who may ask at all (a current member) is the caller's check.
+pub fn history(
+    rooms: &Rooms,
+    viewer: UserId,
+    room: RoomId,
+    (before, after): (Option<u64>, Option<u64>),
+    limit: usize,
+    scan: usize,
+) -> StoreResult<HistoryPage> {
+    let intervals = rooms.intervals(room, viewer)?;
+    let scanned = rooms.messages(room, before, after, scan)?;
+    let reached_start = scanned.len() < scan;
+    let mut messages = Vec::with_capacity(limit);
+    let mut last_seen = None;
+    for m in scanned {
+        last_seen = Some(m.seq);
+        if may_see(
+            viewer,
+            &intervals,
+            m.seq,
+            Some(m.sender),
+            &m.target_user_ids,
+        ) {
+            messages.push(m);
+            if messages.len() == limit {
+                break;
+            }
+        }
+    }
+    let next_before = if messages.len() == limit || !reached_start {
+        last_seen
+    } else {
+        None
+    };
+    Ok(HistoryPage {
+        messages,
+        next_before,
+    })
+}
+
+/// Room events a resume replays, and where to continue.
+#[derive(Debug)]
+pub struct ResumeBatch {
+    /// The events `viewer` may see, in seq order, with their rooms.
+    pub events: Vec<(Recorded, RoomId)>,
+    /// The seq to read from next; above `head` when the replay is done.
+    pub next: u64,
+}
+
+/// **The resume query.** Up to `max` log entries from `from` (never past `head`), keeping
+/// the room events the visibility rule lets `viewer` see.
+pub fn resume_batch(
+    store: &dyn EventStore,
+    rooms: &Rooms,
+    viewer: UserId,
+    (from, head): (u64, u64),
+    max: usize,
+) -> StoreResult<ResumeBatch> {
+    let mut intervals: HashMap<RoomId, Vec<MembershipInterval>> = HashMap::new();
+    let mut events = Vec::new();
+    let mut next = from;
+    for rec in store.read_all(from)?.take(max) {
+        let rec = rec?;
+        if rec.seq() > head {
+            return Ok(ResumeBatch {
+                events,
+                next: head + 1,
+            });
+        }
+        next = rec.seq() + 1;
+        let (Event::Room(event), Some(room)) = (&rec.event, room_of(&rec)) else {
+            continue;
+        };
+        let list = match intervals.entry(room) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(rooms.intervals(room, viewer)?)
+            }
+        };
+        let (sender, targets) = audience(event);
+        if may_see(viewer, list, rec.seq(), sender, targets) {
+            events.push((rec, room));
+        }
+    }
+    if next == from {
+        next = head + 1; // the log ended early: nothing more to replay
+    }
+    Ok(ResumeBatch { events, next })
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,53 +2,20 @@
 //! post, and history filtered by the visibility rule. A room the caller may not see and a
 //! room that does not exist answer the same `NotFound`.
 
-use crate::clock;
-use crate::core::{exec, Auth, Core, CoreError};
-use crate::roommodel::{MessageRow, RoomRow};
-use latchkey_domain::visibility::audience;
+use crate::auth::Auth;
+use crate::core::Core;
+use crate::error::CoreError;
+pub use crate::roommodel::HistoryPage;
+use crate::roommodel::{self, RoomRow, MAX_SCAN};
 use latchkey_domain::{
-    may_see, Actor as Who, MessageId, RoomCommand, RoomError, RoomEvent, RoomId, RoomVisibility,
-    UserId,
+    Actor as Who, MessageId, RoomCommand, RoomEvent, RoomId, RoomVisibility, UserId,
 };
 use uuid::Uuid;
 
-/// Largest history page.
+/// Largest history page (the `limit` query parameter's upper bound).
 pub const MAX_PAGE: usize = 200;
 /// History page when none is asked for.
 pub const DEFAULT_PAGE: usize = 50;
-/// Most messages a history request reads while filtering, so a member who sees little of
-/// a busy room cannot make one request scan all of it.
-const MAX_SCAN: usize = 2_000;
-
-/// A page of history.
-#[derive(Debug)]
-pub struct HistoryPage {
-    /// Newest first.
-    pub messages: Vec<MessageRow>,
-    /// Pass as `before` for the next page; `None` when the room's start was reached.
-    pub next_before: Option<u64>,
-}
-
-fn room_error(e: RoomError) -> CoreError {
-    match e {
-        RoomError::NotFound => CoreError::NotFound("no such room"),
-        RoomError::AlreadyExists => CoreError::Conflict("the room already exists"),
-        RoomError::InvalidName => {
-            CoreError::InvalidRequest("name must be 1 to 100 characters".into())
-        }
-        RoomError::NotAMember => CoreError::NotAMember,
-        RoomError::OwnerCannotLeave => {
-            CoreError::Conflict("the owner cannot leave or be removed from the room")
-        }
-        RoomError::Forbidden => CoreError::Forbidden("only the room's owner may do this"),
-        RoomError::InvalidBody => {
-            CoreError::InvalidRequest("body must be 1 to 4000 bytes and not blank".into())
-        }
-        RoomError::TargetNotMember(u) => {
-            CoreError::InvalidRequest(format!("target {u} is not a member of this room"))
-        }
-    }
-}
 
 impl Core {
     /// Refuses, from the read model and before any actor is spawned, a room that does not
@@ -70,8 +37,7 @@ impl Core {
         let out = self
             .rooms_registry()
             .execute(room.stream(), cmd, Who::User(auth.user_id))
-            .await
-            .map_err(|e| exec(e, room_error))?;
+            .await?;
         self.wait_applied(out.last_seq).await?;
         Ok((out.events, out.last_seq))
     }
@@ -89,7 +55,7 @@ impl Core {
             name: name.to_string(),
             visibility,
             owner: auth.user_id,
-            now: clock::now(),
+            now: self.now(),
         };
         self.room_command(auth, room, cmd).await?;
         self.models()
@@ -129,7 +95,7 @@ impl Core {
         self.room_exists(auth, room)?;
         let cmd = RoomCommand::Join {
             user_id: auth.user_id,
-            now: clock::now(),
+            now: self.now(),
         };
         self.room_command(auth, room, cmd).await.map(|_| ())
     }
@@ -139,7 +105,7 @@ impl Core {
         self.room_exists(auth, room)?;
         let cmd = RoomCommand::Leave {
             user_id: auth.user_id,
-            now: clock::now(),
+            now: self.now(),
         };
         self.room_command(auth, room, cmd).await.map(|_| ())
     }
@@ -162,7 +128,7 @@ impl Core {
         let cmd = RoomCommand::AddMember {
             by: auth.user_id,
             user_id: user,
-            now: clock::now(),
+            now: self.now(),
         };
         self.room_command(auth, room, cmd).await.map(|_| ())
     }
@@ -178,7 +144,7 @@ impl Core {
         let cmd = RoomCommand::RemoveMember {
             by: auth.user_id,
             user_id: user,
-            now: clock::now(),
+            now: self.now(),
         };
         self.room_command(auth, room, cmd).await.map(|_| ())
     }
@@ -200,7 +166,7 @@ impl Core {
             body,
             target_user_ids,
             reply_to,
-            now: clock::now(),
+            now: self.now(),
         };
         let (_, seq) = self.room_command(auth, room, cmd).await?;
         Ok((message_id, seq))
@@ -225,37 +191,13 @@ impl Core {
             });
         }
         let limit = limit.clamp(1, MAX_PAGE);
-        let intervals = rooms.intervals(room, auth.user_id)?;
-        let scanned = rooms.messages(room, before, after, MAX_SCAN)?;
-        let reached_start = scanned.len() < MAX_SCAN;
-        let mut messages = Vec::with_capacity(limit);
-        let mut last_seen = None;
-        for m in scanned {
-            last_seen = Some(m.seq);
-            let event = RoomEvent::MessagePosted {
-                message_id: m.message_id,
-                sender: m.sender,
-                body: String::new(),
-                target_user_ids: m.target_user_ids.clone(),
-                reply_to: m.reply_to,
-                at: m.sent_at,
-            };
-            let (sender, targets) = audience(&event);
-            if may_see(auth.user_id, &intervals, m.seq, sender, targets) {
-                messages.push(m);
-                if messages.len() == limit {
-                    break;
-                }
-            }
-        }
-        let next_before = if messages.len() == limit || !reached_start {
-            last_seen
-        } else {
-            None
-        };
-        Ok(HistoryPage {
-            messages,
-            next_before,
-        })
+        Ok(roommodel::history(
+            rooms,
+            auth.user_id,
+            room,
+            (before, after),
+            limit,
+            MAX_SCAN,
+        )?)
     }
 }

@@ -1,10 +1,13 @@
 //! The sweeper: every tick it reads the expiry index and asks the entities concerned to
 //! record `ChallengeExpired`, `DeviceAuthorizationExpired`, `PairingCodeExpired` and
-//! `TokenExpired`. Auth checks `expires_at` itself, so sweeper
-//! lag is never a hole; the events keep the log and the read models honest.
+//! `TokenExpired`. Auth, the device flow and pairing codes check `expires_at` themselves, so sweeper lag is never a hole; the
+//! events keep the log and the read models honest.
+//!
+//! "Now" is the core's clock, so a test (or `serve --test-clock`) that moves a manual
+//! clock runs [`sweep`] itself instead of waiting for a tick.
 
-use crate::clock;
 use crate::core::Core;
+use crate::error::CoreError;
 use actix::prelude::*;
 use latchkey_domain::{Actor as Who, PairingCommand, UserCommand};
 use std::sync::Weak;
@@ -24,6 +27,40 @@ pub struct Sweeper {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Stop;
+
+/// One sweep at the core's "now": expires up to `PER_TICK` lapsed challenges, as many
+/// lapsed device requests, and the
+/// lapsed tokens of up to `PER_TICK` users. A failed read of the expiry index is an error
+/// (the caller retries on its next tick), never "nothing to sweep"; a failed command is
+/// logged and the sweep goes on.
+pub async fn sweep(core: &Core) -> Result<(), CoreError> {
+    let now = core.now();
+    for id in core.models().due_challenges(now, PER_TICK)? {
+        let r = core
+            .pairings()
+            .execute(id.stream(), PairingCommand::Expire { now }, Who::System)
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(challenge = %id, error = %e, "expiring a challenge failed");
+        }
+    }
+    core.expire_devices(now, PER_TICK).await?;
+    core.expire_pairing_codes(now, PER_TICK).await?;
+    for user in core.models().due_token_owners(now, PER_TICK)? {
+        let r = core
+            .users()
+            .execute(
+                user.stream(),
+                UserCommand::ExpireTokens { now },
+                Who::System,
+            )
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(user = %user, error = %e, "expiring tokens failed");
+        }
+    }
+    Ok(())
+}
 
 impl Sweeper {
     /// A sweeper over `core`, ticking every `every`.
@@ -45,38 +82,8 @@ impl Sweeper {
         };
         self.busy = true;
         let fut = async move {
-            let now = clock::now();
-            let challenges = core
-                .models()
-                .due_challenges(now, PER_TICK)
-                .unwrap_or_default();
-            for id in challenges {
-                let r = core
-                    .pairings()
-                    .execute(id.stream(), PairingCommand::Expire { now }, Who::System)
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(challenge = %id, error = %e, "expiring a challenge failed");
-                }
-            }
-            core.expire_devices(now, PER_TICK).await;
-            core.expire_pairing_codes(now, PER_TICK).await;
-            let owners = core
-                .models()
-                .due_token_owners(now, PER_TICK)
-                .unwrap_or_default();
-            for user in owners {
-                let r = core
-                    .users()
-                    .execute(
-                        user.stream(),
-                        UserCommand::ExpireTokens { now },
-                        Who::System,
-                    )
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(user = %user, error = %e, "expiring tokens failed");
-                }
+            if let Err(e) = sweep(&core).await {
+                tracing::warn!(error = %e, "reading the expiry index failed; retrying next tick");
             }
         };
         ctx.spawn(fut.into_actor(self).map(|(), act, _| act.busy = false));

@@ -1,20 +1,23 @@
 //! Actor tests on a real store: rehydration after passivation, the journal's guard against
 //! two live actors for one id, read-your-writes, and the sweeper.
 
-use crate::core::SignIn;
+use crate::clock::{Clock, ManualClock};
 use crate::entity::ExecError;
 use crate::registry::{EntitySettings, Registry};
-use crate::{clock, Core, CoreConfig, CoreError};
+use crate::{Core, CoreConfig, CoreError, SignIn};
 use actix::prelude::*;
 use latchkey_domain::sshkey::parse_public_key;
 use latchkey_domain::{
-    Actor as Who, ChallengePurpose, Event, KeyId, PairingEvent, UserCommand, UserDecider,
-    UserError, UserId,
+    Actor as Who, ChallengePurpose, Event, KeyId, PairingEvent, Timestamp, UserCommand,
+    UserDecider, UserError, UserId,
 };
 use latchkey_store::{EventStore, SledStore, StoreOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
+
+/// A fixed instant for commands built by hand.
+const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
@@ -32,7 +35,7 @@ fn register(user: UserId) -> UserCommand {
         key_id: KeyId(Uuid::new_v4()),
         key: parse_public_key(KEY).unwrap(),
         admin: false,
-        now: clock::now(),
+        now: T0,
     }
 }
 
@@ -74,11 +77,7 @@ async fn a_passivated_entity_rehydrates_from_its_stream() {
         Err(ExecError::Domain(UserError::AlreadyExists))
     ));
     let out = users
-        .execute(
-            user.stream(),
-            UserCommand::Disable { now: clock::now() },
-            Who::System,
-        )
+        .execute(user.stream(), UserCommand::Disable { now: T0 }, Who::System)
         .await
         .unwrap();
     assert_eq!(out.last_seq, 2, "appended after the rehydrated version");
@@ -117,37 +116,47 @@ fn core_config() -> CoreConfig {
     c
 }
 
+fn expired(store: &SledStore, issued: &latchkey_domain::pairing::IssuedChallenge) -> bool {
+    store
+        .read_stream(&issued.challenge_id.stream(), 1)
+        .unwrap()
+        .any(|r| {
+            matches!(
+                r.unwrap().event,
+                Event::Pairing(PairingEvent::ChallengeExpired { .. })
+            )
+        })
+}
+
 #[actix_rt::test]
 async fn the_sweeper_expires_lapsed_challenges() {
     let (_dir, store) = store();
+    let clock = Arc::new(ManualClock::new(T0));
     let mut config = core_config();
-    config.challenge_ttl = Duration::from_secs(1);
-    config.sweep_every = Duration::from_millis(50);
+    config.challenge_ttl = Duration::from_secs(60);
+    // The ticking sweeper stays out of the way: the test sweeps by hand.
+    config.sweep_every = Duration::from_secs(3600);
+    config.clock = clock.clone();
     let core = Core::start(store.clone(), config, encode()).unwrap();
     let issued = core
         .issue_challenge(KEY, ChallengePurpose::SignIn, None)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let expired = store
-            .read_stream(&issued.challenge_id.stream(), 1)
-            .unwrap()
-            .any(|r| {
-                matches!(
-                    r.unwrap().event,
-                    Event::Pairing(PairingEvent::ChallengeExpired { .. })
-                )
-            });
-        if expired {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sweeper never expired the challenge"
-        );
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert_eq!(issued.issued_at, T0, "the core reads its injected clock");
+
+    // Just before the expiry instant nothing is due.
+    clock.advance(Duration::from_millis(59_999));
+    crate::sweeper::sweep(&core).await.unwrap();
+    assert!(!expired(&store, &issued), "swept before its expiry");
+
+    clock.advance(Duration::from_millis(1));
+    assert_eq!(clock.now(), issued.expires_at);
+    crate::sweeper::sweep(&core).await.unwrap();
+    assert!(
+        expired(&store, &issued),
+        "the sweep did not expire the challenge"
+    );
+
     // An expired challenge cannot be redeemed.
     let r = core
         .sign_in(SignIn {

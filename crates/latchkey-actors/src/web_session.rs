@@ -4,14 +4,12 @@
 //! and revocable with the user's tokens), named so the list tells it apart, and it lives
 //! 15 minutes. The page never registers anyone: an unknown key gets `key_unknown`.
 
-use crate::clock;
-use crate::core::{exec, Core, CoreError};
+use crate::core::Core;
+use crate::error::CoreError;
+use crate::signin::Loaded;
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::{session_scopes, MintToken};
-use latchkey_domain::{
-    Actor as Who, ChallengePurpose, PairingCommand, PairingError, PairingEvent, PairingId,
-    RejectReason, Timestamp, TokenId, TokenKind, UserError, UserId,
-};
+use latchkey_domain::{Actor as Who, ChallengePurpose, Timestamp, TokenId, TokenKind, UserId};
 use std::net::IpAddr;
 use uuid::Uuid;
 
@@ -35,6 +33,12 @@ pub struct BrowserSession {
 }
 
 impl Core {
+    /// A fresh random value for the page's CSRF cookie: 32 bytes from the core's entropy,
+    /// hex.
+    pub fn page_csrf_token(&self) -> String {
+        self.random32().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Redeems a sign-in challenge for a 15-minute browser session. Never registers.
     pub async fn browser_sign_in(
         &self,
@@ -43,49 +47,22 @@ impl Core {
         ip: Option<IpAddr>,
         user_agent: Option<String>,
     ) -> Result<BrowserSession, CoreError> {
-        let id = Uuid::parse_str(challenge_id.trim()).map_err(|_| CoreError::ChallengeInvalid)?;
-        let stream = PairingId(id).stream();
-        if self.store().stream_head(&stream)?.0 == 0 {
-            return Err(CoreError::ChallengeInvalid);
-        }
-        let state = self
-            .pairings()
-            .inspect(stream.clone())
-            .await
-            .map_err(|e| exec(e, |_: PairingError| CoreError::ChallengeInvalid))?;
-        let challenge = state.issued().cloned().ok_or(CoreError::ChallengeInvalid)?;
-        if challenge.purpose != ChallengePurpose::SignIn {
-            return Err(CoreError::ChallengeInvalid);
-        }
-        let owner = self
-            .models()
-            .user_by_fingerprint(&challenge.key.fingerprint)?;
-        let now = clock::now();
-        let verify = PairingCommand::VerifySignature {
-            signature: signature.to_string(),
-            user_id: owner,
-            now,
-        };
-        let out = self
-            .pairings()
-            .execute(stream, verify, Who::Anonymous)
-            .await
-            .map_err(|e| exec(e, |_| CoreError::ChallengeInvalid))?;
-        self.wait_applied(out.last_seq).await?;
-        let user_id = match out.events.first() {
-            Some(PairingEvent::SignatureVerified { user_id, .. }) => *user_id,
-            Some(PairingEvent::SignatureRejected { reason, .. }) => {
-                return Err(match reason {
-                    RejectReason::Expired => CoreError::ChallengeInvalid,
-                    RejectReason::KeyUnknown => CoreError::KeyUnknown,
-                    _ => CoreError::SignatureInvalid(
-                        "the signature does not verify for this challenge, key and namespace",
-                    ),
-                })
-            }
-            _ => return Err(CoreError::ChallengeInvalid),
-        };
-        self.mint_browser_session(user_id, &challenge.key.fingerprint, ip, user_agent)
+        let Loaded { stream, challenge } = self
+            .load_challenge(challenge_id.trim())
+            .await?
+            .ok_or(CoreError::ChallengeInvalid)?;
+        let fingerprint = challenge.key.fingerprint;
+        let owner = self.models().user_by_fingerprint(&fingerprint)?;
+        let user_id = self
+            .redeem_challenge(
+                stream,
+                signature,
+                ChallengePurpose::SignIn,
+                owner,
+                Who::Anonymous,
+            )
+            .await?;
+        self.mint_browser_session(user_id, &fingerprint, ip, user_agent)
             .await
     }
 
@@ -97,9 +74,9 @@ impl Core {
         ip: Option<IpAddr>,
         user_agent: Option<String>,
     ) -> Result<BrowserSession, CoreError> {
-        let now = clock::now();
+        let now = self.now();
         let admin = self.models().user(user_id)?.is_some_and(|u| u.admin);
-        let raw = token::generate(TokenPrefix::Session, clock::random32());
+        let raw = token::generate(TokenPrefix::Session, self.random32());
         let token_id = TokenId(Uuid::new_v4());
         let expires_at = now.plus_secs(BROWSER_SESSION_SECS);
         let mint = MintToken {
@@ -118,14 +95,7 @@ impl Core {
         let out = self
             .users()
             .execute(user_id.stream(), mint.into(), Who::User(user_id))
-            .await
-            .map_err(|e| {
-                exec(e, |d| match d {
-                    UserError::Disabled => CoreError::Forbidden("this user is disabled"),
-                    UserError::KeyNotFound => CoreError::KeyUnknown,
-                    other => CoreError::Internal(other.to_string()),
-                })
-            })?;
+            .await?;
         self.wait_applied(out.last_seq).await?;
         Ok(BrowserSession {
             token: raw,

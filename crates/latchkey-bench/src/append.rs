@@ -4,7 +4,7 @@
 
 use crate::report::Report;
 use latchkey_domain::{Actor, Event, Timestamp, UserEvent, UserId};
-use latchkey_store::{AppendRequest, ExpectedVersion, SledStore, StoreOptions};
+use latchkey_store::{AppendRequest, EventStore, ExpectedVersion, SledStore, StoreOptions};
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -98,7 +98,7 @@ pub fn create_room(
         .set("Authorization", &bearer(token))
         .send_json(CreateRoomRequest {
             name: name.into(),
-            visibility: "private".into(),
+            visibility: latchkey_proto::RoomVisibility::Private,
         })?
         .into_json()?;
     Ok(room.id)

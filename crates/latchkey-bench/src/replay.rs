@@ -13,7 +13,9 @@ use latchkey_domain::{
     UserEvent, UserId,
 };
 use latchkey_store::projection::Projector;
-use latchkey_store::{AppendRequest, ExpectedVersion, Recorded, SledStore, StoreOptions};
+use latchkey_store::{
+    AppendRequest, EventStore, ExpectedVersion, Recorded, SledStore, StoreOptions,
+};
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;

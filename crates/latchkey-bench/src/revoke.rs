@@ -8,7 +8,7 @@ use crate::client::{self, Identity};
 use crate::report::{Better, Report};
 use crate::server::Server;
 use crate::stats::summarize;
-use latchkey_proto::ws::CLOSE_CREDENTIAL;
+use latchkey_actors::close::CLOSE_CREDENTIAL;
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// Oldest WebSocket resume accepted, in events behind the head (older: resume_failed).
     #[arg(long, env = "LATCHKEY_RESUME_WINDOW", default_value_t = 100_000)]
     resume_window: u64,
+    /// Test only: a manual clock moved by `POST /api/test/clock` (hidden from --help).
+    #[arg(long, env = "LATCHKEY_TEST_CLOCK", hide = true)]
+    test_clock: bool,
 }
 
 /// Runs the server until SIGTERM.
@@ -107,6 +110,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.session_ttl = Duration::from_secs(args.session_ttl.max(1));
     config.workers = args.workers;
     config.resume_window = args.resume_window;
+    config.test_clock = args.test_clock;
     if args.no_rate_limit {
         config.limits = LimitConfig::disabled();
     }

@@ -181,8 +181,8 @@ pub struct RequestDevice {
 /// What can be asked of a device authorization.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceCommand {
-    /// Start one (RFC 8628 §3.1).
-    Request(RequestDevice),
+    /// Start one (RFC 8628 §3.1). Boxed: it is much larger than the other commands.
+    Request(Box<RequestDevice>),
     /// The device proves it holds the key it sent.
     ProveKey {
         /// The `challenge_id` the device signed (the pairing id).
@@ -493,45 +493,8 @@ fn approve(state: &DeviceState, cmd: &DeviceCommand) -> Result<Vec<PairingEvent>
 
 /// Records one device event. `None` in, `None` out unless the event starts a request.
 pub fn evolve(state: Option<DeviceState>, event: &PairingEvent) -> Option<DeviceState> {
-    let mut state = match (state, event) {
-        (
-            None,
-            PairingEvent::DeviceAuthorizationRequested {
-                pairing_id,
-                client_id,
-                scopes,
-                device_name,
-                device_code_hash,
-                user_code_hash,
-                key,
-                interval_secs,
-                requested_at,
-                expires_at,
-                ip,
-                user_agent,
-            },
-        ) => {
-            return Some(DeviceState {
-                request: DeviceRequest {
-                    pairing_id: *pairing_id,
-                    client_id: client_id.clone(),
-                    scopes: scopes.clone(),
-                    device_name: device_name.clone(),
-                    device_code_hash: *device_code_hash,
-                    user_code_hash: *user_code_hash,
-                    key: key.clone(),
-                    interval_secs: *interval_secs,
-                    requested_at: *requested_at,
-                    expires_at: *expires_at,
-                    ip: *ip,
-                    user_agent: user_agent.clone(),
-                },
-                key_proven: false,
-                status: DeviceStatus::Pending,
-            })
-        }
-        (None, _) => return None,
-        (Some(s), _) => s,
+    let Some(mut state) = state else {
+        return requested(event);
     };
     match event {
         PairingEvent::DeviceKeyProven { .. } => state.key_proven = true,
@@ -573,6 +536,45 @@ pub fn evolve(state: Option<DeviceState>, event: &PairingEvent) -> Option<Device
         _ => {}
     }
     Some(state)
+}
+
+/// The state a `device.requested` starts.
+fn requested(event: &PairingEvent) -> Option<DeviceState> {
+    let PairingEvent::DeviceAuthorizationRequested {
+        pairing_id,
+        client_id,
+        scopes,
+        device_name,
+        device_code_hash,
+        user_code_hash,
+        key,
+        interval_secs,
+        requested_at,
+        expires_at,
+        ip,
+        user_agent,
+    } = event
+    else {
+        return None;
+    };
+    Some(DeviceState {
+        request: DeviceRequest {
+            pairing_id: *pairing_id,
+            client_id: client_id.clone(),
+            scopes: scopes.clone(),
+            device_name: device_name.clone(),
+            device_code_hash: *device_code_hash,
+            user_code_hash: *user_code_hash,
+            key: key.clone(),
+            interval_secs: *interval_secs,
+            requested_at: *requested_at,
+            expires_at: *expires_at,
+            ip: *ip,
+            user_agent: user_agent.clone(),
+        },
+        key_proven: false,
+        status: DeviceStatus::Pending,
+    })
 }
 
 /// The poll bookkeeping of one device code: kept by the caller in memory (polls are not

@@ -92,8 +92,9 @@ pub enum PairingState {
         /// When it was swept.
         at: Timestamp,
     },
-    /// A device authorization (RFC 8628): see `device`.
-    Device(DeviceState),
+    /// A device authorization (RFC 8628): see `device`. Boxed: it is much larger than a
+    /// challenge.
+    Device(Box<DeviceState>),
     /// An admin pairing code: see `paircode`.
     Code(CodeState),
 }
@@ -146,10 +147,14 @@ pub enum PairingCommand {
         /// Client IP after retention.
         ip: Option<IpAddr>,
     },
-    /// Consume the challenge with a signature.
+    /// Consume the challenge with a signature. A challenge presented for another purpose
+    /// than it was issued for is refused and stays unused.
     VerifySignature {
         /// Armored SSHSIG.
         signature: String,
+        /// What the caller redeems it for: `SignIn` on the token route, `AddKey(caller)`
+        /// on the key route. Any other purpose than the challenge's is `PurposeMismatch`.
+        purpose: ChallengePurpose,
         /// The user the signature signs in as: the key's owner, or a new user's id when
         /// this registers one. For an `AddKey` challenge, the user adding the key. `None`
         /// when the key belongs to no user and registration is closed: a valid signature
@@ -199,7 +204,8 @@ pub enum PairingError {
     /// `expires_at` is not after `now`.
     #[error("challenge would be expired at birth")]
     InvalidExpiry,
-    /// An `AddKey` challenge presented for another user than the one adding the key.
+    /// A challenge presented for another purpose than it was issued for: a sign-in
+    /// challenge on the key route, an add-key challenge to sign in or of another user.
     #[error("challenge was issued for another purpose")]
     PurposeMismatch,
     /// A device authorization command was refused.
@@ -255,39 +261,10 @@ impl Decider for PairingDecider {
             }
             PairingCommand::VerifySignature {
                 signature,
+                purpose,
                 user_id,
                 now,
-            } => {
-                let challenge = match state {
-                    PairingState::None => return Err(PairingError::NotFound),
-                    PairingState::Issued(c) => c,
-                    _ => return Err(PairingError::Consumed),
-                };
-                if let ChallengePurpose::AddKey(owner) = challenge.purpose {
-                    if Some(owner) != *user_id {
-                        return Err(PairingError::PurposeMismatch);
-                    }
-                }
-                let rejected =
-                    |reason| Ok(vec![PairingEvent::SignatureRejected { reason, at: *now }]);
-                if challenge.is_expired_at(*now) {
-                    return rejected(RejectReason::Expired);
-                }
-                let message = challenge.message();
-                match verify_signature(&challenge.key, message.as_bytes(), signature) {
-                    Ok(()) => match user_id {
-                        Some(user_id) => Ok(vec![PairingEvent::SignatureVerified {
-                            user_id: *user_id,
-                            at: *now,
-                        }]),
-                        None => rejected(RejectReason::KeyUnknown),
-                    },
-                    Err(SigError::UserPresenceMissing) => {
-                        rejected(RejectReason::UserPresenceMissing)
-                    }
-                    Err(_) => rejected(RejectReason::InvalidSignature),
-                }
-            }
+            } => verify(state, signature, *purpose, *user_id, *now),
             PairingCommand::Device(cmd) => match state {
                 PairingState::None => Ok(device::decide(None, cmd)?),
                 PairingState::Device(d) => Ok(device::decide(Some(d), cmd)?),
@@ -349,11 +326,11 @@ impl Decider for PairingDecider {
                 PairingState::Expired { challenge, at: *at }
             }
             (PairingState::None, e @ PairingEvent::DeviceAuthorizationRequested { .. }) => {
-                device::evolve(None, e).map_or(PairingState::None, PairingState::Device)
+                device::evolve(None, e)
+                    .map_or(PairingState::None, |d| PairingState::Device(Box::new(d)))
             }
-            (PairingState::Device(d), e) => {
-                device::evolve(Some(d), e).map_or(PairingState::None, PairingState::Device)
-            }
+            (PairingState::Device(d), e) => device::evolve(Some(*d), e)
+                .map_or(PairingState::None, |d| PairingState::Device(Box::new(d))),
             (PairingState::None, e @ PairingEvent::PairingCodeMinted { .. }) => {
                 paircode::evolve(None, e).map_or(PairingState::None, PairingState::Code)
             }
@@ -372,6 +349,53 @@ impl Decider for PairingDecider {
                 | PairingState::Expired { .. }
         ) || matches!(state, PairingState::Device(d) if d.is_terminal())
             || matches!(state, PairingState::Code(c) if c.is_terminal())
+    }
+}
+
+/// `VerifySignature`: refused (and left unused) when unknown, consumed, or presented for
+/// another purpose; otherwise consumed with a verdict on the signature.
+fn verify(
+    state: &PairingState,
+    signature: &str,
+    purpose: ChallengePurpose,
+    user_id: Option<UserId>,
+    now: Timestamp,
+) -> Result<Vec<PairingEvent>, PairingError> {
+    let challenge = match state {
+        PairingState::None => return Err(PairingError::NotFound),
+        PairingState::Issued(c) => c,
+        _ => return Err(PairingError::Consumed),
+    };
+    if challenge.purpose != purpose {
+        return Err(PairingError::PurposeMismatch);
+    }
+    if let ChallengePurpose::AddKey(owner) = challenge.purpose {
+        if Some(owner) != user_id {
+            return Err(PairingError::PurposeMismatch);
+        }
+    }
+    let rejected = |reason| Ok(vec![PairingEvent::SignatureRejected { reason, at: now }]);
+    if challenge.is_expired_at(now) {
+        return rejected(RejectReason::Expired);
+    }
+    let message = challenge.message();
+    match verify_signature(&challenge.key, message.as_bytes(), signature) {
+        Ok(()) => match user_id {
+            Some(user_id) => Ok(vec![PairingEvent::SignatureVerified { user_id, at: now }]),
+            None => rejected(RejectReason::KeyUnknown),
+        },
+        Err(SigError::UserPresenceMissing) => rejected(RejectReason::UserPresenceMissing),
+        Err(_) => rejected(RejectReason::InvalidSignature),
+    }
+}
+
+/// The outcome of a `VerifySignature` that was decided: the user it signed in as, or why
+/// the signature was refused. `None` when `events` holds neither (not a verification).
+pub fn verdict(events: &[PairingEvent]) -> Option<Result<UserId, RejectReason>> {
+    match events.first() {
+        Some(PairingEvent::SignatureVerified { user_id, .. }) => Some(Ok(*user_id)),
+        Some(PairingEvent::SignatureRejected { reason, .. }) => Some(Err(*reason)),
+        _ => None,
     }
 }
 

@@ -178,6 +178,66 @@ impl AggregateEvent for RoomEvent {
     type Decider = RoomDecider;
 }
 
+/// `Create`: a new room with a trimmed, bounded name; the creator is its owner.
+fn create(
+    state: &RoomState,
+    room_id: RoomId,
+    name: &str,
+    visibility: RoomVisibility,
+    owner: UserId,
+    now: Timestamp,
+) -> Result<Vec<RoomEvent>, RoomError> {
+    if state.room().is_some() {
+        return Err(RoomError::AlreadyExists);
+    }
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(RoomError::InvalidName);
+    }
+    Ok(vec![RoomEvent::RoomCreated {
+        room_id,
+        name: name.to_string(),
+        visibility,
+        owner,
+        at: now,
+    }])
+}
+
+/// `RemoveMember`: the owner removes a current member other than themself.
+fn remove_member(
+    room: &Room,
+    by: UserId,
+    user_id: UserId,
+    now: Timestamp,
+) -> Result<Vec<RoomEvent>, RoomError> {
+    if room.owner == user_id {
+        return Err(RoomError::OwnerCannotLeave);
+    }
+    if !room.is_member(user_id) {
+        return Err(RoomError::NotAMember);
+    }
+    Ok(vec![RoomEvent::MemberLeft {
+        user_id,
+        by,
+        reason: LeaveReason::Removed,
+        at: now,
+    }])
+}
+
+/// A post's targets, deduplicated in order; each must be a current member.
+fn member_targets(room: &Room, targets: &[UserId]) -> Result<Vec<UserId>, RoomError> {
+    let mut out: Vec<UserId> = Vec::with_capacity(targets.len());
+    for t in targets {
+        if !room.is_member(*t) {
+            return Err(RoomError::TargetNotMember(*t));
+        }
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    Ok(out)
+}
+
 impl Decider for RoomDecider {
     type Command = RoomCommand;
     type Event = RoomEvent;
@@ -192,22 +252,7 @@ impl Decider for RoomDecider {
                 visibility,
                 owner,
                 now,
-            } => {
-                if state.room().is_some() {
-                    return Err(RoomError::AlreadyExists);
-                }
-                let name = name.trim();
-                if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-                    return Err(RoomError::InvalidName);
-                }
-                Ok(vec![RoomEvent::RoomCreated {
-                    room_id: *room_id,
-                    name: name.to_string(),
-                    visibility: *visibility,
-                    owner: *owner,
-                    at: *now,
-                }])
-            }
+            } => create(state, *room_id, name, *visibility, *owner, *now),
             RoomCommand::Join { user_id, now } => {
                 let room = created(state)?.seen_by(*user_id)?;
                 if room.is_member(*user_id) {
@@ -243,19 +288,7 @@ impl Decider for RoomDecider {
                 }])
             }
             RoomCommand::RemoveMember { by, user_id, now } => {
-                let room = owned_by(created(state)?, *by)?;
-                if room.owner == *user_id {
-                    return Err(RoomError::OwnerCannotLeave);
-                }
-                if !room.is_member(*user_id) {
-                    return Err(RoomError::NotAMember);
-                }
-                Ok(vec![RoomEvent::MemberLeft {
-                    user_id: *user_id,
-                    by: *by,
-                    reason: LeaveReason::Removed,
-                    at: *now,
-                }])
+                remove_member(owned_by(created(state)?, *by)?, *by, *user_id, *now)
             }
             RoomCommand::Post {
                 message_id,
@@ -269,20 +302,11 @@ impl Decider for RoomDecider {
                 if body.trim().is_empty() || body.len() > MAX_BODY_BYTES {
                     return Err(RoomError::InvalidBody);
                 }
-                let mut targets: Vec<UserId> = Vec::with_capacity(target_user_ids.len());
-                for t in target_user_ids {
-                    if !room.is_member(*t) {
-                        return Err(RoomError::TargetNotMember(*t));
-                    }
-                    if !targets.contains(t) {
-                        targets.push(*t);
-                    }
-                }
                 Ok(vec![RoomEvent::MessagePosted {
                     message_id: *message_id,
                     sender: *sender,
                     body: body.clone(),
-                    target_user_ids: targets,
+                    target_user_ids: member_targets(room, target_user_ids)?,
                     reply_to: *reply_to,
                     at: *now,
                 }])

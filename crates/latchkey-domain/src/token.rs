@@ -7,7 +7,6 @@
 use crate::events::TokenKind;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use subtle::ConstantTimeEq;
 use thiserror::Error;
 use zeroize::Zeroize;
 
@@ -115,11 +114,6 @@ impl RawToken {
         &self.0
     }
 
-    /// Same as [`RawToken::expose_secret`]; for APIs that want a `&str`.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// SHA-256 of the token string: the only form that is stored.
     pub fn hash(&self) -> [u8; 32] {
         hash_token(&self.0)
@@ -205,11 +199,6 @@ pub fn parse(s: &str) -> Result<ParsedToken, TokenFormatError> {
 /// SHA-256 of a token string.
 pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Compares two hashes in constant time, so a comparison leaks no prefix length.
-pub fn hashes_equal(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.ct_eq(b).into()
 }
 
 /// Appends `bytes` (big-endian) as exactly `width` base62 digits, left-padded with `0`.
@@ -372,10 +361,6 @@ mod tests {
         let t = sample(TokenPrefix::Session);
         let expected: [u8; 32] = Sha256::digest(t.expose_secret().as_bytes()).into();
         assert_eq!(t.hash(), expected);
-        assert!(hashes_equal(&t.hash(), &expected));
-        let mut other = expected;
-        other[31] ^= 1;
-        assert!(!hashes_equal(&t.hash(), &other));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::decider::{AggregateEvent, Decider};
 use crate::events::{RevokeReason, Scope, SshPublicKey, TokenKind, UserEvent};
 use crate::handle::{validate_handle, HandleError};
 use crate::ids::{KeyId, Timestamp, TokenId, UserId};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use thiserror::Error;
@@ -29,6 +30,56 @@ pub fn session_scopes(admin: bool) -> Vec<Scope> {
 /// The scopes a personal access token gets when none were asked for.
 pub fn default_pat_scopes() -> Vec<Scope> {
     vec![Scope::ChatRead, Scope::ChatWrite]
+}
+
+/// The longest lifetime a personal access token can be given: 10 years.
+pub const MAX_PAT_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// The longest personal access token name, in characters (after trimming).
+pub const MAX_PAT_NAME_CHARS: usize = 64;
+
+/// What a user asked for a personal access token, checked: a name of 1..=64 characters
+/// (trimmed), scopes (`chat:read chat:write` when none), and an expiry `expires_in` seconds
+/// after `now`, positive and at most 10 years (none: never expires).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatTerms {
+    /// The trimmed name.
+    pub name: String,
+    /// The scopes asked for, or the default ones.
+    pub scopes: Vec<Scope>,
+    /// When it lapses.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl PatTerms {
+    /// Checks a request for a personal access token made at `now`.
+    pub fn new(
+        name: &str,
+        scopes: Option<Vec<Scope>>,
+        expires_in_secs: Option<u64>,
+        now: Timestamp,
+    ) -> Result<Self, UserError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_PAT_NAME_CHARS {
+            return Err(UserError::InvalidTokenName);
+        }
+        let scopes = match scopes {
+            Some(s) if !s.is_empty() => s,
+            _ => default_pat_scopes(),
+        };
+        let expires_at = match expires_in_secs {
+            None => None,
+            Some(0) => return Err(UserError::InvalidExpiry),
+            Some(s) if s > MAX_PAT_SECS => return Err(UserError::ExpiryTooFar),
+            // At most 10 years: fits an i64 with room to spare.
+            Some(s) => Some(now.plus_secs(i64::try_from(s).unwrap_or(i64::MAX / 1000))),
+        };
+        Ok(Self {
+            name: name.to_string(),
+            scopes,
+            expires_at,
+        })
+    }
 }
 
 /// The decider of the User aggregate.
@@ -84,8 +135,9 @@ pub struct UserKey {
     pub added_at: Timestamp,
 }
 
-/// What the user stream knows about one token (never the secret).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the user stream knows about one token (never the secret): the one token record,
+/// kept by the user aggregate and, for live tokens, by the tokens read model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// SHA-256 of the raw token.
     pub hash: [u8; 32],
@@ -114,7 +166,7 @@ pub struct TokenRecord {
 }
 
 /// Whether a token is still in force.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TokenStatus {
     /// Not revoked, not swept. It may still be past `expires_at`: see
     /// [`TokenRecord::is_valid_at`].
@@ -131,6 +183,42 @@ pub enum TokenStatus {
 }
 
 impl TokenRecord {
+    /// The record a `TokenMinted` event starts (with its token id); `None` for any other
+    /// event.
+    pub fn minted(event: &UserEvent) -> Option<(TokenId, Self)> {
+        let UserEvent::TokenMinted {
+            token_id,
+            hash,
+            kind,
+            scopes,
+            name,
+            device_name,
+            user_agent,
+            ip,
+            key_fingerprint,
+            created_at,
+            expires_at,
+        } = event
+        else {
+            return None;
+        };
+        let record = TokenRecord {
+            hash: *hash,
+            kind: *kind,
+            scopes: scopes.clone(),
+            name: name.clone(),
+            device_name: device_name.clone(),
+            user_agent: user_agent.clone(),
+            ip: *ip,
+            key_fingerprint: key_fingerprint.clone(),
+            created_at: *created_at,
+            expires_at: *expires_at,
+            last_used_at: None,
+            status: TokenStatus::Live,
+        };
+        Some((*token_id, record))
+    }
+
     /// Not revoked and not swept.
     pub fn is_live(&self) -> bool {
         self.status == TokenStatus::Live
@@ -158,14 +246,6 @@ impl User {
     pub fn live_tokens(&self) -> impl Iterator<Item = (&TokenId, &TokenRecord)> {
         self.tokens.iter().filter(|(_, t)| t.is_live())
     }
-}
-
-/// Whether a token of this user may be used at `now`: the user exists and is enabled, and
-/// the token is live and not past its expiry.
-pub fn token_is_valid_at(state: &UserState, token_id: TokenId, now: Timestamp) -> bool {
-    state
-        .user()
-        .is_some_and(|u| !u.disabled && u.tokens.get(&token_id).is_some_and(|t| t.is_valid_at(now)))
 }
 
 /// What can be asked of a user stream. Each command carries its own context: `now`, and
@@ -302,6 +382,9 @@ pub enum UserError {
     /// No key with that id.
     #[error("key not found")]
     KeyNotFound,
+    /// A session minted by a key the user no longer has (removed since it signed).
+    #[error("the signing key is not the user's")]
+    SigningKeyUnknown,
     /// A user keeps at least one key.
     #[error("cannot remove the last key")]
     LastKey,
@@ -311,9 +394,15 @@ pub enum UserError {
     /// `MintToken` with a token id already used.
     #[error("token id already in use")]
     TokenExists,
-    /// `expires_at` is not after `now`.
+    /// `expires_at` is not after `now` (or a personal token's `expires_in` is 0).
     #[error("token would be expired at birth")]
     InvalidExpiry,
+    /// A personal token's `expires_in` is over [`MAX_PAT_SECS`].
+    #[error("token lifetime over 10 years")]
+    ExpiryTooFar,
+    /// A personal token's name is blank or over [`MAX_PAT_NAME_CHARS`] characters.
+    #[error("invalid token name")]
+    InvalidTokenName,
     /// No token with that id.
     #[error("token not found")]
     TokenNotFound,
@@ -321,6 +410,20 @@ pub enum UserError {
 
 impl AggregateEvent for UserEvent {
     type Decider = UserDecider;
+}
+
+/// `RecordTokenUse`: a `TokenUsed` at most every [`TOKEN_USE_INTERVAL_MS`], and only for a
+/// valid token of an enabled user.
+fn record_use(user: &User, token_id: TokenId, now: Timestamp) -> Result<Vec<UserEvent>, UserError> {
+    let token = user.tokens.get(&token_id).ok_or(UserError::TokenNotFound)?;
+    let recently_recorded = token
+        .last_used_at
+        .is_some_and(|last| now.0.saturating_sub(last.0) < TOKEN_USE_INTERVAL_MS);
+    if !recently_recorded && !user.disabled && token.is_valid_at(now) {
+        Ok(vec![UserEvent::TokenUsed { token_id, at: now }])
+    } else {
+        Ok(vec![])
+    }
 }
 
 impl Decider for UserDecider {
@@ -358,19 +461,7 @@ impl Decider for UserDecider {
             UserCommand::RemoveKey { key_id, now } => remove_key(registered(state)?, *key_id, *now),
             UserCommand::MintToken(mint) => mint_token(registered(state)?, mint),
             UserCommand::RecordTokenUse { token_id, now } => {
-                let user = registered(state)?;
-                let token = user.tokens.get(token_id).ok_or(UserError::TokenNotFound)?;
-                let recently_recorded = token
-                    .last_used_at
-                    .is_some_and(|last| now.0.saturating_sub(last.0) < TOKEN_USE_INTERVAL_MS);
-                if !recently_recorded && !user.disabled && token.is_valid_at(*now) {
-                    Ok(vec![UserEvent::TokenUsed {
-                        token_id: *token_id,
-                        at: *now,
-                    }])
-                } else {
-                    Ok(vec![])
-                }
+                record_use(registered(state)?, *token_id, *now)
             }
             UserCommand::RevokeToken {
                 token_id,
@@ -454,36 +545,10 @@ impl Decider for UserDecider {
                 added_at: *at,
             }),
             UserEvent::KeyRemoved { key_id, .. } => user.keys.retain(|k| k.key_id != *key_id),
-            UserEvent::TokenMinted {
-                token_id,
-                hash,
-                kind,
-                scopes,
-                name,
-                device_name,
-                user_agent,
-                ip,
-                key_fingerprint,
-                created_at,
-                expires_at,
-            } => {
-                user.tokens.insert(
-                    *token_id,
-                    TokenRecord {
-                        hash: *hash,
-                        kind: *kind,
-                        scopes: scopes.clone(),
-                        name: name.clone(),
-                        device_name: device_name.clone(),
-                        user_agent: user_agent.clone(),
-                        ip: *ip,
-                        key_fingerprint: key_fingerprint.clone(),
-                        created_at: *created_at,
-                        expires_at: *expires_at,
-                        last_used_at: None,
-                        status: TokenStatus::Live,
-                    },
-                );
+            UserEvent::TokenMinted { .. } => {
+                if let Some((id, record)) = TokenRecord::minted(event) {
+                    user.tokens.insert(id, record);
+                }
             }
             UserEvent::TokenUsed { token_id, at } => {
                 if let Some(t) = user.tokens.get_mut(token_id) {
@@ -602,7 +667,7 @@ fn mint_token(user: &User, cmd: &MintToken) -> Result<Vec<UserEvent>, UserError>
         .as_deref()
         .is_some_and(|fp| user.key_by_fingerprint(fp).is_some());
     if *kind == TokenKind::Session && !by_a_key_of_theirs {
-        return Err(UserError::KeyNotFound);
+        return Err(UserError::SigningKeyUnknown);
     }
     let scopes = match kind {
         TokenKind::Session => session_scopes(user.admin),

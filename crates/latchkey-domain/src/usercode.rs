@@ -168,6 +168,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the random bytes, a generated code is canonical and survives being
+        /// typed back in lower case with stray dashes and spaces.
+        #[test]
+        fn generated_codes_parse_back_however_typed(
+            random in proptest::collection::vec(proptest::num::u8::ANY, 32),
+            lower in proptest::bool::ANY,
+            seps in proptest::collection::vec(0usize..3, 8),
+        ) {
+            if let Some(code) = UserCode::generate(&random) {
+                let canonical = code.expose().to_string();
+                proptest::prop_assert_eq!(canonical.len(), 9);
+                let mut typed = String::new();
+                for (c, sep) in canonical.chars().filter(|c| *c != '-').zip(&seps) {
+                    typed.push(if lower { c.to_ascii_lowercase() } else { c });
+                    typed.push_str(["", "-", " "][*sep]);
+                }
+                proptest::prop_assert_eq!(UserCode::parse(&typed), Ok(code));
+            }
+        }
+    }
+
     #[test]
     fn debug_never_shows_the_code() {
         let code = UserCode::parse("BCDF-GHJK").unwrap();

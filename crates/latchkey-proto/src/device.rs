@@ -3,6 +3,7 @@
 //! `{"error", "error_description"}`) and `/api/native/device/*` (the approver's side,
 //! latchkey's JSON error shape).
 
+use crate::native::Scope;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -178,7 +179,7 @@ pub struct DeviceRequestInfo {
     /// The device's name.
     pub device_name: Option<String>,
     /// Requested scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// RFC 3339.
     pub requested_at: String,
     /// RFC 3339: when the request lapses.
@@ -198,7 +199,7 @@ pub struct DeviceApproveRequest {
     pub user_code: String,
     /// Narrow the requested scopes; default: all of them.
     #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<Scope>>,
     /// A device name to show instead of the device's own.
     #[serde(default)]
     pub name: Option<String>,
@@ -226,7 +227,7 @@ pub struct DeviceApproveResponse {
     /// The device name the token will carry.
     pub device_name: Option<String>,
     /// Granted scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// The device token's lifetime in seconds from its redemption; null: never expires.
     pub token_expires_in: Option<u64>,
     /// The fingerprint of the key added to your account, if any.

@@ -3,6 +3,45 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Whether a valid signature by an unknown key creates a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// The first sign-in of a new key registers its holder.
+    Open,
+    /// Unknown keys get `key_unknown`.
+    Closed,
+}
+
+/// What a token is: a session from an SSH sign-in, a device token, or a personal access
+/// token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// `lks_`: from an SSH sign-in; the only interactive credential.
+    Session,
+    /// `lkd_`: from a device authorization.
+    Device,
+    /// `lkp_`: a personal access token.
+    Personal,
+}
+
+/// What a token may do.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
+pub enum Scope {
+    /// Read rooms, history and live events.
+    #[serde(rename = "chat:read")]
+    ChatRead,
+    /// Create rooms, join, post.
+    #[serde(rename = "chat:write")]
+    ChatWrite,
+    /// The admin API (sessions of admin users only).
+    #[serde(rename = "admin")]
+    Admin,
+}
+
 /// `GET /api/native/info`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InfoResponse {
@@ -19,7 +58,7 @@ pub struct InfoResponse {
     /// Features this server offers.
     pub capabilities: Vec<String>,
     /// `open` or `closed`.
-    pub registration: String,
+    pub registration: Registration,
 }
 
 /// `POST /api/native/challenge`.
@@ -78,7 +117,7 @@ pub struct TokenResponse {
     /// Its public id.
     pub token_id: String,
     /// `session`, `device` or `personal`.
-    pub kind: String,
+    pub kind: TokenKind,
     /// RFC 3339, or null for no expiry.
     pub expires_at: Option<String>,
     /// Who signed in.
@@ -106,9 +145,9 @@ pub struct MeResponse {
     /// The presented token's id.
     pub token_id: String,
     /// `session`, `device` or `personal`.
-    pub kind: String,
+    pub kind: TokenKind,
     /// `chat:read`, `chat:write`, `admin`.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// RFC 3339, or null.
     pub expires_at: Option<String>,
     /// For a device token: the app and device it was paired with.
@@ -149,13 +188,13 @@ pub struct TokenInfo {
     /// Its id (for `DELETE /api/native/tokens/{id}`).
     pub id: String,
     /// `session`, `device` or `personal`.
-    pub kind: String,
+    pub kind: TokenKind,
     /// The name given to a personal access token.
     pub name: Option<String>,
     /// The token's type prefix (`lks_`, `lkd_`, `lkp_`), to match it to a stored secret.
     pub prefix: String,
     /// Its scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339, recorded at most every 5 minutes.
@@ -184,7 +223,7 @@ pub struct CreateTokenRequest {
     pub name: String,
     /// `chat:read` and/or `chat:write`; default both.
     #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<Scope>>,
     /// Lifetime in seconds; default: no expiry.
     #[serde(default)]
     pub expires_in: Option<u64>,
@@ -198,11 +237,11 @@ pub struct CreateTokenResponse {
     /// Its id.
     pub token_id: String,
     /// `personal`.
-    pub kind: String,
+    pub kind: TokenKind,
     /// Its name.
     pub name: String,
     /// Its scopes.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// RFC 3339, or null.
     pub expires_at: Option<String>,
 }
@@ -262,4 +301,23 @@ pub struct WsTicketResponse {
     pub ticket: String,
     /// Seconds until it lapses (30).
     pub expires_in: u64,
+}
+
+/// `POST /api/test/clock` (only on a server started with `--test-clock`; not part of the
+/// API): how far to move the server's manual clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockAdvanceRequest {
+    /// Whole seconds to move forward.
+    #[serde(default)]
+    pub advance_secs: u64,
+    /// Milliseconds to move forward, on top of `advance_secs`.
+    #[serde(default)]
+    pub advance_ms: u64,
+}
+
+/// The answer of `POST /api/test/clock`: the server's time after the move.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockResponse {
+    /// RFC 3339.
+    pub now: String,
 }

@@ -2,7 +2,7 @@
 //! lists and revokes) and `POST /api/native/pair` (a device redeems a code once), plus the
 //! QR payload format.
 
-use crate::native::UserRef;
+use crate::native::{Scope, TokenKind, UserRef};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -23,7 +23,7 @@ pub struct CreatePairingCodeRequest {
     pub user: String,
     /// A subset of `chat:read`, `chat:write`; default both.
     #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<Scope>>,
     /// Seconds, 1 to 86400; default 600. Out of range answers 400 (never clamped).
     #[serde(default)]
     pub expires_in: Option<i64>,
@@ -44,7 +44,7 @@ pub struct CreatePairingCodeResponse {
     /// Whose device token it makes.
     pub user: UserRef,
     /// Scopes the device token will carry.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// The note.
     pub note: Option<String>,
     /// RFC 3339.
@@ -63,7 +63,7 @@ pub struct PairingCodeInfo {
     /// The user the device token will belong to.
     pub user_id: String,
     /// Scopes the device token will carry.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// The note.
     pub note: Option<String>,
     /// The admin who minted it; null for the offline tool.
@@ -109,9 +109,9 @@ pub struct PairResponse {
     /// Its public id.
     pub token_id: String,
     /// `device`.
-    pub kind: String,
+    pub kind: TokenKind,
     /// Scopes it carries.
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// RFC 3339, or null for no expiry.
     pub expires_at: Option<String>,
     /// Whose it is.

@@ -3,13 +3,23 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Who may join a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomVisibility {
+    /// Anyone may find and join it.
+    Public,
+    /// The owner adds members.
+    Private,
+}
+
 /// `POST /api/native/rooms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateRoomRequest {
     /// Display name, 1..=100 characters.
     pub name: String,
     /// `public` (anyone may join) or `private` (the owner adds members).
-    pub visibility: String,
+    pub visibility: RoomVisibility,
 }
 
 /// A room.
@@ -20,7 +30,7 @@ pub struct RoomInfo {
     /// Display name.
     pub name: String,
     /// `public` or `private`.
-    pub visibility: String,
+    pub visibility: RoomVisibility,
     /// The owner's user id.
     pub owner: String,
     /// RFC 3339.
@@ -103,9 +113,17 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
+/// What `GET /api/native/rooms?discover=` lists instead of the caller's rooms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Discover {
+    /// Public rooms.
+    Public,
+}
+
 /// Query of `GET /api/native/rooms`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RoomsQuery {
     /// `public` lists public rooms instead of mine.
-    pub discover: Option<String>,
+    pub discover: Option<Discover>,
 }

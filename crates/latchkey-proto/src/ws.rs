@@ -1,18 +1,12 @@
 //! WebSocket frames (DESIGN §8): JSON text frames, `type` from the server, `op` from the
-//! client. Close codes are constants here too.
+//! client.
+//!
+//! The close codes are defined once, in `latchkey_actors::close` (the hub sends two of
+//! them, and the actors do not depend on this crate): 4000 malformed frame, 4001
+//! credential revoked or expired, 4008 slow consumer, 4029 too many frames, 1001 server
+//! shutting down.
 
 use serde::{Deserialize, Serialize};
-
-/// Close: the credential was revoked or expired, or the user was disabled.
-pub const CLOSE_CREDENTIAL: u16 = 4001;
-/// Close: the send queue overflowed (slow consumer); resume from the last seq.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
-/// Close: too many client frames.
-pub const CLOSE_RATE_LIMITED: u16 = 4029;
-/// Close: a frame that is not a valid client frame.
-pub const CLOSE_MALFORMED: u16 = 4000;
-/// Close: the server is shutting down.
-pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// A frame the server sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,9 @@ use crate::routes;
 use actix_web::middleware::{from_fn, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use latchkey_actors::clock::{ManualClock, SharedClock, SystemClock};
 use latchkey_actors::{Core, CoreConfig};
-use latchkey_store::{SledStore, StoreOptions};
+use latchkey_store::{EventStore, SledStore, StoreOptions};
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -23,29 +24,12 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// stdout once it accepts connections (tests read that line to find a port-0 server).
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     observe::init_tracing(config.log_format);
-    let store = Arc::new(
-        SledStore::open(&config.data_dir, StoreOptions::default())
-            .with_context(|| format!("opening {}", config.data_dir.display()))?,
-    );
-    let server_line = match &config.public_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => store.server_id()?.to_string(),
-    };
-    let mut core_config = CoreConfig::new(server_line);
-    core_config.registration = config.registration;
-    core_config.ip_retention = config.ip_retention;
-    core_config.challenge_ttl = config.challenge_ttl;
-    core_config.session_ttl = config.session_ttl;
-    // Built once, outside the per-worker closure: one registry, one read model, one core.
-    let core = Core::start(
-        store.clone(),
-        core_config,
-        Box::new(crate::frames::event_frame),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (clock, test_clock) = choose_clock(&config);
+    let store = open_store(&config, clock.clone())?;
+    let core = start_core(&config, &store, clock.clone())?;
     let core_data = web::Data::from(core.clone());
     let metrics = web::Data::new(Metrics::new()?);
-    let limits = web::Data::new(Limits::new(&config.limits));
+    let limits = web::Data::new(Limits::new(&config.limits, clock));
     let proxies = web::Data::new(config.trusted_proxies.clone());
     let ws_settings = web::Data::new(crate::routes::ws::WsSettings {
         resume_window: config.resume_window,
@@ -53,24 +37,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if !config.limits.enabled {
         tracing::warn!("rate limits are off (--no-rate-limit)");
     }
-    let sweep = limits.clone();
-    actix_rt::spawn(async move {
-        let mut every = actix_rt::time::interval(Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            sweep.retain_recent();
-        }
-    });
+    spawn_limit_upkeep(limits.clone());
 
     let listener =
         TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
-    let workers = if config.workers == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    } else {
-        config.workers
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
     };
     let server = HttpServer::new(move || {
         App::new()
@@ -91,6 +65,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
             .wrap(ErrorHandlers::new().default_handler(render_json))
             .wrap(from_fn(observe::access_log))
             .configure(routes::configure)
+            .configure(|cfg| {
+                if let Some(clock) = &test_clock {
+                    routes::testclock::configure(cfg, clock.clone());
+                }
+            })
             .default_service(web::to(not_found))
     })
     // Small frames (a 4001 close, a pong, one event) must not wait for the peer's delayed
@@ -106,16 +85,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     .listen(listener)?
     .run();
 
-    // SIGTERM/SIGINT: close every WebSocket with 1001 first, then stop accepting and let
-    // in-flight requests finish (up to DRAIN).
-    let handle = server.handle();
-    let hub = core.hub().clone();
-    actix_rt::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutdown signal: closing WebSockets with 1001 and draining");
-        hub.close_all(latchkey_proto::ws::CLOSE_GOING_AWAY);
-        handle.stop(true).await;
-    });
+    spawn_drain_on_signal(server.handle(), core.hub().clone());
 
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
     println!("latchkey listening on http://{addr}");
@@ -127,6 +97,86 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     store.close()?;
     tracing::info!("stopped");
     result.context("server")
+}
+
+/// The data dir's store, stamping `recorded_at` with the server's clock.
+fn open_store(config: &ServerConfig, clock: SharedClock) -> anyhow::Result<Arc<SledStore>> {
+    let options = StoreOptions {
+        clock: Arc::new(move || clock.now().0),
+        ..StoreOptions::default()
+    };
+    let store = SledStore::open(&config.data_dir, options)
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// The system clock, or (`--test-clock`) a manual one, which is returned too so that its
+/// route can move it. The store's `recorded_at` and the core read the same clock.
+fn choose_clock(config: &ServerConfig) -> (SharedClock, Option<Arc<ManualClock>>) {
+    let test_clock = config
+        .test_clock
+        .then(|| Arc::new(ManualClock::starting_now()));
+    match &test_clock {
+        Some(clock) => {
+            tracing::warn!(
+                "TEST CLOCK: time stands still and moves only through POST /api/test/clock; \
+                 never run a real server with --test-clock"
+            );
+            (clock.clone(), test_clock)
+        }
+        None => (SystemClock::shared(), None),
+    }
+}
+
+/// The core's settings from the server's, on the given clock; then the core. Built once,
+/// outside the per-worker closure: one registry, one read model, one core.
+fn start_core(
+    config: &ServerConfig,
+    store: &Arc<SledStore>,
+    clock: SharedClock,
+) -> anyhow::Result<Arc<Core>> {
+    let server_line = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => store.server_id()?.to_string(),
+    };
+    let mut core_config = CoreConfig::new(server_line);
+    core_config.registration = config.registration;
+    core_config.ip_retention = config.ip_retention;
+    core_config.challenge_ttl = config.challenge_ttl;
+    core_config.session_ttl = config.session_ttl;
+    core_config.clock = clock;
+    let core = Core::start(
+        store.clone(),
+        core_config,
+        Box::new(crate::frames::event_frame),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(core)
+}
+
+/// Drops fresh limiter keys once a minute, so that memory follows the active clients.
+fn spawn_limit_upkeep(limits: web::Data<Limits>) {
+    actix_rt::spawn(async move {
+        let mut every = actix_rt::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limits.retain_recent();
+        }
+    });
+}
+
+/// On SIGTERM/SIGINT: close every WebSocket with 1001 first, then stop accepting and let
+/// in-flight requests finish (up to DRAIN).
+fn spawn_drain_on_signal(
+    handle: actix_web::dev::ServerHandle,
+    hub: Arc<latchkey_actors::hub::Hub>,
+) {
+    actix_rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal: closing WebSockets with 1001 and draining");
+        hub.close_all(latchkey_actors::close::CLOSE_GOING_AWAY);
+        handle.stop(true).await;
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -13,12 +13,10 @@ use crate::limits::Limits;
 use crate::routes::native::client_ip;
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest};
 use latchkey_actors::{Auth, Core};
 use latchkey_domain::token::TokenPrefix;
 use latchkey_domain::{Scope, TokenKind};
-use latchkey_proto::codes;
 use std::future::{ready, Ready};
 
 /// Whether a query string carries something that looks like a credential.
@@ -114,11 +112,7 @@ fn session_only(auth: &Auth) -> Result<(), ApiError> {
     if auth.kind == TokenKind::Session {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            codes::INTERACTIVE_CREDENTIAL_REQUIRED,
-            "this route needs a session token from an SSH sign-in; personal and device tokens cannot manage credentials",
-        ))
+        Err(ApiError::interactive_credential_required())
     }
 }
 
@@ -132,11 +126,7 @@ fn scope(s: Scope, name: &'static str) -> impl FnOnce(&Auth) -> Result<(), ApiEr
         if auth.has(s) {
             Ok(())
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                codes::FORBIDDEN,
-                format!("this token lacks the {name} scope"),
-            ))
+            Err(ApiError::missing_scope(name))
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct ServerConfig {
     pub trusted_proxies: TrustedProxies,
     /// Oldest WebSocket `resume`, in events behind the head.
     pub resume_window: u64,
+    /// Test-only (`serve --test-clock`): run on a manual clock that starts at the real
+    /// time and moves only through `POST /api/test/clock`. Never on by default.
+    pub test_clock: bool,
 }
 
 impl ServerConfig {
@@ -60,6 +63,7 @@ impl ServerConfig {
             limits: LimitConfig::default(),
             trusted_proxies: TrustedProxies::none(),
             resume_window: crate::routes::ws::RESUME_WINDOW,
+            test_clock: false,
         }
     }
 }

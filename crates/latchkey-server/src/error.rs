@@ -10,8 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use latchkey_actors::device::DeviceFlowError;
-use latchkey_actors::pairing_codes::PairingCodeError;
+use latchkey_actors::error::DeviceFlowError;
 use latchkey_actors::CoreError;
 use latchkey_proto::{codes, oauth_codes, ErrorBody, OAuthError};
 use std::fmt;
@@ -29,8 +28,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with a status, a code from `latchkey_proto::codes` and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with a status, a code from `latchkey_proto::codes` and a message. Private:
+    /// other modules name the failure through the constructors below, and this file picks
+    /// the status.
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -49,6 +50,39 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, codes::UNAUTHORIZED, message)
     }
 
+    /// 404 not_found: `what` names the missing resource or route.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, what)
+    }
+
+    /// 403 forbidden: the credential lacks the scope `name`.
+    pub fn missing_scope(name: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            codes::FORBIDDEN,
+            format!("this token lacks the {name} scope"),
+        )
+    }
+
+    /// 403 interactive_credential_required: a route that needs a session from an SSH
+    /// sign-in was called with a personal or device token.
+    pub fn interactive_credential_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            codes::INTERACTIVE_CREDENTIAL_REQUIRED,
+            "this route needs a session token from an SSH sign-in; personal and device tokens cannot manage credentials",
+        )
+    }
+
+    /// 429 rate_limited with `Retry-After: retry_after_secs` (at least 1: a 0 would invite
+    /// an instant retry that is still refused).
+    pub fn rate_limited(retry_after_secs: u64, message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
+        }
+    }
+
     /// 503 with Retry-After.
     pub fn unavailable(message: impl Into<String>, retry_after: u64) -> Self {
         Self {
@@ -57,10 +91,9 @@ impl ApiError {
         }
     }
 
-    /// The same error, answered with `Retry-After: secs` (used for 429 `rate_limited`).
-    pub fn with_retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
-        self
+    /// The `Retry-After` seconds, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// The error code.
@@ -125,6 +158,9 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound(_) => Self::new(S::NOT_FOUND, codes::NOT_FOUND, msg),
             CoreError::NotAMember => Self::new(S::FORBIDDEN, codes::NOT_A_MEMBER, msg),
             CoreError::Conflict(_) => Self::new(S::CONFLICT, codes::CONFLICT, msg),
+            CoreError::PairingCodeInvalid => {
+                Self::new(S::UNAUTHORIZED, codes::PAIRING_CODE_INVALID, msg)
+            }
             CoreError::Busy => Self::unavailable(msg, 1),
             CoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
@@ -132,6 +168,14 @@ impl From<CoreError> for ApiError {
             }
         }
     }
+}
+
+/// A 503 whose body is `body` rather than the error shape, with `Retry-After: 1` (`/readyz`
+/// while the read models catch up).
+pub fn not_ready<T: serde::Serialize>(body: &T) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, "1"))
+        .json(body)
 }
 
 /// Maps JSON body failures: too large → 413, anything else → 400 without echoing input.
@@ -177,7 +221,7 @@ fn describe_json(e: &serde_json::Error) -> String {
 
 /// Maps path parameter failures to 404: a malformed id names no resource.
 pub fn path_error(_err: PathError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such resource").into()
+    ApiError::not_found("no such resource").into()
 }
 
 /// Maps query string failures to 400.
@@ -187,7 +231,7 @@ pub fn query_error(_err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Er
 
 /// 404 for every unknown route.
 pub async fn not_found() -> HttpResponse {
-    ApiError::new(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route").error_response()
+    ApiError::not_found("no such route").error_response()
 }
 
 /// Last resort: any error response that is not JSON yet (405 from a resource, 413 from a
@@ -410,23 +454,6 @@ impl From<DeviceFlowError> for ApiError {
                 format!("the request is no longer pending: {msg}"),
             ),
             F::Core(core) => core.into(),
-        }
-    }
-}
-
-/// Pairing-code failures (`/api/admin/pairing-codes`, `/api/native/pair`). Every refused
-/// redemption of a code answers the same 401 body, whatever the reason.
-impl From<PairingCodeError> for ApiError {
-    fn from(e: PairingCodeError) -> Self {
-        use PairingCodeError as P;
-        use StatusCode as S;
-        let msg = e.to_string();
-        match e {
-            P::InvalidRequest(_) => Self::invalid(msg),
-            P::Invalid => Self::new(S::UNAUTHORIZED, codes::PAIRING_CODE_INVALID, msg),
-            P::UserNotFound | P::NotFound => Self::new(S::NOT_FOUND, codes::NOT_FOUND, msg),
-            P::NotPending | P::KeyTaken => Self::new(S::CONFLICT, codes::CONFLICT, msg),
-            P::Core(core) => core.into(),
         }
     }
 }

@@ -8,7 +8,6 @@
 //! status codes. Wire types come from `latchkey-proto`, converted by hand in `convert`.
 //!
 //! # Layout
-//! - `admin`: admin reads and offline writes over the log, shared with `latchkey admin`.
 //! - `config`: `ServerConfig`, what `latchkey serve` passes in.
 //! - `app`: builds the store, the core and the `HttpServer`, and runs it until SIGTERM.
 //! - `auth`: credential extractors (bearer header only; a token in the URL is refused).
@@ -22,7 +21,6 @@
 //! - `observe`: tracing setup, the access log (path without query, secrets redacted),
 //!   Prometheus metrics.
 
-pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod client_ip;

@@ -37,13 +37,12 @@
 //! it once a minute from a background task.
 
 use crate::error::ApiError;
-use actix_web::http::StatusCode;
 use dashmap::DashMap;
-use governor::clock::{Clock, DefaultClock, Reference};
+use governor::clock::{Clock, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{NotUntil, Quota, RateLimiter};
-use latchkey_proto::codes;
+use latchkey_actors::clock::SharedClock;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -231,15 +230,36 @@ impl StrLimit {
     }
 }
 
+/// The limiters' clock: the core's injected clock, read through its monotonic side, so a
+/// test that moves a manual clock moves every limiter with it.
+#[derive(Clone, Debug)]
+pub struct CoreClock(SharedClock);
+
+impl CoreClock {
+    /// The limiters' view of `clock`.
+    pub fn new(clock: SharedClock) -> Self {
+        Self(clock)
+    }
+}
+
+impl Clock for CoreClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
 /// A keyed limiter on the clock `C`.
 type Keyed<K, C> = RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
 /// Every rate limiter of the server; share one behind `web::Data`.
 ///
-/// `C` is the clock: the monotonic clock in the server, `governor::clock::FakeRelativeClock`
-/// in tests, so that recovery is tested without sleeping.
+/// `C` is the clock: the core's clock in the server (the system clock, or the manual one
+/// of `serve --test-clock`), `governor::clock::FakeRelativeClock` in unit tests, so that
+/// recovery is tested without sleeping.
 #[derive(Debug)]
-pub struct Limits<C: Clock = DefaultClock> {
+pub struct Limits<C: Clock = CoreClock> {
     /// `None` when limits are off.
     on: Option<Enabled<C>>,
 }
@@ -263,15 +283,15 @@ struct Enabled<C: Clock> {
     blocked: DashMap<IpAddr, C::Instant>,
 }
 
-impl Limits<DefaultClock> {
-    /// The limits of `config`, on the monotonic clock.
-    pub fn new(config: &LimitConfig) -> Self {
-        Self::with_clock(config, DefaultClock::default())
+impl Limits<CoreClock> {
+    /// The limits of `config`, on the core's clock.
+    pub fn new(config: &LimitConfig, clock: SharedClock) -> Self {
+        Self::with_clock(config, CoreClock::new(clock))
     }
 
     /// No limits at all (`--no-rate-limit`).
     pub fn disabled() -> Self {
-        Self::new(&LimitConfig::disabled())
+        Self { on: None }
     }
 }
 
@@ -433,22 +453,16 @@ impl<C: Clock> Enabled<C> {
     /// The 429 for a refused check.
     fn refuse(&self, nu: &NotUntil<C::Instant>, what: &str, per: &str) -> ApiError {
         let secs = retry_secs(nu.wait_time_from(self.clock.now()));
-        rate_limited(secs, format!("too many {what}{per}; retry in {secs} s"))
+        ApiError::rate_limited(secs, format!("too many {what}{per}; retry in {secs} s"))
     }
 }
 
 fn failed_auth_error(wait: Duration) -> ApiError {
     let secs = retry_secs(wait);
-    rate_limited(
+    ApiError::rate_limited(
         secs,
         format!("too many failed authentications from this address; retry in {secs} s"),
     )
-}
-
-/// 429 `rate_limited` with `Retry-After: retry_after_secs`.
-pub fn rate_limited(retry_after_secs: u64, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message)
-        .with_retry_after(retry_after_secs.max(1))
 }
 
 /// Whole seconds, rounded up, at least 1: `Retry-After: 0` would invite an instant retry
@@ -474,8 +488,10 @@ fn ip_key(ip: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
     use actix_web::http::header::RETRY_AFTER;
+    use actix_web::http::StatusCode;
     use actix_web::ResponseError;
     use governor::clock::FakeRelativeClock;
+    use latchkey_proto::codes;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -715,6 +731,6 @@ mod tests {
         assert_eq!(retry_secs(Duration::from_millis(1)), 1);
         assert_eq!(retry_secs(Duration::from_secs(2)), 2);
         assert_eq!(retry_secs(Duration::from_millis(2001)), 3);
-        assert_eq!(retry_after(&rate_limited(0, "x")), 1);
+        assert_eq!(retry_after(&ApiError::rate_limited(0, "x")), 1);
     }
 }

@@ -11,7 +11,6 @@ use actix_web::middleware::Next;
 use actix_web::web;
 use latchkey_actors::Core;
 use latchkey_domain::token::TokenPrefix;
-use latchkey_store::EventStore;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use std::sync::atomic::Ordering;
 use std::time::Instant;

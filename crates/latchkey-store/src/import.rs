@@ -1,7 +1,7 @@
 //! Importing a log: envelopes written back byte for byte into an empty store, checked on
 //! the way (contiguous seqs, an unbroken hash chain, every payload decodes), so an export
-//! re-imported elsewhere is the same log, hashes and all. Also the prefix copy behind
-//! `latchkey admin replay`.
+//! re-imported elsewhere is the same log, hashes and all. The prefix copy behind `latchkey admin
+//! replay` is `crate::copy_prefix` on top of it.
 
 use crate::codec::u64_key;
 use crate::envelope::{self, Recorded};
@@ -19,10 +19,10 @@ impl SledStore {
     /// is decoded and checked against the chain before anything is written; the data is
     /// flushed and fsynced at the end. Returns the number of events written. `progress` is
     /// called with each seq.
-    pub fn import_envelopes(
+    pub(crate) fn import_all(
         &self,
-        envelopes: impl IntoIterator<Item = StoreResult<Vec<u8>>>,
-        mut progress: impl FnMut(u64),
+        envelopes: &mut dyn Iterator<Item = StoreResult<Vec<u8>>>,
+        progress: &mut dyn FnMut(u64),
     ) -> StoreResult<u64> {
         if self.head() != 0 {
             return Err(StoreError::Encode(
@@ -98,19 +98,5 @@ impl SledStore {
         let written = expected - 1;
         self.publish_head(written);
         Ok(written)
-    }
-
-    /// Copies the log of `self` up to and including `to` into `into` (an empty store).
-    pub fn copy_prefix(
-        &self,
-        into: &SledStore,
-        to: u64,
-        progress: impl FnMut(u64),
-    ) -> StoreResult<u64> {
-        let source = self.log_tree().range(..=u64_key(to)).map(|kv| {
-            kv.map(|(_, v)| v.to_vec())
-                .map_err(|e| StoreError::from_sled(e, self.dir()))
-        });
-        into.import_envelopes(source, progress)
     }
 }

@@ -6,6 +6,7 @@
 //! and acknowledges only after the data is durable. It runs on its own OS thread because
 //! sled calls block.
 
+use crate::clock::WallClock;
 use crate::codec::{self, u64_key};
 use crate::envelope::{self, Envelope, FORMAT};
 use crate::error::{AppendError, StoreError, StoreResult};
@@ -20,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -100,13 +101,6 @@ pub(crate) fn encode_head(version: u64, seq: u64) -> [u8; 16] {
     b
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 struct Writer {
     inner: Arc<Inner>,
     data_file: Option<File>,
@@ -114,6 +108,8 @@ struct Writer {
     chain_head: [u8; 32],
     last_recorded_at: i64,
     retention: Duration,
+    /// Stamps `recorded_at` and ages command ids (the injected wall clock).
+    clock: WallClock,
     last_prune: Instant,
     /// Set after a failed flush or fsync: every later append is refused until restart.
     poisoned: bool,
@@ -171,6 +167,7 @@ pub(crate) fn start(
         chain_head,
         last_recorded_at,
         retention: opts.command_retention,
+        clock: opts.clock.clone(),
         last_prune: Instant::now(),
         poisoned: false,
     };
@@ -362,6 +359,10 @@ impl Writer {
         }
     }
 
+    // tidy: long function: one group commit is stage every request, write the group
+    // durably once, then publish the head and acknowledge; kept in one body so that order
+    // (nothing acknowledged before the fsync, the head published before any ack) reads
+    // top to bottom in one place.
     fn commit_group(&mut self, group: Vec<(AppendRequest, Reply)>) {
         let mut log = sled::Batch::default();
         let mut streams = sled::Batch::default();
@@ -371,7 +372,7 @@ impl Writer {
         let mut cmd_overlay: HashMap<Uuid, CommandRecord> = HashMap::new();
         let mut seq = self.head;
         let mut chain = self.chain_head;
-        let recorded_at = Timestamp(now_ms().max(self.last_recorded_at));
+        let recorded_at = Timestamp((self.clock)().max(self.last_recorded_at));
         let mut outcomes = Vec::with_capacity(group.len());
         let mut events_written = 0u64;
 
@@ -520,7 +521,7 @@ impl Writer {
     /// Forgets command ids older than the retention (bounded idempotency memory).
     fn prune_commands(&mut self) {
         self.last_prune = Instant::now();
-        let cutoff = now_ms() - self.retention.as_millis() as i64;
+        let cutoff = (self.clock)() - self.retention.as_millis() as i64;
         let mut batch = sled::Batch::default();
         let mut n = 0usize;
         for (k, v) in self.inner.trees.commands.iter().flatten() {

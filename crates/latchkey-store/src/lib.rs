@@ -16,6 +16,7 @@
 //! - `import`: envelopes written back byte for byte (export/import, replay copies).
 //! - `verify`: the hash-chain and consistency check behind `latchkey admin verify`.
 
+pub mod clock;
 pub mod codec;
 pub mod envelope;
 pub mod error;
@@ -28,12 +29,15 @@ pub mod verify;
 
 pub use envelope::{Envelope, Recorded};
 pub use error::{AppendError, StoreError, StoreResult};
-pub use sled_store::{SledStore, StoreOptions};
+pub use sled_store::{JournalStats, SledStore, StoreOptions};
 
 use latchkey_domain::{Actor, Event, StreamId};
+use projection::ReadModel;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 use uuid::Uuid;
+use verify::VerifyReport;
 
 /// What the writer expects a stream's current version to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +84,9 @@ pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Appended, AppendError
 /// An iterator over recorded events, in order.
 pub type EventIter<'a> = Box<dyn Iterator<Item = StoreResult<Recorded>> + Send + 'a>;
 
+/// An iterator over stored envelopes as their exact bytes, with their seqs, in order.
+pub type RawIter<'a> = Box<dyn Iterator<Item = StoreResult<(u64, Vec<u8>)>> + Send + 'a>;
+
 /// The event log, whatever its backend (sled now; NATS JetStream later, DESIGN §11).
 pub trait EventStore: Send + Sync {
     /// Appends events after checking the expected version. Resolves after the events are
@@ -97,6 +104,64 @@ pub trait EventStore: Send + Sync {
 
     /// The newest durable seq (0 for an empty log).
     fn head(&self) -> u64;
+
+    /// Blocks until the durable head is above `seq` or `timeout` passes; returns the head.
+    fn wait_for_head_above(&self, seq: u64, timeout: Duration) -> u64;
+
+    /// Appends and blocks until the result is known (for tools and threads without a runtime).
+    fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError>;
+
+    /// The stream's current (version, seq of its last event); `(0, 0)` for a new stream.
+    fn stream_head(&self, stream: &StreamId) -> StoreResult<(u64, u64)>;
+
+    /// The hash of the newest envelope (all zeros for an empty log).
+    fn chain_head(&self) -> StoreResult<[u8; 32]>;
+
+    /// Every stored envelope with seq >= `from_seq`, byte for byte (export, replay copies).
+    fn read_raw(&self, from_seq: u64) -> StoreResult<RawIter<'_>>;
+
+    /// Appends stored envelope bytes, in order, to this store, which must be empty; each
+    /// is checked against the chain first. Returns the number written; `progress` gets
+    /// each seq.
+    fn import_envelopes(
+        &self,
+        envelopes: &mut dyn Iterator<Item = StoreResult<Vec<u8>>>,
+        progress: &mut dyn FnMut(u64),
+    ) -> StoreResult<u64>;
+
+    /// Checks the hash chain, seqs, stream versions and read-model checkpoints.
+    fn verify(&self, progress: &mut dyn FnMut(u64)) -> StoreResult<VerifyReport>;
+
+    /// Opens (creating) the read model `name`: the storage a projection writes and its
+    /// queries read (DESIGN §3).
+    fn read_model(&self, name: &str) -> StoreResult<ReadModel>;
+
+    /// The names of every read model the store holds.
+    fn read_model_names(&self) -> StoreResult<Vec<String>>;
+
+    /// Bytes the store takes on disk.
+    fn size_on_disk(&self) -> u64;
+
+    /// Journal counters (flushes vs appends), for metrics and benchmarks.
+    fn stats(&self) -> &JournalStats;
+
+    /// The server id stored at creation.
+    fn server_id(&self) -> StoreResult<Uuid>;
+}
+
+/// Copies the log of `from` up to and including `to` into `into` (an empty store), byte
+/// for byte: what `latchkey admin replay` builds its read models from.
+pub fn copy_prefix(
+    from: &dyn EventStore,
+    into: &dyn EventStore,
+    to: u64,
+    progress: &mut dyn FnMut(u64),
+) -> StoreResult<u64> {
+    let mut source = from
+        .read_raw(1)?
+        .take_while(|r| r.as_ref().map_or(true, |(seq, _)| *seq <= to))
+        .map(|r| r.map(|(_, bytes)| bytes));
+    into.import_envelopes(&mut source, progress)
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 use crate::codec::{key_u64, u64_key};
 use crate::envelope::Recorded;
 use crate::error::{StoreError, StoreResult};
-use crate::sled_store::SledStore;
 use crate::EventStore;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +34,8 @@ pub struct ReadModel {
 }
 
 impl ReadModel {
-    /// Opens (creating) the tree `rm/<name>`.
-    pub fn open(db: &sled::Db, name: &str) -> StoreResult<Self> {
+    /// Opens (creating) the tree `rm/<name>` (through `EventStore::read_model`).
+    pub(crate) fn open(db: &sled::Db, name: &str) -> StoreResult<Self> {
         let tree = db
             .open_tree(format!("{TREE_PREFIX}{name}"))
             .map_err(|e| StoreError::Sled(e.to_string()))?;
@@ -57,15 +56,26 @@ impl ReadModel {
     }
 
     /// Reads one key.
-    pub fn get(&self, key: &[u8]) -> StoreResult<Option<sled::IVec>> {
+    pub fn get(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
         self.tree
             .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
             .map_err(|e| StoreError::Sled(e.to_string()))
     }
 
-    /// The raw tree, for prefix scans by readers.
-    pub fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// Every row whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Rows {
+        Rows(self.tree.scan_prefix(prefix))
+    }
+
+    /// Every row with `lo <= key < hi`, in key order (reversible).
+    pub fn range(&self, lo: &[u8], hi: &[u8]) -> Rows {
+        Rows(self.tree.range(lo..hi))
+    }
+
+    /// Every row, checkpoint included (for `rebuild`'s comparison).
+    pub fn iter(&self) -> Rows {
+        Rows(self.tree.iter())
     }
 
     /// Deletes every key, checkpoint included (for a rebuild).
@@ -76,8 +86,30 @@ impl ReadModel {
     }
 }
 
+/// Rows of a read model: (key, value) pairs in key order.
+pub struct Rows(sled::Iter);
+
+fn row(kv: sled::Result<(sled::IVec, sled::IVec)>) -> StoreResult<(Vec<u8>, Vec<u8>)> {
+    kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .map_err(|e| StoreError::Sled(e.to_string()))
+}
+
+impl Iterator for Rows {
+    type Item = StoreResult<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(row)
+    }
+}
+
+impl DoubleEndedIterator for Rows {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(row)
+    }
+}
+
 /// Reads the checkpoint stored in a read-model tree.
-pub fn checkpoint_of(tree: &sled::Tree) -> StoreResult<u64> {
+pub(crate) fn checkpoint_of(tree: &sled::Tree) -> StoreResult<u64> {
     let v = tree
         .get(CHECKPOINT_KEY)
         .map_err(|e| StoreError::Sled(e.to_string()))?;
@@ -103,7 +135,7 @@ impl<'a> ReadModelWriter<'a> {
         if let Some(v) = self.pending.get(key) {
             return Ok(v.clone());
         }
-        Ok(self.model.get(key)?.map(|v| v.to_vec()))
+        self.model.get(key)
     }
 
     /// Sets a key. Keys starting with 0x00 are reserved for the store.
@@ -166,7 +198,7 @@ pub type AfterApply = Box<dyn FnMut(&[Recorded]) + Send>;
 
 /// Feeds projections from the log, in seq order.
 pub struct Projector {
-    store: Arc<SledStore>,
+    store: Arc<dyn EventStore>,
     projections: Vec<(Box<dyn Projection>, ReadModel)>,
     applied: watch::Sender<u64>,
     after: Option<AfterApply>,
@@ -174,10 +206,13 @@ pub struct Projector {
 
 impl Projector {
     /// Prepares the projections; each resumes from its own checkpoint.
-    pub fn new(store: Arc<SledStore>, projections: Vec<Box<dyn Projection>>) -> StoreResult<Self> {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        projections: Vec<Box<dyn Projection>>,
+    ) -> StoreResult<Self> {
         let mut with_models = Vec::with_capacity(projections.len());
         for p in projections {
-            let model = ReadModel::open(store.db(), p.name())?;
+            let model = store.read_model(p.name())?;
             with_models.push((p, model));
         }
         let mut min = u64::MAX;
@@ -325,7 +360,7 @@ impl Drop for ProjectorHandle {
 }
 
 /// Every read-model tree in the db with its checkpoint, for `verify` and `stats`.
-pub fn checkpoints(db: &sled::Db) -> StoreResult<Vec<(String, u64)>> {
+pub(crate) fn checkpoints(db: &sled::Db) -> StoreResult<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for name in db.tree_names() {
         let name = String::from_utf8_lossy(&name).to_string();

@@ -5,12 +5,15 @@
 //! stored result), and one `rm/<projection>` tree per read model. Never a tree per entity.
 //! Writes go through the journal thread only; reads go straight to sled.
 
+use crate::clock::WallClock;
 use crate::codec::{self, key_u64, u64_key};
 use crate::envelope::Recorded;
 use crate::error::{AppendError, StoreError, StoreResult};
 use crate::journal::{self, JournalHandle};
 use crate::lock::DataDirLock;
-use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore};
+use crate::projection::{ReadModel, TREE_PREFIX};
+use crate::verify::VerifyReport;
+use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore, RawIter};
 use latchkey_domain::StreamId;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -19,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 /// Tunables of the store. `Default` is what `latchkey serve` uses.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// sled's page cache, in bytes.
     pub cache_capacity: u64,
@@ -32,6 +35,20 @@ pub struct StoreOptions {
     /// `sync_data()` on sled's data file after each group flush (DESIGN §3). Only the
     /// append benchmark turns this off, to measure its cost.
     pub sync_data: bool,
+    /// The wall clock that stamps `recorded_at`: the system clock unless injected.
+    pub clock: WallClock,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("cache_capacity", &self.cache_capacity)
+            .field("max_batch", &self.max_batch)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("command_retention", &self.command_retention)
+            .field("sync_data", &self.sync_data)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for StoreOptions {
@@ -42,6 +59,7 @@ impl Default for StoreOptions {
             queue_capacity: 16 * 1024,
             command_retention: Duration::from_secs(24 * 3600),
             sync_data: true,
+            clock: crate::clock::system(),
         }
     }
 }
@@ -179,46 +197,6 @@ impl SledStore {
         &self.inner.trees
     }
 
-    /// Journal counters (flushes vs appends).
-    pub fn stats(&self) -> &JournalStats {
-        &self.inner.stats
-    }
-
-    /// The server id stored in `meta` at creation.
-    pub fn server_id(&self) -> StoreResult<uuid::Uuid> {
-        let v = self.sled(self.inner.trees.meta.get(journal::META_SERVER_ID))?;
-        v.and_then(|b| uuid::Uuid::from_slice(&b).ok())
-            .ok_or_else(|| StoreError::Corruption {
-                path: "tree meta".into(),
-                detail: "server_id is missing".into(),
-            })
-    }
-
-    /// The hash of the newest envelope (all zeros for an empty log).
-    pub fn chain_head(&self) -> StoreResult<[u8; 32]> {
-        let v = self.sled(self.inner.trees.meta.get(journal::META_CHAIN_HEAD))?;
-        Ok(v.and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
-            .unwrap_or(crate::envelope::GENESIS))
-    }
-
-    /// Blocks until the durable head is above `seq` or `timeout` passes; returns the head.
-    pub fn wait_for_head_above(&self, seq: u64, timeout: Duration) -> u64 {
-        let (lock, cv) = &self.inner.head.blocking;
-        let Ok(guard) = lock.lock() else {
-            return self.head();
-        };
-        match cv.wait_timeout_while(guard, timeout, |h| *h <= seq) {
-            Ok((g, _)) => *g,
-            Err(_) => self.head(),
-        }
-    }
-
-    /// Appends and blocks until the result is known (for tools and threads without a runtime).
-    pub fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        let rx = self.submit(req)?;
-        rx.blocking_recv().map_err(|_| StoreError::Closed)?
-    }
-
     fn submit(
         &self,
         req: AppendRequest,
@@ -226,12 +204,6 @@ impl SledStore {
         let guard = self.journal.lock().map_err(|_| StoreError::Closed)?;
         let journal = guard.as_ref().ok_or(StoreError::Closed)?;
         journal.submit(req)
-    }
-
-    /// The stream's current (version, seq of its last event); `(0, 0)` for a new stream.
-    pub fn stream_head(&self, stream: &StreamId) -> StoreResult<(u64, u64)> {
-        let v = self.sled(self.inner.trees.heads.get(stream.as_str().as_bytes()))?;
-        Ok(v.map(|b| journal::decode_head(&b)).unwrap_or((0, 0)))
     }
 
     /// Flushes sled and fsyncs its data file (for bulk writes outside the journal).
@@ -363,6 +335,112 @@ impl EventStore for SledStore {
     fn head(&self) -> u64 {
         *self.inner.head.tx.borrow()
     }
+
+    fn wait_for_head_above(&self, seq: u64, timeout: Duration) -> u64 {
+        let (lock, cv) = &self.inner.head.blocking;
+        let Ok(guard) = lock.lock() else {
+            return self.head();
+        };
+        match cv.wait_timeout_while(guard, timeout, |h| *h <= seq) {
+            Ok((g, _)) => *g,
+            Err(_) => self.head(),
+        }
+    }
+
+    fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError> {
+        let rx = self.submit(req)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn stream_head(&self, stream: &StreamId) -> StoreResult<(u64, u64)> {
+        let v = self.sled(self.inner.trees.heads.get(stream.as_str().as_bytes()))?;
+        Ok(v.map(|b| journal::decode_head(&b)).unwrap_or((0, 0)))
+    }
+
+    fn chain_head(&self) -> StoreResult<[u8; 32]> {
+        let v = self.sled(self.inner.trees.meta.get(journal::META_CHAIN_HEAD))?;
+        Ok(v.and_then(|b| <[u8; 32]>::try_from(b.as_ref()).ok())
+            .unwrap_or(crate::envelope::GENESIS))
+    }
+
+    fn read_raw(&self, from_seq: u64) -> StoreResult<RawIter<'_>> {
+        let iter = self
+            .inner
+            .trees
+            .log
+            .range(u64_key(from_seq.max(1))..)
+            .map(move |entry| {
+                let (k, v) = self.sled(entry)?;
+                let seq = key_u64(&k).ok_or_else(|| StoreError::Corruption {
+                    path: "tree log".into(),
+                    detail: "a key is not 8 bytes".into(),
+                })?;
+                Ok((seq, v.to_vec()))
+            });
+        Ok(Box::new(iter))
+    }
+
+    fn import_envelopes(
+        &self,
+        envelopes: &mut dyn Iterator<Item = StoreResult<Vec<u8>>>,
+        progress: &mut dyn FnMut(u64),
+    ) -> StoreResult<u64> {
+        self.import_all(envelopes, progress)
+    }
+
+    fn verify(&self, progress: &mut dyn FnMut(u64)) -> StoreResult<VerifyReport> {
+        crate::verify::verify(self, progress)
+    }
+
+    fn read_model(&self, name: &str) -> StoreResult<ReadModel> {
+        ReadModel::open(&self.inner.db, name)
+    }
+
+    fn read_model_names(&self) -> StoreResult<Vec<String>> {
+        Ok(self
+            .inner
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| {
+                String::from_utf8_lossy(n)
+                    .strip_prefix(TREE_PREFIX)
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+
+    fn size_on_disk(&self) -> u64 {
+        dir_size(&self.dir)
+    }
+
+    fn stats(&self) -> &JournalStats {
+        &self.inner.stats
+    }
+
+    fn server_id(&self) -> StoreResult<uuid::Uuid> {
+        let v = self.sled(self.inner.trees.meta.get(journal::META_SERVER_ID))?;
+        v.and_then(|b| uuid::Uuid::from_slice(&b).ok())
+            .ok_or_else(|| StoreError::Corruption {
+                path: "tree meta".into(),
+                detail: "server_id is missing".into(),
+            })
+    }
+}
+
+/// Bytes under a directory.
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Decodes a stored command record (used by the journal).

@@ -5,7 +5,8 @@ use crate::codec::key_u64;
 use crate::envelope::{self, Envelope};
 use crate::error::StoreResult;
 use crate::projection;
-use crate::sled_store::{stream_key, SledStore};
+use crate::sled_store::{stream_key, SledStore, Trees};
+use crate::EventStore;
 use std::collections::HashMap;
 
 /// One thing wrong with the log.
@@ -37,69 +38,68 @@ impl VerifyReport {
     }
 }
 
-/// Walks the whole log. `progress` is called with each seq read.
-pub fn verify(store: &SledStore, mut progress: impl FnMut(u64)) -> StoreResult<VerifyReport> {
-    let trees = store.trees();
-    let mut report = VerifyReport::default();
-    let problem = |report: &mut VerifyReport, seq: Option<u64>, message: String| {
-        report.problems.push(Problem { seq, message });
-    };
-    let mut streams: HashMap<String, (u64, u64)> = HashMap::new();
-    let mut prev: Option<(u64, [u8; 32])> = None;
-    let mut expected_seq = 1u64;
+/// The state of one verification walk.
+struct Walk<'a> {
+    trees: &'a Trees,
+    report: VerifyReport,
+    /// Each stream's (version, seq) as seen in the log.
+    streams: HashMap<String, (u64, u64)>,
+    /// The previous envelope's seq and hash.
+    prev: Option<(u64, [u8; 32])>,
+    expected_seq: u64,
+}
 
-    for entry in trees.log.iter() {
-        let (k, bytes) = entry.map_err(|e| crate::StoreError::from_sled(e, store.dir()))?;
-        let Some(seq) = key_u64(&k) else {
-            problem(&mut report, None, "a log key is not 8 bytes".into());
-            continue;
-        };
-        progress(seq);
-        report.events += 1;
-        report.head = seq;
-        if seq != expected_seq {
-            problem(
-                &mut report,
+impl Walk<'_> {
+    fn problem(&mut self, seq: Option<u64>, message: String) {
+        self.report.problems.push(Problem { seq, message });
+    }
+
+    /// Checks one log entry: seq, hash chain, then the envelope itself.
+    fn entry(&mut self, seq: u64, bytes: &[u8]) {
+        self.report.events += 1;
+        self.report.head = seq;
+        if seq != self.expected_seq {
+            let expected = self.expected_seq;
+            self.problem(
                 Some(seq),
-                format!("seqs are not contiguous: expected {expected_seq}, found {seq}"),
+                format!("seqs are not contiguous: expected {expected}, found {seq}"),
             );
         }
-        expected_seq = seq + 1;
-        let hash = envelope::hash(&bytes);
-        let env = match crate::codec::decode::<Envelope>(&bytes, &format!("log seq {seq}")) {
+        self.expected_seq = seq + 1;
+        let hash = envelope::hash(bytes);
+        let env = match crate::codec::decode::<Envelope>(bytes, &format!("log seq {seq}")) {
             Ok(env) => env,
             Err(e) => {
-                problem(
-                    &mut report,
-                    Some(seq),
-                    format!("envelope does not decode: {e}"),
-                );
-                prev = Some((seq, hash));
-                continue;
+                self.problem(Some(seq), format!("envelope does not decode: {e}"));
+                self.prev = Some((seq, hash));
+                return;
             }
         };
-        let prev_hash = prev.map(|(_, h)| h).unwrap_or(envelope::GENESIS);
+        let prev_hash = self.prev.map(|(_, h)| h).unwrap_or(envelope::GENESIS);
         if env.prev_hash != prev_hash {
-            let (at, message) = match prev {
+            let (at, message) = match self.prev {
                 Some((p, _)) => (
                     p,
                     format!("hash chain breaks at seq {p}: its stored bytes do not match the prev_hash recorded by seq {seq}"),
                 ),
                 None => (seq, format!("hash chain breaks at seq {seq}: the first envelope's prev_hash is not zero")),
             };
-            problem(&mut report, Some(at), message);
+            self.problem(Some(at), message);
         }
-        prev = Some((seq, hash));
+        self.prev = Some((seq, hash));
+        self.envelope(seq, &env);
+    }
+
+    /// Checks an envelope's seq, payload, stream version and stream index entry.
+    fn envelope(&mut self, seq: u64, env: &Envelope) {
         if env.seq != seq {
-            problem(
-                &mut report,
+            self.problem(
                 Some(seq),
                 format!("envelope says seq {} under key {seq}", env.seq),
             );
         }
         match env.event() {
-            Ok(ev) if ev.event_type() != env.event_type => problem(
-                &mut report,
+            Ok(ev) if ev.event_type() != env.event_type => self.problem(
                 Some(seq),
                 format!(
                     "event_type {} does not match its payload ({})",
@@ -108,28 +108,23 @@ pub fn verify(store: &SledStore, mut progress: impl FnMut(u64)) -> StoreResult<V
                 ),
             ),
             Ok(_) => {}
-            Err(e) => problem(
-                &mut report,
-                Some(seq),
-                format!("payload does not decode: {e}"),
-            ),
+            Err(e) => self.problem(Some(seq), format!("payload does not decode: {e}")),
         }
-        let head = streams.entry(env.stream.0.clone()).or_insert((0, 0));
-        if env.version != head.0 + 1 {
-            problem(
-                &mut report,
+        let head = self.streams.entry(env.stream.0.clone()).or_insert((0, 0));
+        let last = head.0;
+        *head = (env.version, seq);
+        if env.version != last + 1 {
+            self.problem(
                 Some(seq),
                 format!(
-                    "stream {} jumps from version {} to {}",
-                    env.stream, head.0, env.version
+                    "stream {} jumps from version {last} to {}",
+                    env.stream, env.version
                 ),
             );
         }
-        *head = (env.version, seq);
-        match trees.streams.get(stream_key(&env.stream, env.version)) {
+        match self.trees.streams.get(stream_key(&env.stream, env.version)) {
             Ok(Some(v)) if key_u64(&v) == Some(seq) => {}
-            _ => problem(
-                &mut report,
+            _ => self.problem(
                 Some(seq),
                 format!(
                     "stream index of {} v{} does not point at seq {seq}",
@@ -139,48 +134,80 @@ pub fn verify(store: &SledStore, mut progress: impl FnMut(u64)) -> StoreResult<V
         }
     }
 
-    if let Some((seq, hash)) = prev {
+    /// Checks `heads` against the streams seen in the log, both ways.
+    fn heads(&mut self) {
+        for entry in self.trees.heads.iter() {
+            let Ok((k, v)) = entry else { continue };
+            let name = String::from_utf8_lossy(&k).to_string();
+            let stored = crate::journal::decode_head(&v);
+            match self.streams.get(&name).copied() {
+                Some(seen) if seen == stored => {}
+                Some(seen) => self.problem(
+                    Some(seen.1),
+                    format!("heads says {name} is at (version {}, seq {}), the log says (version {}, seq {})", stored.0, stored.1, seen.0, seen.1),
+                ),
+                None => self.problem(None, format!("heads names {name}, which has no events")),
+            }
+        }
+        let missing: Vec<String> = self
+            .streams
+            .keys()
+            .filter(|name| {
+                self.trees
+                    .heads
+                    .get(name.as_bytes())
+                    .ok()
+                    .flatten()
+                    .is_none()
+            })
+            .cloned()
+            .collect();
+        for name in missing {
+            self.problem(None, format!("stream {name} has no entry in heads"));
+        }
+    }
+}
+
+/// Walks the whole log. `progress` is called with each seq read.
+pub(crate) fn verify(
+    store: &SledStore,
+    progress: &mut dyn FnMut(u64),
+) -> StoreResult<VerifyReport> {
+    let trees = store.trees();
+    let mut walk = Walk {
+        trees,
+        report: VerifyReport::default(),
+        streams: HashMap::new(),
+        prev: None,
+        expected_seq: 1,
+    };
+    for entry in trees.log.iter() {
+        let (k, bytes) = entry.map_err(|e| crate::StoreError::from_sled(e, store.dir()))?;
+        let Some(seq) = key_u64(&k) else {
+            walk.problem(None, "a log key is not 8 bytes".into());
+            continue;
+        };
+        progress(seq);
+        walk.entry(seq, &bytes);
+    }
+    if let Some((seq, hash)) = walk.prev {
         if store.chain_head()? != hash {
-            problem(
-                &mut report,
+            walk.problem(
                 Some(seq),
                 format!("hash chain breaks at seq {seq}: its stored bytes do not match the chain head in meta"),
             );
         }
     }
-    report.streams = streams.len() as u64;
-    for entry in trees.heads.iter() {
-        let Ok((k, v)) = entry else { continue };
-        let name = String::from_utf8_lossy(&k).to_string();
-        let stored = crate::journal::decode_head(&v);
-        match streams.get(&name) {
-            Some(seen) if *seen == stored => {}
-            Some(seen) => problem(
-                &mut report,
-                Some(seen.1),
-                format!("heads says {name} is at (version {}, seq {}), the log says (version {}, seq {})", stored.0, stored.1, seen.0, seen.1),
-            ),
-            None => problem(&mut report, None, format!("heads names {name}, which has no events")),
-        }
-    }
-    for name in streams.keys() {
-        if trees.heads.get(name.as_bytes()).ok().flatten().is_none() {
-            problem(
-                &mut report,
-                None,
-                format!("stream {name} has no entry in heads"),
-            );
-        }
-    }
-    let head = report.head;
+    walk.report.streams = walk.streams.len() as u64;
+    walk.heads();
+    let head = walk.report.head;
     for (name, checkpoint) in projection::checkpoints(store.db())? {
         if checkpoint > head {
-            problem(
-                &mut report,
+            walk.problem(
                 None,
                 format!("read model {name} claims seq {checkpoint}, past the log head {head}"),
             );
         }
     }
-    Ok(report)
+    Ok(walk.report)
 }

@@ -2,7 +2,7 @@
 //! admin session token. Commands that rewrite the data dir (replay, rebuild, export,
 //! import) need the server stopped and are refused here.
 
-use super::{print, AdminCommand, StateWhat, TokenWhat, UserWhat};
+use super::{print, AdminCommand, LogArgs, StateWhat, TokenWhat, UserWhat};
 use anyhow::{anyhow, bail, Context};
 use latchkey_proto::admin::*;
 use latchkey_proto::ErrorBody;
@@ -77,35 +77,7 @@ pub fn run(
         agent: ureq::AgentBuilder::new().build(),
     };
     match cmd {
-        AdminCommand::Log(a) => {
-            if !as_json {
-                print::log_header();
-            }
-            let mut from = a.from;
-            loop {
-                let mut q = Vec::new();
-                if let Some(f) = from {
-                    q.push(("from", f.to_string()));
-                }
-                if let Some(t) = a.to {
-                    q.push(("to", t.to_string()));
-                }
-                if let Some(s) = &a.stream {
-                    q.push(("stream", s.clone()));
-                }
-                if let Some(t) = &a.event_type {
-                    q.push(("type", t.clone()));
-                }
-                let page: LogPage = c.get("/api/admin/events", &q)?;
-                for e in &page.events {
-                    print::log_entry(e, as_json);
-                }
-                match page.next_from {
-                    Some(n) => from = Some(n),
-                    None => break,
-                }
-            }
-        }
+        AdminCommand::Log(a) => log(&c, &a, as_json)?,
         AdminCommand::Stream { id } => {
             let page: LogPage = c.get(&format!("/api/admin/streams/{}", seg(&id)), &[])?;
             if !as_json {
@@ -130,31 +102,7 @@ pub fn run(
             let doc: StatsDoc = c.get("/api/admin/stats", &[])?;
             print::stats(&doc, as_json);
         }
-        AdminCommand::User { what } => {
-            let doc: AdminUser = match what {
-                UserWhat::Add {
-                    handle,
-                    key_file,
-                    admin,
-                } => {
-                    let key = std::fs::read_to_string(&key_file)
-                        .with_context(|| format!("reading {}", key_file.display()))?;
-                    c.post(
-                        "/api/admin/users",
-                        serde_json::json!({"handle": handle, "public_key": key.trim(), "admin": admin}),
-                    )?
-                }
-                UserWhat::Disable { user } => c.post(
-                    &format!("/api/admin/users/{}/disable", seg(&user)),
-                    serde_json::json!({}),
-                )?,
-                UserWhat::Enable { user } => c.post(
-                    &format!("/api/admin/users/{}/enable", seg(&user)),
-                    serde_json::json!({}),
-                )?,
-            };
-            print::user(&doc, as_json);
-        }
+        AdminCommand::User { what } => user(&c, what, as_json)?,
         AdminCommand::Token {
             what: TokenWhat::Revoke { token_id },
         } => {
@@ -172,4 +120,61 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn log(c: &Client<'_>, a: &LogArgs, as_json: bool) -> anyhow::Result<()> {
+    if !as_json {
+        print::log_header();
+    }
+    let mut from = a.from;
+    loop {
+        let mut q = Vec::new();
+        if let Some(f) = from {
+            q.push(("from", f.to_string()));
+        }
+        if let Some(t) = a.to {
+            q.push(("to", t.to_string()));
+        }
+        if let Some(s) = &a.stream {
+            q.push(("stream", s.clone()));
+        }
+        if let Some(t) = &a.event_type {
+            q.push(("type", t.clone()));
+        }
+        let page: LogPage = c.get("/api/admin/events", &q)?;
+        for e in &page.events {
+            print::log_entry(e, as_json);
+        }
+        match page.next_from {
+            Some(n) => from = Some(n),
+            None => return Ok(()),
+        }
+    }
+}
+
+fn user(c: &Client<'_>, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
+    let doc: AdminUser = match what {
+        UserWhat::Add {
+            handle,
+            key_file,
+            admin,
+        } => {
+            let key = std::fs::read_to_string(&key_file)
+                .with_context(|| format!("reading {}", key_file.display()))?;
+            c.post(
+                "/api/admin/users",
+                serde_json::json!({"handle": handle, "public_key": key.trim(), "admin": admin}),
+            )?
+        }
+        UserWhat::Disable { user } => c.post(
+            &format!("/api/admin/users/{}/disable", seg(&user)),
+            serde_json::json!({}),
+        )?,
+        UserWhat::Enable { user } => c.post(
+            &format!("/api/admin/users/{}/enable", seg(&user)),
+            serde_json::json!({}),
+        )?,
+    };
+    print::user(&doc, as_json);
+    Ok(())
 }

@@ -7,10 +7,10 @@
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use latchkey_actors::clock;
+use latchkey_admin::pairing_codes::{self as offline, OfflineMint};
 use latchkey_domain::Scope;
 use latchkey_proto::{CreatePairingCodeResponse, ErrorBody, PairingCodeList};
-use latchkey_server::admin::pairing_codes::{self as offline, OfflineMint};
-use latchkey_store::{SledStore, StoreOptions};
+use latchkey_store::{EventStore, SledStore, StoreOptions};
 use qrcode::render::unicode::Dense1x2;
 use qrcode::QrCode;
 use std::path::Path;
@@ -177,6 +177,19 @@ pub fn run(target: Target<'_>, as_json: bool, what: PairWhat) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+/// Wire scopes as their names, space-separated.
+fn scope_list(scopes: &[latchkey_proto::Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| match s {
+            latchkey_proto::Scope::ChatRead => "chat:read",
+            latchkey_proto::Scope::ChatWrite => "chat:write",
+            latchkey_proto::Scope::Admin => "admin",
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn scope_name(s: Scope) -> &'static str {
     match s {
         Scope::ChatRead => "chat:read",
@@ -185,9 +198,9 @@ fn scope_name(s: Scope) -> &'static str {
     }
 }
 
-fn open(dir: &Path) -> anyhow::Result<Arc<SledStore>> {
+fn open(dir: &Path) -> anyhow::Result<Arc<dyn EventStore>> {
     SledStore::open_existing(dir, StoreOptions::default())?
-        .map(Arc::new)
+        .map(|s| Arc::new(s) as Arc<dyn EventStore>)
         .with_context(|| format!("{} holds no log", dir.display()))
 }
 
@@ -240,7 +253,7 @@ fn print_created(doc: &CreatePairingCodeResponse, as_json: bool) -> anyhow::Resu
     );
     println!("code     {}", doc.code);
     println!("qr       {}", doc.qr);
-    println!("scopes   {}", doc.scopes.join(" "));
+    println!("scopes   {}", scope_list(&doc.scopes));
     println!("expires  {} (in {} s)", doc.expires_at, doc.expires_in);
     println!("id       {}", doc.id);
     println!();
@@ -263,7 +276,7 @@ fn print_list(doc: &PairingCodeList, as_json: bool) -> anyhow::Result<()> {
             c.id,
             c.user_id,
             c.expires_at,
-            c.scopes.join(" "),
+            scope_list(&c.scopes),
             c.note.as_deref().unwrap_or("")
         );
     }

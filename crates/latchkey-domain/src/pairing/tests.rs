@@ -41,8 +41,12 @@ fn message_of(event: &PairingEvent) -> String {
         .unwrap()
 }
 fn verify(signature: String, now: Timestamp) -> PairingCommand {
+    verify_for(ChallengePurpose::SignIn, signature, now)
+}
+fn verify_for(purpose: ChallengePurpose, signature: String, now: Timestamp) -> PairingCommand {
     PairingCommand::VerifySignature {
         signature,
+        purpose,
         user_id: Some(alice()),
         now,
     }
@@ -138,6 +142,7 @@ fn verify_valid_signature_by_an_unknown_key_is_rejected_key_unknown() {
     let sig = sign(1, NAMESPACE, message_of(&issued()).as_bytes());
     let cmd = PairingCommand::VerifySignature {
         signature: sig,
+        purpose: ChallengePurpose::SignIn,
         user_id: None,
         now: secs(30),
     };
@@ -151,6 +156,7 @@ fn verify_valid_signature_by_an_unknown_key_is_rejected_key_unknown() {
 fn verify_bad_signature_by_an_unknown_key_is_rejected_invalid() {
     let cmd = PairingCommand::VerifySignature {
         signature: "not a signature".into(),
+        purpose: ChallengePurpose::SignIn,
         user_id: None,
         now: secs(30),
     };
@@ -223,8 +229,33 @@ fn verify_add_key_challenge_for_its_user() {
     let ev = issued_with(ed25519_public(1), ChallengePurpose::AddKey(alice()));
     let sig = sign(1, NAMESPACE, message_of(&ev).as_bytes());
     given(vec![ev])
-        .when(verify(sig, secs(1)))
+        .when(verify_for(ChallengePurpose::AddKey(alice()), sig, secs(1)))
         .then(vec![verified(secs(1))]);
+}
+
+#[test]
+fn a_challenge_redeemed_for_another_purpose_is_refused_and_stays_unused() {
+    let add_key = issued_with(ed25519_public(1), ChallengePurpose::AddKey(alice()));
+    let sig = sign(1, NAMESPACE, message_of(&add_key).as_bytes());
+    // An add-key challenge presented to sign in.
+    given(vec![add_key])
+        .when(verify(sig, secs(1)))
+        .then_error(PairingError::PurposeMismatch);
+    // A sign-in challenge presented to add a key.
+    let sig = sign(1, NAMESPACE, message_of(&issued()).as_bytes());
+    given(vec![issued()])
+        .when(verify_for(ChallengePurpose::AddKey(alice()), sig, secs(1)))
+        .then_error(PairingError::PurposeMismatch);
+}
+
+#[test]
+fn the_verdict_of_a_verification_names_the_user_or_the_reason() {
+    assert_eq!(verdict(&[verified(secs(1))]), Some(Ok(alice())));
+    assert_eq!(
+        verdict(&[rejected(RejectReason::Expired, secs(1))]),
+        Some(Err(RejectReason::Expired))
+    );
+    assert_eq!(verdict(&[]), None);
 }
 
 #[test]
@@ -233,7 +264,7 @@ fn verify_add_key_challenge_for_another_user_is_purpose_mismatch() {
     let ev = issued_with(ed25519_public(1), ChallengePurpose::AddKey(bob));
     let sig = sign(1, NAMESPACE, message_of(&ev).as_bytes());
     given(vec![ev])
-        .when(verify(sig, secs(1)))
+        .when(verify_for(ChallengePurpose::AddKey(alice()), sig, secs(1)))
         .then_error(PairingError::PurposeMismatch);
 }
 

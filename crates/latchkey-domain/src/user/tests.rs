@@ -6,6 +6,14 @@ use crate::events::KeyAlgorithm;
 use crate::handle::HandleError;
 use uuid::Uuid;
 
+/// Whether a token of this user may be used at `now`: the user exists and is enabled, and
+/// the token is live and not past its expiry.
+fn token_is_valid_at(state: &UserState, token_id: TokenId, now: Timestamp) -> bool {
+    state
+        .user()
+        .is_some_and(|u| !u.disabled && u.tokens.get(&token_id).is_some_and(|t| t.is_valid_at(now)))
+}
+
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 const MIN: i64 = 60_000;
 
@@ -287,7 +295,47 @@ fn mint_session_by_a_key_the_user_no_longer_has_is_refused() {
     };
     given(vec![registered(false), key_added(2), removed])
         .when(mint_cmd(1, TokenKind::Session, vec![]))
-        .then_error(UserError::KeyNotFound);
+        .then_error(UserError::SigningKeyUnknown);
+}
+
+// ---- PatTerms ----
+
+#[test]
+fn pat_terms_trim_the_name_and_default_the_scopes() {
+    let t = PatTerms::new("  ci  ", None, Some(60), T0).unwrap();
+    assert_eq!(t.name, "ci");
+    assert_eq!(t.scopes, default_pat_scopes());
+    assert_eq!(t.expires_at, Some(at(1)));
+    let t = PatTerms::new("ci", Some(vec![]), None, T0).unwrap();
+    assert_eq!(t.scopes, default_pat_scopes());
+    assert_eq!(t.expires_at, None);
+    let t = PatTerms::new("ci", Some(vec![Scope::ChatRead]), Some(MAX_PAT_SECS), T0).unwrap();
+    assert_eq!(t.scopes, vec![Scope::ChatRead]);
+}
+
+#[test]
+fn pat_terms_refuse_bad_names_and_lifetimes() {
+    let long = "x".repeat(MAX_PAT_NAME_CHARS + 1);
+    for name in ["", "   ", long.as_str()] {
+        assert_eq!(
+            PatTerms::new(name, None, None, T0),
+            Err(UserError::InvalidTokenName),
+            "{name:?}"
+        );
+    }
+    let max = "é".repeat(MAX_PAT_NAME_CHARS);
+    assert!(
+        PatTerms::new(&max, None, None, T0).is_ok(),
+        "64 characters, not bytes"
+    );
+    assert_eq!(
+        PatTerms::new("ci", None, Some(0), T0),
+        Err(UserError::InvalidExpiry)
+    );
+    assert_eq!(
+        PatTerms::new("ci", None, Some(MAX_PAT_SECS + 1), T0),
+        Err(UserError::ExpiryTooFar)
+    );
 }
 
 #[test]

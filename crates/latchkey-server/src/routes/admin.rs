@@ -1,16 +1,15 @@
 //! `/api/admin/*`: the online form of `latchkey admin`, for admin sessions only (a PAT, a
-//! device token or a non-admin gets 403). Reads walk the log off the request threads;
+//! device token or a non-admin gets 403), over `latchkey_admin`'s documents. Reads walk
+//! the log off the request threads; users and tokens are looked up in the read models;
 //! writes go through the actors like any other command, attributed to the admin.
 
-use crate::admin::read;
 use crate::auth::Admin;
 use crate::error::ApiError;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use latchkey_actors::{clock, Core, CoreError};
+use latchkey_actors::{Core, CoreError};
+use latchkey_admin::read;
 use latchkey_domain::TokenId;
 use latchkey_proto::admin::*;
-use latchkey_proto::codes;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use latchkey_proto::ErrorBody;
 use latchkey_store::StoreError;
@@ -41,12 +40,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::from(CoreError::from(e)))
 }
 
-fn not_found(what: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        codes::NOT_FOUND,
-        format!("no such {what}"),
-    )
+fn not_found(what: &'static str) -> ApiError {
+    ApiError::from(CoreError::NotFound(what))
 }
 
 /// Log entries, oldest first, with filters.
@@ -61,7 +56,7 @@ async fn events(
     q: web::Query<LogQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
-    let page = blocking(&core, move |c| read::log_page(c.store(), &q)).await?;
+    let page = blocking(&core, move |c| read::log_page(c.store().as_ref(), &q)).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -75,7 +70,7 @@ async fn stream(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let events = blocking(&core, move |c| read::stream(c.store(), &id)).await?;
+    let events = blocking(&core, move |c| read::stream(c.store().as_ref(), &id)).await?;
     Ok(HttpResponse::Ok().json(LogPage {
         events,
         next_from: None,
@@ -86,7 +81,7 @@ async fn stream(
 #[utoipa::path(get, path = "/api/admin/stats", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = StatsDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn stats(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
-    let doc = blocking(&core, |c| read::stats(c.store(), clock::now(), |_| {})).await?;
+    let doc = blocking(&core, |c| read::stats(c.store().as_ref(), c.now(), |_| {})).await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
@@ -94,7 +89,7 @@ async fn stats(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError
 #[utoipa::path(get, path = "/api/admin/verify", tag = "admin", security(("admin" = [])),
     responses((status = 200, body = VerifyDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn verify(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
-    let doc = blocking(&core, |c| read::verify(c.store(), |_| {})).await?;
+    let doc = blocking(&core, |c| read::verify(c.store().as_ref(), |_| {})).await?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
@@ -116,10 +111,10 @@ async fn state(
     };
     let user = user.into_inner();
     let doc = blocking(&core, move |c| {
-        read::state_user(c.store(), &user, at, clock::now())
+        read::state_user(c.store().as_ref(), c.models(), &user, at, c.now())
     })
     .await?
-    .ok_or_else(|| not_found("user"))?;
+    .ok_or_else(|| not_found("no such user"))?;
     Ok(HttpResponse::Ok().json(doc))
 }
 
@@ -149,26 +144,21 @@ async fn set_disabled(
     who: String,
     disabled: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let c = core.clone();
-    let user = blocking(core, move |_| read::resolve_user(c.store(), &who))
-        .await?
-        .ok_or_else(|| not_found("user"))?;
-    let events = core.set_disabled(by, user, disabled).await?;
+    let user = read::resolve_user(core.models(), &who)
+        .map_err(CoreError::from)?
+        .ok_or_else(|| not_found("no such user"))?;
+    let seq = core.set_disabled(by, user, disabled).await?;
     let row = core
         .models()
         .user(user)
         .map_err(CoreError::from)?
-        .ok_or_else(|| not_found("user"))?;
+        .ok_or_else(|| not_found("no such user"))?;
     Ok(HttpResponse::Ok().json(AdminUser {
         id: row.id.to_string(),
         handle: row.handle,
         admin: row.admin,
         disabled: row.disabled,
-        seq: if events.is_empty() {
-            0
-        } else {
-            core.applied_seq()
-        },
+        seq,
     }))
 }
 
@@ -206,13 +196,11 @@ async fn revoke(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let token = TokenId(crate::routes::path_uuid(&id, "no such token")?);
-    let c = core.clone();
-    let owner = blocking(&core, move |_| {
-        crate::admin::write::token_owner(c.store(), token)
-            .map_err(|e| StoreError::Encode(e.to_string()))
-    })
-    .await?
-    .ok_or_else(|| not_found("token"))?;
+    let owner = core
+        .models()
+        .token_owner(token)
+        .map_err(CoreError::from)?
+        .ok_or_else(|| not_found("no such token"))?;
     let seq = core.admin_revoke_token(&auth, owner, token).await?;
     Ok(HttpResponse::Ok().json(RevokedToken {
         token_id: token.to_string(),

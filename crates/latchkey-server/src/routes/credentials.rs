@@ -1,7 +1,7 @@
 //! Token and key management (session tokens only) and WebSocket tickets (any token).
 
 use crate::auth::{Authed, Session};
-use crate::convert::{kind, rfc3339, scope};
+use crate::convert::{domain_scope, rfc3339, wire_kind, wire_scopes};
 use crate::error::ApiError;
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::{challenge_response, client_ip, limit};
@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use latchkey_actors::readmodel::{KeyRow, TokenRow};
 use latchkey_actors::Core;
 use latchkey_domain::token::TokenPrefix;
-use latchkey_domain::{KeyId, Scope, TokenId, TokenKind};
+use latchkey_domain::{KeyId, TokenId, TokenKind};
 use latchkey_proto as proto;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use latchkey_proto::*;
@@ -44,15 +44,15 @@ fn prefix(k: TokenKind) -> &'static str {
 fn token_info(row: TokenRow, current: TokenId) -> proto::TokenInfo {
     proto::TokenInfo {
         id: row.token_id.to_string(),
-        kind: kind(row.kind).into(),
-        name: row.name,
+        kind: wire_kind(row.kind),
+        name: row.name.clone(),
         prefix: prefix(row.kind).into(),
-        scopes: row.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        scopes: wire_scopes(&row.scopes),
         created_at: rfc3339(row.created_at),
         last_used_at: row.last_used_at.map(rfc3339),
         expires_at: row.expires_at.map(rfc3339),
-        device_name: row.device_name,
-        user_agent: row.user_agent,
+        device_name: row.device_name.clone(),
+        user_agent: row.user_agent.clone(),
         current: row.token_id == current,
     }
 }
@@ -64,17 +64,6 @@ fn key_info(k: KeyRow) -> proto::KeyInfo {
         fingerprint: k.fingerprint,
         comment: k.comment,
         added_at: rfc3339(k.added_at),
-    }
-}
-
-fn parse_scope(s: &str) -> Result<Scope, ApiError> {
-    match s {
-        "chat:read" => Ok(Scope::ChatRead),
-        "chat:write" => Ok(Scope::ChatWrite),
-        "admin" => Ok(Scope::Admin),
-        _ => Err(ApiError::invalid(
-            "unknown scope; use chat:read and/or chat:write",
-        )),
     }
 }
 
@@ -106,25 +95,16 @@ async fn create_token(
     let body = body.into_inner();
     let scopes = body
         .scopes
-        .map(|s| {
-            s.iter()
-                .map(|x| parse_scope(x))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?;
+        .map(|s| s.into_iter().map(domain_scope).collect());
     let created = core
         .create_pat(&auth, &body.name, scopes, body.expires_in)
         .await?;
     Ok(HttpResponse::Created().json(proto::CreateTokenResponse {
         token: created.token.expose_secret().to_string(),
         token_id: created.token_id.to_string(),
-        kind: kind(TokenKind::Personal).into(),
+        kind: wire_kind(TokenKind::Personal),
         name: created.name,
-        scopes: created
-            .scopes
-            .iter()
-            .map(|s| scope(*s).to_string())
-            .collect(),
+        scopes: wire_scopes(&created.scopes),
         expires_at: created.expires_at.map(rfc3339),
     }))
 }
@@ -180,7 +160,7 @@ async fn key_challenge(
     let issued = core
         .issue_key_challenge(&auth, &body.public_key, client_ip(&req))
         .await?;
-    Ok(HttpResponse::Created().json(challenge_response(&issued)))
+    Ok(HttpResponse::Created().json(challenge_response(&issued, core.now())))
 }
 
 /// Add a key with a challenge signed by it.

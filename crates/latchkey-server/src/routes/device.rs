@@ -4,7 +4,7 @@
 //! JSON error shape, user-code lookups limited per IP and per user.
 
 use crate::auth::Session;
-use crate::convert::{rfc3339, scope};
+use crate::convert::{domain_scope, rfc3339, scope, wire_scopes};
 use crate::error::{ApiError, OAuthFailure, MAX_BODY};
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::{client_ip, limit};
@@ -287,13 +287,13 @@ fn lookup_limit(req: &HttpRequest, auth: &latchkey_actors::Auth) -> Result<(), A
     }
 }
 
-fn request_info(user_code: &str, view: DeviceView) -> proto::DeviceRequestInfo {
+fn request_info(view: DeviceView) -> proto::DeviceRequestInfo {
     let r = view.state.request;
     proto::DeviceRequestInfo {
-        user_code: user_code.to_string(),
+        user_code: view.user_code.expose().to_string(),
         client_id: r.client_id,
         device_name: r.device_name,
-        scopes: r.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        scopes: wire_scopes(&r.scopes),
         requested_at: rfc3339(r.requested_at),
         expires_at: rfc3339(r.expires_at),
         ip: r.ip.map(|ip| ip.to_string()),
@@ -321,28 +321,9 @@ async fn lookup(
 ) -> Result<HttpResponse, ApiError> {
     lookup_limit(&req, &auth)?;
     let view = core.device_lookup(&path).await?;
-    let code = latchkey_domain::usercode::UserCode::parse(&path)
-        .map(|c| c.expose().to_string())
-        .unwrap_or_default();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(request_info(&code, view)))
-}
-
-fn parse_scopes(scopes: Option<Vec<String>>) -> Result<Option<Vec<Scope>>, ApiError> {
-    scopes
-        .map(|v| {
-            v.iter()
-                .map(|s| match s.as_str() {
-                    "chat:read" => Ok(Scope::ChatRead),
-                    "chat:write" => Ok(Scope::ChatWrite),
-                    _ => Err(ApiError::invalid(
-                        "scopes may only narrow the request: chat:read and/or chat:write",
-                    )),
-                })
-                .collect()
-        })
-        .transpose()
+        .json(request_info(view)))
 }
 
 /// Approve a pending device request: the device token will be yours.
@@ -361,28 +342,21 @@ async fn approve(
     lookup_limit(&req, &auth)?;
     let body = body.into_inner();
     let grant = Grant {
-        scopes: parse_scopes(body.scopes)?,
+        scopes: body
+            .scopes
+            .map(|v| v.into_iter().map(domain_scope).collect()),
         name: body.name,
         token_ttl_secs: body.expires_in.unwrap_or(Some(DEFAULT_DEVICE_TOKEN_SECS)),
     };
-    let view = core.device_approve(&auth, &body.user_code, grant).await?;
-    let approval = match &view.state.status {
-        latchkey_domain::device::DeviceStatus::Approved(a) => a.clone(),
-        _ => return Err(ApiError::unavailable("approval not recorded", 1)),
-    };
+    let approved = core.device_approve(&auth, &body.user_code, grant).await?;
+    let a = approved.approval;
     Ok(HttpResponse::Ok().json(proto::DeviceApproveResponse {
         status: "approved".into(),
-        client_id: view.state.request.client_id,
-        device_name: approval.device_name,
-        scopes: approval
-            .scopes
-            .iter()
-            .map(|s| scope(*s).to_string())
-            .collect(),
-        token_expires_in: approval.token_ttl_secs,
-        key_added: approval
-            .key_id
-            .and(view.state.request.key.map(|k| k.key.fingerprint)),
+        client_id: approved.client_id,
+        device_name: a.device_name,
+        scopes: wire_scopes(&a.scopes),
+        token_expires_in: a.token_ttl_secs,
+        key_added: approved.key_added,
     }))
 }
 

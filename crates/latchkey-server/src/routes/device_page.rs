@@ -24,7 +24,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use html::Html;
 use latchkey_actors::device::Grant;
 use latchkey_actors::web_session::BROWSER_SESSION_SECS;
-use latchkey_actors::{clock, Auth, Core};
+use latchkey_actors::{Auth, Core};
 use latchkey_domain::device::{DEFAULT_DEVICE_TOKEN_SECS, MAX_DEVICE_TOKEN_SECS};
 use latchkey_domain::usercode::UserCode;
 use latchkey_domain::{ChallengePurpose, Scope, TokenKind};
@@ -107,14 +107,11 @@ fn set_cookie(name: &str, value: &str, max_age: Option<i64>) -> String {
 }
 
 /// The CSRF token of this browser, and a `Set-Cookie` when it has none yet.
-fn csrf_token(req: &HttpRequest) -> (String, Option<String>) {
+fn csrf_token(core: &Core, req: &HttpRequest) -> (String, Option<String>) {
     match cookie(req, CSRF_COOKIE).filter(|v| v.len() == 64) {
         Some(v) => (v, None),
         None => {
-            let v: String = clock::random32()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let v = core.page_csrf_token();
             let set = set_cookie(CSRF_COOKIE, &v, None);
             (v, Some(set))
         }
@@ -193,7 +190,7 @@ fn canonical_code(input: &str) -> Result<String, PageError> {
     }
     UserCode::parse(input)
         .map(|c| c.expose().to_string())
-        .map_err(|_| ApiError::from(latchkey_actors::device::DeviceFlowError::NotFound).into())
+        .map_err(|_| ApiError::from(latchkey_actors::error::DeviceFlowError::NotFound).into())
 }
 
 fn with_cookie(mut res: HttpResponse, set: Option<String>) -> HttpResponse {
@@ -219,7 +216,7 @@ struct ShowQuery {
 
 /// The page: sign-in, the code form, or the request. Changes nothing.
 async fn show(core: web::Data<Core>, req: HttpRequest, q: web::Query<ShowQuery>) -> PageResult {
-    let (csrf, set) = csrf_token(&req);
+    let (csrf, set) = csrf_token(&core, &req);
     let code = canonical_code(q.user_code.as_deref().unwrap_or(""))?;
     let res = match signed_in(&core, &req) {
         None => html_page("Sign in", None, html::signin_key(&csrf, &code)),
@@ -387,7 +384,7 @@ async fn approve(core: web::Data<Core>, req: HttpRequest, body: web::Bytes) -> P
     let view = core.device_approve(&auth, &code, grant).await?;
     let text = format!(
         "{} can now finish signing in as {handle}. You can close this page.",
-        view.state.request.client_id
+        view.client_id
     );
     Ok(html_page(
         "Device approved",

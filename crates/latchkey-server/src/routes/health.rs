@@ -4,7 +4,6 @@ use crate::observe::Metrics;
 use actix_web::{web, HttpResponse};
 use latchkey_actors::Core;
 use latchkey_proto::HealthResponse;
-use latchkey_store::EventStore;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -35,9 +34,7 @@ async fn readyz(core: web::Data<Core>) -> HttpResponse {
     if core.applied_seq() >= core.store().head() {
         HttpResponse::Ok().json(health(&core, "ok"))
     } else {
-        HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "1"))
-            .json(health(&core, "catching_up"))
+        crate::error::not_ready(&health(&core, "catching_up"))
     }
 }
 

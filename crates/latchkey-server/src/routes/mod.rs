@@ -8,6 +8,7 @@ pub mod health;
 pub mod native;
 pub mod pairing_codes;
 pub mod rooms;
+pub mod testclock;
 pub mod ws;
 
 use actix_web::web;
@@ -27,11 +28,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A UUID path segment; anything else names no resource (404 with `what`).
 pub fn path_uuid(s: &str, what: &'static str) -> Result<uuid::Uuid, crate::error::ApiError> {
-    uuid::Uuid::parse_str(s).map_err(|_| {
-        crate::error::ApiError::new(
-            actix_web::http::StatusCode::NOT_FOUND,
-            latchkey_proto::codes::NOT_FOUND,
-            what,
-        )
-    })
+    uuid::Uuid::parse_str(s).map_err(|_| crate::error::ApiError::not_found(what))
 }

@@ -2,12 +2,12 @@
 
 use crate::auth::Authed;
 use crate::client_ip::TrustedProxies;
-use crate::convert::{kind, rfc3339, scope};
+use crate::convert::{rfc3339, wire_kind, wire_scopes};
 use crate::error::ApiError;
 use crate::limits::{IpLimit, Limits, StrLimit};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use latchkey_actors::core::SignIn;
+use latchkey_actors::SignIn;
 use latchkey_actors::{Core, Registration};
 use latchkey_domain::challenge::NAMESPACE;
 use latchkey_domain::ChallengePurpose;
@@ -46,10 +46,11 @@ pub fn limit(req: &HttpRequest, kind: IpLimit) -> Result<(), ApiError> {
 }
 
 /// The wire form of an issued challenge (sign-in and add-key alike).
+/// `now` (the core's) gives `expires_in`.
 pub fn challenge_response(
     issued: &latchkey_domain::pairing::IssuedChallenge,
+    now: latchkey_domain::Timestamp,
 ) -> proto::ChallengeResponse {
-    let now = latchkey_actors::clock::now();
     proto::ChallengeResponse {
         challenge_id: issued.challenge_id.to_string(),
         nonce: latchkey_domain::challenge::encode_nonce(&issued.nonce),
@@ -95,8 +96,8 @@ async fn info(core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
             "pairing-codes".into(),
         ],
         registration: match core.config().registration {
-            Registration::Open => "open".into(),
-            Registration::Closed => "closed".into(),
+            Registration::Open => proto::Registration::Open,
+            Registration::Closed => proto::Registration::Closed,
         },
     }))
 }
@@ -113,7 +114,7 @@ async fn challenge(
     let issued = core
         .issue_challenge(&body.public_key, ChallengePurpose::SignIn, client_ip(&req))
         .await?;
-    Ok(HttpResponse::Created().json(challenge_response(&issued)))
+    Ok(HttpResponse::Created().json(challenge_response(&issued, core.now())))
 }
 
 /// Redeem a challenge with its signature for a session token.
@@ -146,7 +147,7 @@ async fn token(
     Ok(HttpResponse::Created().json(proto::TokenResponse {
         token: signed.token.expose_secret().to_string(),
         token_id: signed.token_id.to_string(),
-        kind: kind(signed.kind).into(),
+        kind: wire_kind(signed.kind),
         expires_at: signed.expires_at.map(rfc3339),
         user: proto::UserRef {
             id: signed.user_id.to_string(),
@@ -168,8 +169,8 @@ async fn me(Authed(auth): Authed, core: web::Data<Core>) -> Result<HttpResponse,
             admin: user.admin,
         },
         token_id: auth.token_id.to_string(),
-        kind: kind(auth.kind).into(),
-        scopes: auth.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        kind: wire_kind(auth.kind),
+        scopes: wire_scopes(&auth.scopes),
         expires_at: auth.expires_at.map(rfc3339),
         device: device_of(&core, &auth)?,
     }))
@@ -188,8 +189,8 @@ fn device_of(
         .token_by_id(auth.token_id)
         .map_err(latchkey_actors::CoreError::from)?;
     Ok(row.map(|r| proto::MeDevice {
-        client_id: r.name,
-        device_name: r.device_name,
+        client_id: r.name.clone(),
+        device_name: r.device_name.clone(),
     }))
 }
 

@@ -4,7 +4,7 @@
 //! never mints. Redemption shares the per-IP budget of `POST /api/native/token`.
 
 use crate::auth::Admin;
-use crate::convert::{kind, rfc3339, scope};
+use crate::convert::{domain_scope, rfc3339, wire_kind, wire_scopes};
 use crate::error::ApiError;
 use crate::limits::IpLimit;
 use crate::routes::native::{client_ip, limit};
@@ -12,8 +12,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use latchkey_actors::codemodel::PendingCode;
 use latchkey_actors::pairing_codes::{MintRequest, PairRequest as CoreRequest};
-use latchkey_actors::{clock, Core};
-use latchkey_domain::{Scope, TokenKind};
+use latchkey_actors::Core;
+use latchkey_domain::TokenKind;
 use latchkey_proto as proto;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use latchkey_proto::*;
@@ -40,24 +40,6 @@ pub fn qr_server(core: &Core, req: &HttpRequest) -> String {
     format!("{}://{}", info.scheme(), info.host())
 }
 
-fn parse_scopes(scopes: Option<Vec<String>>) -> Result<Vec<Scope>, ApiError> {
-    scopes
-        .unwrap_or_default()
-        .iter()
-        .map(|s| match s.as_str() {
-            "chat:read" => Ok(Scope::ChatRead),
-            "chat:write" => Ok(Scope::ChatWrite),
-            _ => Err(ApiError::invalid(
-                "scopes must be a subset of chat:read chat:write",
-            )),
-        })
-        .collect()
-}
-
-fn scopes(s: &[Scope]) -> Vec<String> {
-    s.iter().map(|s| scope(*s).to_string()).collect()
-}
-
 fn no_store(mut b: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
     b.insert_header((header::CACHE_CONTROL, "no-store"));
     b
@@ -80,7 +62,12 @@ async fn create(
     let body = body.into_inner();
     let mint = MintRequest {
         user: body.user,
-        scopes: parse_scopes(body.scopes)?,
+        scopes: body
+            .scopes
+            .unwrap_or_default()
+            .into_iter()
+            .map(domain_scope)
+            .collect(),
         expires_in: body.expires_in,
         note: body.note,
     };
@@ -96,11 +83,11 @@ async fn create(
                 id: m.user_id.to_string(),
                 handle: new.handle,
             },
-            scopes: scopes(&m.scopes),
+            scopes: wire_scopes(&m.scopes),
             note: m.note,
             created_at: rfc3339(m.created_at),
             expires_at: rfc3339(m.expires_at),
-            expires_in: (m.expires_at.0 - clock::now().0).max(0) / 1000,
+            expires_in: (m.expires_at.0 - core.now().0).max(0) / 1000,
         }),
     )
 }
@@ -110,7 +97,7 @@ pub fn code_info(c: &PendingCode) -> proto::PairingCodeInfo {
     proto::PairingCodeInfo {
         id: c.code_id.to_string(),
         user_id: c.user_id.to_string(),
-        scopes: scopes(&c.scopes),
+        scopes: wire_scopes(&c.scopes),
         note: c.note.clone(),
         created_by: c.by.map(|u| u.to_string()),
         created_at: rfc3339(c.created_at),
@@ -178,8 +165,8 @@ async fn pair(
     Ok(no_store(HttpResponse::Created()).json(proto::PairResponse {
         token: paired.token.expose_secret().to_string(),
         token_id: paired.token_id.to_string(),
-        kind: kind(TokenKind::Device).into(),
-        scopes: scopes(&paired.scopes),
+        kind: wire_kind(TokenKind::Device),
+        scopes: wire_scopes(&paired.scopes),
         expires_at: paired.expires_at.map(rfc3339),
         user: proto::UserRef {
             id: paired.user_id.to_string(),

@@ -2,16 +2,16 @@
 //! anything, `chat:read` to look. A room the caller may not see answers like a missing one.
 
 use crate::auth::{ChatRead, ChatWrite};
-use crate::convert::rfc3339;
+use crate::convert::{domain_visibility, rfc3339, wire_visibility};
 use crate::error::ApiError;
-use crate::frames::{message, visibility};
+use crate::frames::message;
 use crate::limits::{Limits, StrLimit};
 use crate::routes::path_uuid;
 use actix_web::{web, HttpResponse};
 use latchkey_actors::roommodel::RoomRow;
-use latchkey_actors::rooms::DEFAULT_PAGE;
+use latchkey_actors::rooms::{DEFAULT_PAGE, MAX_PAGE};
 use latchkey_actors::Core;
-use latchkey_domain::{MessageId, RoomId, RoomVisibility, UserId};
+use latchkey_domain::{MessageId, RoomId, UserId};
 use latchkey_proto as proto;
 #[allow(unused_imports)] // named by the OpenAPI annotations
 use latchkey_proto::*;
@@ -43,7 +43,7 @@ fn room_info(r: RoomRow) -> proto::RoomInfo {
     proto::RoomInfo {
         id: r.id.to_string(),
         name: r.name,
-        visibility: visibility(r.visibility).into(),
+        visibility: wire_visibility(r.visibility),
         owner: r.owner.to_string(),
         created_at: rfc3339(r.created_at),
     }
@@ -74,11 +74,7 @@ async fn create_room(
     body: web::Json<proto::CreateRoomRequest>,
 ) -> Result<HttpResponse, ApiError> {
     limits.check_str(StrLimit::PostPerUser, &auth.user_id.to_string())?;
-    let vis = match body.visibility.as_str() {
-        "public" => RoomVisibility::Public,
-        "private" => RoomVisibility::Private,
-        _ => return Err(ApiError::invalid("visibility must be public or private")),
-    };
+    let vis = domain_visibility(body.visibility);
     let room = core.create_room(&auth, &body.name, vis).await?;
     Ok(HttpResponse::Created().json(room_info(room)))
 }
@@ -92,10 +88,9 @@ async fn list_rooms(
     core: web::Data<Core>,
     query: web::Query<proto::RoomsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let rooms = match query.discover.as_deref() {
+    let rooms = match query.discover {
         None => core.my_rooms(&auth)?,
-        Some("public") => core.public_rooms()?,
-        Some(_) => return Err(ApiError::invalid("discover takes only `public`")),
+        Some(proto::Discover::Public) => core.public_rooms()?,
     };
     Ok(HttpResponse::Ok().json(proto::RoomList {
         rooms: rooms.into_iter().map(room_info).collect(),
@@ -219,10 +214,10 @@ async fn history(
     id: web::Path<String>,
     query: web::Query<proto::HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = match query.limit {
+    let limit = match query.limit.map(|n| n as usize) {
         None => DEFAULT_PAGE,
-        Some(n @ 1..=200) => n as usize,
-        Some(_) => return Err(ApiError::invalid("limit must be 1 to 200")),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(_) => return Err(ApiError::invalid(format!("limit must be 1 to {MAX_PAGE}"))),
     };
     let page = core.history(&auth, room_id(&id)?, query.before, query.after, limit)?;
     let messages = page

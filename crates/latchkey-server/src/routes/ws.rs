@@ -7,23 +7,30 @@
 use crate::auth::{authenticate_ws, scope_check};
 use crate::error::ApiError;
 use crate::frames::{event_frame, text};
+use crate::limits::CoreClock;
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::limit;
+use actix_web::rt::time::{sleep, Instant as TimerInstant, Sleep};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
-use governor::{Quota, RateLimiter};
-use latchkey_actors::hub::Registration;
-use latchkey_actors::{clock, Auth, Core};
-use latchkey_domain::visibility::audience;
-use latchkey_domain::{may_see, Event, MembershipInterval, MessageId, RoomId, Scope, UserId};
-use latchkey_proto::ws::{
-    ClientFrame, ServerFrame, CLOSE_CREDENTIAL, CLOSE_MALFORMED, CLOSE_RATE_LIMITED,
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::Quota;
+use latchkey_actors::close::{
+    CLOSE_CREDENTIAL, CLOSE_GOING_AWAY, CLOSE_MALFORMED, CLOSE_NORMAL, CLOSE_NO_PONG,
+    CLOSE_RATE_LIMITED, CLOSE_SLOW_CONSUMER,
 };
-use latchkey_store::EventStore;
-use std::collections::HashMap;
+use latchkey_actors::hub::Registration;
+use latchkey_actors::roommodel::resume_batch;
+use latchkey_actors::{Auth, Core};
+use latchkey_domain::{Event, MessageId, RoomId, Scope, Timestamp, UserId};
+use latchkey_proto::codes;
+use latchkey_proto::ws::{ClientFrame, ServerFrame};
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// Largest inbound frame.
@@ -130,18 +137,79 @@ struct Connection {
 /// Why the loop ended: a close code and reason to send, or nothing (the peer is gone).
 type Ending = Option<(u16, &'static str)>;
 
+/// The per-connection limiter of client frames, on the core's clock.
+type FrameLimiter =
+    governor::RateLimiter<NotKeyed, InMemoryState, CoreClock, NoOpMiddleware<Duration>>;
+
+/// Where a connection is in its life.
+struct Flow {
+    /// Live frames are being sent (after a first frame, or after the hold).
+    live: bool,
+    /// The next client frame is the first one (only it may be a `resume`).
+    first: bool,
+    /// When the last pong came, on the core's clock's monotonic side.
+    last_pong: Duration,
+    /// Until when live frames wait for a first frame (core clock).
+    hold_until: Timestamp,
+    /// The head at `hello`.
+    head: u64,
+}
+
+/// The close a hub-initiated close code gets.
+fn hub_close(code: u16) -> (u16, &'static str) {
+    match code {
+        CLOSE_CREDENTIAL => (CLOSE_CREDENTIAL, "credential revoked or user disabled"),
+        CLOSE_SLOW_CONSUMER => (
+            CLOSE_SLOW_CONSUMER,
+            "slow consumer: resume from your last seq",
+        ),
+        CLOSE_GOING_AWAY => (CLOSE_GOING_AWAY, "server shutting down"),
+        other => (other, "closed"),
+    }
+}
+
+/// Resolves when a manual clock moves; never for a clock that simply runs (or once the
+/// clock is gone).
+async fn clock_moved(moves: &mut Option<watch::Receiver<u64>>) {
+    let moved = match moves {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => false,
+    };
+    if !moved {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The per-connection limiter of client frames, on `clock`.
+fn frame_limiter(clock: &latchkey_actors::clock::SharedClock) -> FrameLimiter {
+    let per_sec = NonZeroU32::new(FRAMES_PER_SEC).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(FRAMES_BURST).unwrap_or(NonZeroU32::MIN);
+    FrameLimiter::direct_with_clock(
+        Quota::per_second(per_sec).allow_burst(burst),
+        CoreClock::new(clock.clone()),
+    )
+}
+
+/// Re-arms a timer `after` from now.
+fn rearm(timer: Pin<&mut Sleep>, after: Duration) {
+    timer.reset(TimerInstant::now() + after);
+}
+
 impl Connection {
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), ()> {
         self.session.text(text(frame)).await.map_err(|_| ())
     }
 
-    async fn run(mut self, reg: Registration, mut stream: MessageStream) {
+    /// The connection's loop. Time-driven closes (expiry, the first-frame hold) follow the
+    /// core's clock: a timer wakes the loop, and so does a manual clock's move, and either
+    /// way the deadline is checked against the clock's "now".
+    async fn run(mut self, reg: Registration, stream: MessageStream) {
         let Registration {
             id,
             head,
             rooms,
-            mut frames,
-            mut closed,
+            frames,
+            closed,
         } = reg;
         let hello = ServerFrame::Hello {
             user_id: self.auth.user_id.to_string(),
@@ -152,92 +220,135 @@ impl Connection {
         if self.send(&hello).await.is_err() {
             return;
         }
-        let expiry = actix_web::rt::time::sleep(self.until_expiry());
-        let first_wait = actix_web::rt::time::sleep(FIRST_FRAME_WAIT);
-        tokio::pin!(expiry, first_wait);
-        let mut ping = actix_web::rt::time::interval_at(
-            actix_web::rt::time::Instant::now() + PING_EVERY,
-            PING_EVERY,
-        );
-        let per_sec = NonZeroU32::new(FRAMES_PER_SEC).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(FRAMES_BURST).unwrap_or(NonZeroU32::MIN);
-        let limiter = RateLimiter::direct(Quota::per_second(per_sec).allow_burst(burst));
-        let mut last_pong = Instant::now();
-        let mut live = false;
-        let mut first = true;
+        let ending = self.serve(head, stream, frames, closed).await;
+        let reason = ending.map(|(code, why)| CloseReason {
+            code: CloseCode::from(code),
+            description: Some(why.into()),
+        });
+        let _ = self.session.close(reason).await;
+    }
 
-        let ending: Ending = loop {
+    /// Runs the connection after `hello` until it ends, and says how.
+    async fn serve(
+        &mut self,
+        head: u64,
+        mut stream: MessageStream,
+        mut frames: tokio::sync::mpsc::Receiver<latchkey_actors::hub::Frame>,
+        mut closed: tokio::sync::oneshot::Receiver<u16>,
+    ) -> Ending {
+        let clock = self.core.config().clock.clone();
+        let mut moves = clock.moves();
+        let hold_ms = i64::try_from(FIRST_FRAME_WAIT.as_millis()).unwrap_or(i64::MAX);
+        let mut flow = Flow {
+            live: false,
+            first: true,
+            last_pong: clock.elapsed(),
+            hold_until: Timestamp(self.core.now().0.saturating_add(hold_ms)),
+            head,
+        };
+        let expiry = sleep(self.until_expiry());
+        let first_wait = sleep(FIRST_FRAME_WAIT);
+        tokio::pin!(expiry, first_wait);
+        let mut ping =
+            actix_web::rt::time::interval_at(TimerInstant::now() + PING_EVERY, PING_EVERY);
+        let limiter = frame_limiter(&clock);
+
+        loop {
             tokio::select! {
                 biased;
-                code = &mut closed => {
-                    break Some(match code.unwrap_or(1000) {
-                        CLOSE_CREDENTIAL => (CLOSE_CREDENTIAL, "credential revoked or user disabled"),
-                        4008 => (4008, "slow consumer: resume from your last seq"),
-                        1001 => (1001, "server shutting down"),
-                        other => (other, "closed"),
-                    });
+                code = &mut closed => break Some(hub_close(code.unwrap_or(CLOSE_NORMAL))),
+                () = clock_moved(&mut moves) => {
+                    if let Some(end) = self.on_time(&mut flow) {
+                        break end;
+                    }
                 }
                 () = &mut expiry => {
-                    if self.auth.expires_at.is_some_and(|e| clock::now() >= e) {
-                        break Some((CLOSE_CREDENTIAL, "credential expired"));
+                    if let Some(end) = self.on_time(&mut flow) {
+                        break end;
                     }
                     // A long-lived token: the timer only covered part of its life.
-                    let next = actix_web::rt::time::Instant::now() + self.until_expiry();
-                    expiry.as_mut().reset(next);
+                    rearm(expiry.as_mut(), self.until_expiry());
                 }
                 msg = stream.recv() => {
-                    let msg = match msg {
-                        None => break None,
-                        Some(Err(_)) => break Some((CLOSE_MALFORMED, "malformed or oversized frame")),
-                        Some(Ok(m)) => m,
-                    };
-                    match msg {
-                        Message::Text(t) => {
-                            if self.limits.is_enabled() && limiter.check().is_err() {
-                                break Some((CLOSE_RATE_LIMITED, "too many frames"));
-                            }
-                            let Ok(frame) = serde_json::from_str::<ClientFrame>(&t) else {
-                                break Some((CLOSE_MALFORMED, "not a valid client frame"));
-                            };
-                            let was_first = std::mem::replace(&mut first, false);
-                            if let Err(()) = self.client_frame(frame, was_first, head).await {
-                                break None;
-                            }
-                            live = true;
-                        }
-                        Message::Ping(b) if self.session.pong(&b).await.is_err() => break None,
-                        Message::Ping(_) => {}
-                        Message::Pong(_) => last_pong = Instant::now(),
-                        Message::Close(_) => break Some((1000, "bye")),
-                        Message::Binary(_) => break Some((CLOSE_MALFORMED, "binary frames are not accepted")),
-                        _ => {}
+                    if let Some(end) = self.on_message(msg, &limiter, &mut flow).await {
+                        break end;
                     }
                 }
-                frame = frames.recv(), if live => {
+                frame = frames.recv(), if flow.live => {
                     let Some(frame) = frame else { break None };
                     if self.session.text(frame.text).await.is_err() {
                         break None;
                     }
                 }
-                () = &mut first_wait, if !live => {
-                    live = true;
-                    first = false;
+                () = &mut first_wait, if !flow.live => {
+                    if let Some(end) = self.on_time(&mut flow) {
+                        break end;
+                    }
+                    let left = flow.hold_until.0.saturating_sub(self.core.now().0).max(1);
+                    rearm(first_wait.as_mut(), Duration::from_millis(left as u64));
                 }
                 _ = ping.tick() => {
-                    if last_pong.elapsed() > PING_EVERY + PONG_GRACE {
-                        break Some((1011, "no pong"));
+                    if clock.elapsed().saturating_sub(flow.last_pong) > PING_EVERY + PONG_GRACE {
+                        break Some((CLOSE_NO_PONG, "no pong"));
                     }
                     if self.session.ping(b"").await.is_err() {
                         break None;
                     }
                 }
             }
+        }
+    }
+
+    /// What the clock says now: an expired credential ends the connection with 4001, and
+    /// the end of the first-frame hold starts live delivery.
+    fn on_time(&self, flow: &mut Flow) -> Option<Ending> {
+        let now = self.core.now();
+        if self.auth.is_expired_at(now) {
+            return Some(Some((CLOSE_CREDENTIAL, "credential expired")));
+        }
+        if !flow.live && now >= flow.hold_until {
+            flow.live = true;
+            flow.first = false;
+        }
+        None
+    }
+
+    /// One inbound message: `Some(ending)` when it ends the connection.
+    async fn on_message(
+        &mut self,
+        msg: Option<Result<Message, actix_ws::ProtocolError>>,
+        limiter: &FrameLimiter,
+        flow: &mut Flow,
+    ) -> Option<Ending> {
+        let msg = match msg {
+            None => return Some(None),
+            Some(Err(_)) => return Some(Some((CLOSE_MALFORMED, "malformed or oversized frame"))),
+            Some(Ok(m)) => m,
         };
-        let reason = ending.map(|(code, why)| CloseReason {
-            code: CloseCode::from(code),
-            description: Some(why.into()),
-        });
-        let _ = self.session.close(reason).await;
+        match msg {
+            Message::Text(t) => {
+                if self.limits.is_enabled() && limiter.check().is_err() {
+                    return Some(Some((CLOSE_RATE_LIMITED, "too many frames")));
+                }
+                let Ok(frame) = serde_json::from_str::<ClientFrame>(&t) else {
+                    return Some(Some((CLOSE_MALFORMED, "not a valid client frame")));
+                };
+                let was_first = std::mem::replace(&mut flow.first, false);
+                if let Err(()) = self.client_frame(frame, was_first, flow.head).await {
+                    return Some(None);
+                }
+                flow.live = true;
+                None
+            }
+            Message::Ping(b) if self.session.pong(&b).await.is_err() => Some(None),
+            Message::Pong(_) => {
+                flow.last_pong = self.core.config().clock.elapsed();
+                None
+            }
+            Message::Close(_) => Some(Some((CLOSE_NORMAL, "bye"))),
+            Message::Binary(_) => Some(Some((CLOSE_MALFORMED, "binary frames are not accepted"))),
+            _ => None,
+        }
     }
 
     /// Time until the credential expires, capped at a day so the timer stays well inside
@@ -246,7 +357,7 @@ impl Connection {
         const CAP: Duration = Duration::from_secs(24 * 3600);
         self.auth
             .expires_at
-            .map(|e| Duration::from_millis((e.0 - clock::now().0).max(0) as u64))
+            .map(|e| Duration::from_millis((e.0 - self.core.now().0).max(0) as u64))
             .map_or(CAP, |d| d.min(CAP))
     }
 
@@ -254,8 +365,11 @@ impl Connection {
         match frame {
             ClientFrame::Resume { since } if first => self.resume(since, head).await,
             ClientFrame::Resume { .. } => {
-                self.error("invalid_request", "resume is only valid as the first frame")
-                    .await
+                self.error(
+                    codes::INVALID_REQUEST,
+                    "resume is only valid as the first frame",
+                )
+                .await
             }
             ClientFrame::Ping {} => self.send(&ServerFrame::Pong).await,
             ClientFrame::Send {
@@ -323,7 +437,7 @@ impl Connection {
             let batch = self.replay_batch(user, from, head);
             let Ok((texts, next)) = batch else {
                 return self
-                    .error("internal", "replay failed; refetch history")
+                    .error(codes::INTERNAL, "replay failed; refetch history")
                     .await;
             };
             for t in texts {
@@ -346,44 +460,22 @@ impl Connection {
         from: u64,
         head: u64,
     ) -> Result<(Vec<bytestring::ByteString>, u64), ApiError> {
-        let store = self.core.store();
-        let rooms = self.core.models().rooms();
-        let mut intervals: HashMap<RoomId, Vec<MembershipInterval>> = HashMap::new();
-        let mut texts = Vec::new();
-        let mut next = from;
-        for rec in store
-            .read_all(from)
-            .map_err(latchkey_actors::CoreError::from)?
-            .take(1024)
-        {
-            let rec = rec.map_err(latchkey_actors::CoreError::from)?;
-            if rec.seq() > head {
-                return Ok((texts, head + 1));
-            }
-            next = rec.seq() + 1;
-            let Event::Room(event) = &rec.event else {
-                continue;
-            };
-            let Some(room) = rec.envelope.stream.room() else {
-                continue;
-            };
-            let list = match intervals.get(&room) {
-                Some(l) => l,
-                None => {
-                    let l = rooms
-                        .intervals(room, user)
-                        .map_err(latchkey_actors::CoreError::from)?;
-                    intervals.entry(room).or_insert(l)
-                }
-            };
-            let (sender, targets) = audience(event);
-            if may_see(user, list, rec.seq(), sender, targets) {
-                texts.push(event_frame(&rec, room, event));
-            }
-        }
-        if next == from {
-            next = head + 1; // the log ended early: nothing more to replay
-        }
-        Ok((texts, next))
+        let batch = resume_batch(
+            self.core.store().as_ref(),
+            self.core.models().rooms(),
+            user,
+            (from, head),
+            1024,
+        )
+        .map_err(latchkey_actors::CoreError::from)?;
+        let texts = batch
+            .events
+            .iter()
+            .filter_map(|(rec, room)| match &rec.event {
+                Event::Room(event) => Some(event_frame(rec, *room, event)),
+                _ => None,
+            })
+            .collect();
+        Ok((texts, batch.next))
     }
 }

@@ -1,19 +1,16 @@
 //! Admin reads over a store: log pages, one stream, stats, verify, and `state user`,
-//! which folds the user's stream with the same `evolve` the actors use (no second code
-//! path) and judges tokens as of the chosen time.
+//! which folds the user's stream with the same entity code the actors use (no second code
+//! path), judges tokens as of the chosen time, and takes rooms from the rooms read model's
+//! membership intervals. Users are found through the read models, never a log scan.
 
-use super::json::event_json;
-use crate::convert::{kind, rfc3339};
-use crate::frames::visibility;
-use latchkey_domain::user::TokenStatus;
-use latchkey_domain::{
-    Decider, Event, RoomEvent, RoomId, Timestamp, UserDecider, UserEvent, UserId, UserState,
-};
+use crate::json::{event_json, kind, rfc3339, visibility};
+use latchkey_actors::entity::Loaded;
+use latchkey_actors::readmodel::ReadModels;
+use latchkey_domain::user::{TokenRecord, TokenStatus};
+use latchkey_domain::{Event, Timestamp, TokenId, UserDecider, UserEvent, UserId};
 use latchkey_proto::admin::*;
-use latchkey_store::verify::verify as verify_store;
-use latchkey_store::{EventStore, Recorded, SledStore, StoreResult};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use latchkey_store::{EventStore, Recorded, StoreResult};
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
 /// Most entries in one log page.
@@ -44,7 +41,7 @@ pub fn stream_matches(filter: &str, stream: &str) -> bool {
 /// Walks the log with the filters of `q`, calling `each` for every match, up to `limit`
 /// matches; returns the seq to continue from when the limit stopped the walk.
 pub fn walk_log(
-    store: &SledStore,
+    store: &dyn EventStore,
     q: &LogQuery,
     limit: usize,
     mut each: impl FnMut(&Recorded),
@@ -74,7 +71,7 @@ pub fn walk_log(
 }
 
 /// A page of the log (online `GET /api/admin/events`).
-pub fn log_page(store: &SledStore, q: &LogQuery) -> StoreResult<LogPage> {
+pub fn log_page(store: &dyn EventStore, q: &LogQuery) -> StoreResult<LogPage> {
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let mut events = Vec::new();
     let next_from = walk_log(store, q, limit, |r| events.push(log_entry(r)))?;
@@ -82,7 +79,7 @@ pub fn log_page(store: &SledStore, q: &LogQuery) -> StoreResult<LogPage> {
 }
 
 /// Every event of one stream, given as a full name or a uuid (tried as user, room, pairing).
-pub fn stream(store: &SledStore, id: &str) -> StoreResult<Vec<LogEntry>> {
+pub fn stream(store: &dyn EventStore, id: &str) -> StoreResult<Vec<LogEntry>> {
     let candidates: Vec<String> = if id.contains('/') {
         vec![id.to_string()]
     } else {
@@ -100,24 +97,9 @@ pub fn stream(store: &SledStore, id: &str) -> StoreResult<Vec<LogEntry>> {
     Ok(out)
 }
 
-/// Bytes under a directory.
-pub fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 /// Stats over the whole log. `progress` gets each seq.
 pub fn stats(
-    store: &SledStore,
+    store: &dyn EventStore,
     now: Timestamp,
     mut progress: impl FnMut(u64),
 ) -> StoreResult<StatsDoc> {
@@ -168,13 +150,13 @@ pub fn stats(
             None => doc.tokens.live += 1,
         }
     }
-    doc.size_on_disk_bytes = dir_size(store.dir());
+    doc.size_on_disk_bytes = store.size_on_disk();
     Ok(doc)
 }
 
 /// `verify` as a document.
-pub fn verify(store: &SledStore, progress: impl FnMut(u64)) -> StoreResult<VerifyDoc> {
-    let report = verify_store(store, progress)?;
+pub fn verify(store: &dyn EventStore, mut progress: impl FnMut(u64)) -> StoreResult<VerifyDoc> {
+    let report = store.verify(&mut progress)?;
     Ok(VerifyDoc {
         ok: report.ok(),
         events: report.events,
@@ -202,61 +184,102 @@ pub fn parse_time(s: &str) -> Option<Timestamp> {
     Some(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
-/// A user id from an id or a handle (the handle as registered in the log).
-pub fn resolve_user(store: &SledStore, who: &str) -> StoreResult<Option<UserId>> {
+/// A user id from an id or a handle, through the users read model.
+pub fn resolve_user(models: &ReadModels, who: &str) -> StoreResult<Option<UserId>> {
     if let Ok(id) = Uuid::parse_str(who) {
         return Ok(Some(UserId(id)));
     }
-    for rec in store.read_all(1)? {
-        if let Event::User(UserEvent::UserRegistered {
-            user_id, handle, ..
-        }) = rec?.event
-        {
-            if handle == who {
-                return Ok(Some(user_id));
-            }
-        }
-    }
-    Ok(None)
+    models.user_by_handle(who)
 }
 
-/// The last seq recorded at or before `at` (all of the log when `at` is `None`).
-pub fn seq_at(store: &SledStore, at: Option<Timestamp>) -> StoreResult<u64> {
+/// When the event at `seq` was recorded.
+fn recorded_at(store: &dyn EventStore, seq: u64) -> StoreResult<Option<Timestamp>> {
+    Ok(store
+        .read_all(seq)?
+        .next()
+        .transpose()?
+        .map(|r| r.envelope.recorded_at))
+}
+
+/// The last seq recorded at or before `at` (all of the log when `at` is `None`). A binary
+/// search by seq: the journal assigns `recorded_at` in seq order, never decreasing.
+pub fn seq_at(store: &dyn EventStore, at: Option<Timestamp>) -> StoreResult<u64> {
+    let head = store.head();
     let Some(at) = at else {
-        return Ok(store.head());
+        return Ok(head);
     };
-    let mut last = 0;
-    for rec in store.read_all(1)? {
-        let rec = rec?;
-        if rec.envelope.recorded_at > at {
-            break;
+    // Invariant: every seq <= lo is recorded at or before `at`; every seq > hi after it.
+    let (mut lo, mut hi) = (0u64, head);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        match recorded_at(store, mid)? {
+            Some(t) if t <= at => lo = mid,
+            _ => hi = mid - 1,
         }
-        last = rec.seq();
     }
-    Ok(last)
+    Ok(lo)
 }
 
-/// The `state user` document as of `at` (or now).
+/// The rooms `user` was a member of once the event at `as_of` applied, from the rooms
+/// read model's intervals.
+fn rooms_at(models: &ReadModels, user: UserId, as_of: u64) -> StoreResult<Vec<StateRoom>> {
+    let rooms = models.rooms();
+    let mut out = Vec::new();
+    for room in rooms.rooms_ever(user)? {
+        let Some(interval) = rooms
+            .intervals(room, user)?
+            .into_iter()
+            .find(|i| i.member_after(as_of))
+        else {
+            continue;
+        };
+        let (name, vis) = match rooms.room(room)? {
+            Some(r) => (r.name, visibility(r.visibility).to_string()),
+            None => Default::default(),
+        };
+        out.push(StateRoom {
+            id: room.to_string(),
+            name,
+            visibility: vis,
+            joined_seq: interval.joined_seq,
+        });
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+/// A token as `state user` shows it, judged at `when`.
+fn state_token(id: &TokenId, t: &TokenRecord, when: Timestamp) -> StateToken {
+    let (status, revoked_at) = match &t.status {
+        TokenStatus::Revoked { at, .. } => ("revoked", Some(rfc3339(*at))),
+        TokenStatus::Expired => ("expired", None),
+        TokenStatus::Live if t.expires_at.is_some_and(|e| e <= when) => ("expired", None),
+        TokenStatus::Live => ("live", None),
+    };
+    StateToken {
+        id: id.to_string(),
+        kind: kind(t.kind).into(),
+        name: t.name.clone(),
+        status: status.into(),
+        created_at: rfc3339(t.created_at),
+        expires_at: t.expires_at.map(rfc3339),
+        revoked_at,
+    }
+}
+
+/// The `state user` document as of `at` (or now). `models` must be caught up with the log.
 pub fn state_user(
-    store: &SledStore,
+    store: &dyn EventStore,
+    models: &ReadModels,
     who: &str,
     at: Option<Timestamp>,
     now: Timestamp,
 ) -> StoreResult<Option<StateDoc>> {
-    let Some(user_id) = resolve_user(store, who)? else {
+    let Some(user_id) = resolve_user(models, who)? else {
         return Ok(None);
     };
     let as_of = seq_at(store, at)?;
-    let mut state = UserState::default();
-    for rec in store.read_stream(&user_id.stream(), 1)? {
-        let rec = rec?;
-        if rec.seq() > as_of {
-            break;
-        }
-        if let Event::User(e) = &rec.event {
-            state = UserDecider::evolve(state, e);
-        }
-    }
+    let state = Loaded::<UserDecider>::load_until(store, user_id.stream(), as_of)?.state;
     let Some(user) = state.user() else {
         return Ok(None);
     };
@@ -264,23 +287,7 @@ pub fn state_user(
     let tokens = user
         .tokens
         .iter()
-        .map(|(id, t)| {
-            let (status, revoked_at) = match &t.status {
-                TokenStatus::Revoked { at, .. } => ("revoked", Some(rfc3339(*at))),
-                TokenStatus::Expired => ("expired", None),
-                TokenStatus::Live if t.expires_at.is_some_and(|e| e <= when) => ("expired", None),
-                TokenStatus::Live => ("live", None),
-            };
-            StateToken {
-                id: id.to_string(),
-                kind: kind(t.kind).into(),
-                name: t.name.clone(),
-                status: status.into(),
-                created_at: rfc3339(t.created_at),
-                expires_at: t.expires_at.map(rfc3339),
-                revoked_at,
-            }
-        })
+        .map(|(id, t)| state_token(id, t, when))
         .collect();
     let keys = user
         .keys
@@ -293,60 +300,9 @@ pub fn state_user(
             added_at: rfc3339(k.added_at),
         })
         .collect();
-    // Rooms: walk room events up to `as_of`, tracking this user's membership.
-    let mut rooms: BTreeMap<RoomId, StateRoom> = BTreeMap::new();
-    let mut names: HashMap<RoomId, (String, String)> = HashMap::new();
-    for rec in store.read_all(1)? {
-        let rec = rec?;
-        if rec.seq() > as_of {
-            break;
-        }
-        let Event::Room(e) = &rec.event else { continue };
-        let Some(room) = rec.envelope.stream.room() else {
-            continue;
-        };
-        let joined = |rooms: &mut BTreeMap<RoomId, StateRoom>,
-                      names: &HashMap<RoomId, (String, String)>| {
-            let (name, vis) = names.get(&room).cloned().unwrap_or_default();
-            rooms.insert(
-                room,
-                StateRoom {
-                    id: room.to_string(),
-                    name,
-                    visibility: vis,
-                    joined_seq: rec.seq(),
-                },
-            );
-        };
-        match e {
-            RoomEvent::RoomCreated {
-                name,
-                visibility: v,
-                owner,
-                ..
-            } => {
-                names.insert(room, (name.clone(), visibility(*v).into()));
-                if *owner == user_id {
-                    joined(&mut rooms, &names);
-                }
-            }
-            RoomEvent::MemberJoined { user_id: u, .. } if *u == user_id => {
-                joined(&mut rooms, &names)
-            }
-            RoomEvent::MemberLeft { user_id: u, .. } if *u == user_id => {
-                rooms.remove(&room);
-            }
-            _ => {}
-        }
-    }
     let time = match at {
         Some(t) => rfc3339(t),
-        None => store
-            .read_all(as_of.max(1))?
-            .next()
-            .transpose()?
-            .map(|r| rfc3339(r.envelope.recorded_at))
-            .unwrap_or_else(|| rfc3339(now)),
+        None => recorded_at(store, as_of.max(1))?.map_or_else(|| rfc3339(now), rfc3339),
     };
     Ok(Some(StateDoc {
         as_of: AsOf { seq: as_of, time },
@@ -358,6 +314,9 @@ pub fn state_user(
         },
         keys,
         tokens,
-        rooms: rooms.into_values().collect(),
+        rooms: rooms_at(models, user_id, as_of)?,
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! Device authorization events as JSON for admins (`device.*` in `proto-docs/events.md`):
 //! hashes hex, times RFC 3339. No device code or user code is stored, so none is shown.
 
-use crate::convert::{rfc3339, scope};
+use super::{rfc3339, scope};
 use latchkey_domain::{KeyChallenge, PairingEvent};
 use serde_json::{json, Value};
 
@@ -17,7 +17,7 @@ fn key_challenge(k: &KeyChallenge) -> Value {
 }
 
 /// The fields of a device event; `None` for the challenge events (`json.rs` has those).
-pub fn device_event_json(e: &PairingEvent) -> Option<Value> {
+pub(super) fn device_event_json(e: &PairingEvent) -> Option<Value> {
     Some(match e {
         PairingEvent::DeviceAuthorizationRequested {
             pairing_id,
@@ -64,6 +64,6 @@ pub fn device_event_json(e: &PairingEvent) -> Option<Value> {
         | PairingEvent::SignatureVerified { .. }
         | PairingEvent::SignatureRejected { .. }
         | PairingEvent::ChallengeExpired { .. } => return None,
-        other => return super::paircode_json::paircode_event_json(other),
+        other => return super::paircode::paircode_event_json(other),
     })
 }

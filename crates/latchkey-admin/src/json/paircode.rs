@@ -1,7 +1,7 @@
 //! Pairing-code events as JSON for admins (`pairing_code.*` in `proto-docs/events.md`):
 //! the code's hash hex, times RFC 3339. The code itself is never stored, so never shown.
 
-use crate::convert::{rfc3339, scope};
+use super::{rfc3339, scope};
 use latchkey_domain::PairingEvent;
 use serde_json::{json, Value};
 

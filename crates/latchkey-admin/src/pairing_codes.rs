@@ -1,18 +1,22 @@
 //! Offline pairing codes on a stopped server's data dir (`latchkey admin pair ...`): mint,
-//! list and revoke through the same decider as the online routes, attributed to the admin
-//! tool. The documents are the online ones.
+//! list and revoke through the actors' own write path (`entity::execute_blocking`), the
+//! same decider as the online routes, attributed to the admin tool. The documents are the
+//! online ones.
 
-use super::write::{catch_up, execute, AdminError};
-use crate::convert::{rfc3339, scope};
-use latchkey_actors::clock;
-use latchkey_domain::paircode::{CodeCommand, DEFAULT_CODE_TTL_SECS};
+use crate::json::rfc3339;
+use crate::write::{catch_up, AdminError};
+use latchkey_actors::clock::{Entropy, OsEntropy};
+use latchkey_actors::entity::{execute_blocking, ExecError};
+use latchkey_domain::paircode::{CodeCommand, CodeError, DEFAULT_CODE_TTL_SECS};
 use latchkey_domain::token::{self, TokenPrefix};
 use latchkey_domain::{
     Actor, PairingCommand, PairingDecider, PairingError, PairingEvent, PairingId, Scope, Timestamp,
     UserId,
 };
-use latchkey_proto::{qr_payload, CreatePairingCodeResponse, PairingCodeList, UserRef};
-use latchkey_store::SledStore;
+use latchkey_proto::{
+    qr_payload, CreatePairingCodeResponse, PairingCodeInfo, PairingCodeList, UserRef,
+};
+use latchkey_store::EventStore;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -31,9 +35,33 @@ pub struct OfflineMint<'a> {
     pub server: &'a str,
 }
 
+/// A domain scope as the wire names it.
+fn wire_scope(s: Scope) -> latchkey_proto::Scope {
+    match s {
+        Scope::ChatRead => latchkey_proto::Scope::ChatRead,
+        Scope::ChatWrite => latchkey_proto::Scope::ChatWrite,
+        Scope::Admin => latchkey_proto::Scope::Admin,
+    }
+}
+
+/// A refused or failed pairing-code command, in the admin tool's words.
+fn refused(e: ExecError<PairingError>) -> AdminError {
+    match e {
+        ExecError::Domain(PairingError::Code(CodeError::NotPending)) => {
+            AdminError::Conflict("the pairing code is no longer pending".into())
+        }
+        ExecError::Domain(PairingError::Code(CodeError::NotFound)) => {
+            AdminError::NotFound("no such pairing code".into())
+        }
+        ExecError::Domain(d) => AdminError::Invalid(format!("refused: {d}")),
+        ExecError::Conflict => AdminError::Conflict("another writer changed the stream".into()),
+        other => AdminError::NotWritten(other.to_string()),
+    }
+}
+
 /// Mints a code; the answer carries the code once.
 pub fn mint(
-    store: &Arc<SledStore>,
+    store: &Arc<dyn EventStore>,
     req: OfflineMint<'_>,
     now: Timestamp,
 ) -> Result<CreatePairingCodeResponse, AdminError> {
@@ -45,7 +73,7 @@ pub fn mint(
     .ok_or_else(|| AdminError::NotFound(format!("no user {}", req.user)))?;
     let handle = models.user(user_id)?.map(|u| u.handle).unwrap_or_default();
     let id = PairingId(Uuid::new_v4());
-    let code = token::generate(TokenPrefix::PairingCode, clock::random32());
+    let code = token::generate(TokenPrefix::PairingCode, OsEntropy.random32());
     let cmd = PairingCommand::Code(CodeCommand::Mint {
         code_id: id,
         user_id,
@@ -56,8 +84,8 @@ pub fn mint(
         ttl_secs: req.expires_in.unwrap_or(DEFAULT_CODE_TTL_SECS),
         now,
     });
-    let (events, _) = execute::<PairingDecider>(store, &id.stream(), &cmd, Actor::System)?
-        .map_err(|e| AdminError::Invalid(e.to_string()))?;
+    let out = execute_blocking::<PairingDecider>(store.as_ref(), id.stream(), &cmd, Actor::System)
+        .map_err(refused)?;
     catch_up(store)?;
     let Some(PairingEvent::PairingCodeMinted {
         scopes,
@@ -65,7 +93,7 @@ pub fn mint(
         created_at,
         expires_at,
         ..
-    }) = events.into_iter().next()
+    }) = out.events.into_iter().next()
     else {
         return Err(AdminError::Invalid("nothing was minted".into()));
     };
@@ -78,7 +106,7 @@ pub fn mint(
             id: user_id.to_string(),
             handle,
         },
-        scopes: scopes.iter().map(|s| scope(*s).to_string()).collect(),
+        scopes: scopes.iter().map(|s| wire_scope(*s)).collect(),
         note,
         created_at: rfc3339(created_at),
         expires_at: rfc3339(expires_at),
@@ -87,17 +115,17 @@ pub fn mint(
 }
 
 /// Pending codes at `now`, oldest first, without secrets.
-pub fn list(store: &Arc<SledStore>, now: Timestamp) -> Result<PairingCodeList, AdminError> {
+pub fn list(store: &Arc<dyn EventStore>, now: Timestamp) -> Result<PairingCodeList, AdminError> {
     let models = catch_up(store)?;
     let codes = models.pairing_codes().pending()?;
     Ok(PairingCodeList {
         codes: codes
             .iter()
             .filter(|c| now < c.expires_at)
-            .map(|c| latchkey_proto::PairingCodeInfo {
+            .map(|c| PairingCodeInfo {
                 id: c.code_id.to_string(),
                 user_id: c.user_id.to_string(),
-                scopes: c.scopes.iter().map(|s| scope(*s).to_string()).collect(),
+                scopes: c.scopes.iter().map(|s| wire_scope(*s)).collect(),
                 note: c.note.clone(),
                 created_by: c.by.map(|u| u.to_string()),
                 created_at: rfc3339(c.created_at),
@@ -108,7 +136,7 @@ pub fn list(store: &Arc<SledStore>, now: Timestamp) -> Result<PairingCodeList, A
 }
 
 /// Revokes a pending code by id (again: nothing to do).
-pub fn revoke(store: &Arc<SledStore>, id: &str, now: Timestamp) -> Result<(), AdminError> {
+pub fn revoke(store: &Arc<dyn EventStore>, id: &str, now: Timestamp) -> Result<(), AdminError> {
     let not_found = || AdminError::NotFound(format!("no pairing code {id}"));
     let id = Uuid::parse_str(id)
         .map(PairingId)
@@ -117,12 +145,8 @@ pub fn revoke(store: &Arc<SledStore>, id: &str, now: Timestamp) -> Result<(), Ad
         return Err(not_found());
     }
     let cmd = PairingCommand::Code(CodeCommand::Revoke { by: None, now });
-    execute::<PairingDecider>(store, &id.stream(), &cmd, Actor::System)?.map_err(|e| match e {
-        PairingError::Code(latchkey_domain::paircode::CodeError::NotPending) => {
-            AdminError::Conflict("the pairing code is no longer pending".into())
-        }
-        _ => not_found(),
-    })?;
+    execute_blocking::<PairingDecider>(store.as_ref(), id.stream(), &cmd, Actor::System)
+        .map_err(refused)?;
     catch_up(store)?;
     Ok(())
 }
