@@ -206,7 +206,7 @@ fn info_sign_in_me_and_ping() {
 fn health_readiness_and_metrics_answer() {
     let server = Server::start(&[]);
     let health: HealthResponse = server.get("/healthz", None).expect(200).json();
-    assert_eq!(health.status, "ok");
+    assert_eq!(health.status, latchkey_proto::HealthStatus::Ok);
     // Ready once caught up; poll rather than assume it already is.
     assert!(
         wait_until(Duration::from_secs(10), || server

@@ -7,6 +7,7 @@ use latchkey_domain::{
     ChallengePurpose, Event, LeaveReason, PairingEvent, RejectReason, RevokeReason, RoomEvent,
     RoomVisibility, Scope, SshPublicKey, Timestamp, TokenKind, UserEvent,
 };
+use latchkey_proto as proto;
 use latchkey_proto::ws::{MemberData, RoomCreatedData};
 use latchkey_proto::Message;
 use serde_json::{json, Value};
@@ -28,11 +29,7 @@ pub fn rfc3339(t: Timestamp) -> String {
 
 /// `session`, `device`, `personal`.
 pub fn kind(k: TokenKind) -> &'static str {
-    match k {
-        TokenKind::Session => "session",
-        TokenKind::Device => "device",
-        TokenKind::Personal => "personal",
-    }
+    wire_kind(k).as_str()
 }
 
 /// `chat:read`, `chat:write`, `admin`.
@@ -46,9 +43,54 @@ pub fn scope(s: Scope) -> &'static str {
 
 /// `public` / `private`.
 pub fn visibility(v: RoomVisibility) -> &'static str {
+    wire_visibility(v).as_str()
+}
+
+/// A token kind on the wire.
+pub fn wire_kind(k: TokenKind) -> proto::TokenKind {
+    match k {
+        TokenKind::Session => proto::TokenKind::Session,
+        TokenKind::Device => proto::TokenKind::Device,
+        TokenKind::Personal => proto::TokenKind::Personal,
+    }
+}
+
+/// A scope on the wire.
+pub fn wire_scope(s: Scope) -> proto::Scope {
+    match s {
+        Scope::ChatRead => proto::Scope::ChatRead,
+        Scope::ChatWrite => proto::Scope::ChatWrite,
+        Scope::Admin => proto::Scope::Admin,
+    }
+}
+
+/// Scopes on the wire.
+pub fn wire_scopes(s: &[Scope]) -> Vec<proto::Scope> {
+    s.iter().copied().map(wire_scope).collect()
+}
+
+/// A scope from the wire.
+pub fn domain_scope(s: proto::Scope) -> Scope {
+    match s {
+        proto::Scope::ChatRead => Scope::ChatRead,
+        proto::Scope::ChatWrite => Scope::ChatWrite,
+        proto::Scope::Admin => Scope::Admin,
+    }
+}
+
+/// A room's visibility on the wire.
+pub fn wire_visibility(v: RoomVisibility) -> proto::RoomVisibility {
     match v {
-        RoomVisibility::Public => "public",
-        RoomVisibility::Private => "private",
+        RoomVisibility::Public => proto::RoomVisibility::Public,
+        RoomVisibility::Private => proto::RoomVisibility::Private,
+    }
+}
+
+/// A room's visibility from the wire.
+pub fn domain_visibility(v: proto::RoomVisibility) -> RoomVisibility {
+    match v {
+        proto::RoomVisibility::Public => RoomVisibility::Public,
+        proto::RoomVisibility::Private => RoomVisibility::Private,
     }
 }
 
@@ -229,7 +271,7 @@ pub fn room_event_data(event: &RoomEvent) -> Value {
             ..
         } => serde_json::to_value(RoomCreatedData {
             name: name.clone(),
-            visibility: visibility(*v).into(),
+            visibility: wire_visibility(*v),
             owner: owner.to_string(),
             created_at: rfc3339(*at),
         }),

@@ -3,11 +3,12 @@
 //! path), judges tokens as of the chosen time, and takes rooms from the rooms read model's
 //! membership intervals. Users are found through the read models, never a log scan.
 
-use crate::json::{event_json, kind, rfc3339, visibility};
+use crate::json::{event_json, rfc3339, wire_kind, wire_visibility};
 use latchkey_actors::entity::Loaded;
 use latchkey_actors::readmodel::ReadModels;
 use latchkey_domain::user::{TokenRecord, TokenStatus};
 use latchkey_domain::{Event, Timestamp, TokenId, UserDecider, UserEvent, UserId};
+use latchkey_proto as proto;
 use latchkey_proto::admin::*;
 use latchkey_store::{EventStore, Recorded, StoreResult};
 use std::collections::{HashMap, HashSet};
@@ -234,8 +235,8 @@ fn rooms_at(models: &ReadModels, user: UserId, as_of: u64) -> StoreResult<Vec<St
             continue;
         };
         let (name, vis) = match rooms.room(room)? {
-            Some(r) => (r.name, visibility(r.visibility).to_string()),
-            None => Default::default(),
+            Some(r) => (r.name, wire_visibility(r.visibility)),
+            None => (String::new(), proto::RoomVisibility::Private),
         };
         out.push(StateRoom {
             id: room.to_string(),
@@ -251,16 +252,18 @@ fn rooms_at(models: &ReadModels, user: UserId, as_of: u64) -> StoreResult<Vec<St
 /// A token as `state user` shows it, judged at `when`.
 fn state_token(id: &TokenId, t: &TokenRecord, when: Timestamp) -> StateToken {
     let (status, revoked_at) = match &t.status {
-        TokenStatus::Revoked { at, .. } => ("revoked", Some(rfc3339(*at))),
-        TokenStatus::Expired => ("expired", None),
-        TokenStatus::Live if t.expires_at.is_some_and(|e| e <= when) => ("expired", None),
-        TokenStatus::Live => ("live", None),
+        TokenStatus::Revoked { at, .. } => (proto::TokenStatus::Revoked, Some(rfc3339(*at))),
+        TokenStatus::Expired => (proto::TokenStatus::Expired, None),
+        TokenStatus::Live if t.expires_at.is_some_and(|e| e <= when) => {
+            (proto::TokenStatus::Expired, None)
+        }
+        TokenStatus::Live => (proto::TokenStatus::Live, None),
     };
     StateToken {
         id: id.to_string(),
-        kind: kind(t.kind).into(),
+        kind: wire_kind(t.kind),
         name: t.name.clone(),
-        status: status.into(),
+        status,
         created_at: rfc3339(t.created_at),
         expires_at: t.expires_at.map(rfc3339),
         revoked_at,

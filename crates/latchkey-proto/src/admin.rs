@@ -138,11 +138,11 @@ pub struct StateToken {
     /// Same string as REST `token_id`.
     pub id: String,
     /// `session`, `device`, `personal`.
-    pub kind: String,
+    pub kind: crate::TokenKind,
     /// PAT name.
     pub name: Option<String>,
     /// `live`, `revoked` or `expired` at `as_of`.
-    pub status: String,
+    pub status: crate::TokenStatus,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -176,7 +176,7 @@ pub struct StateRoom {
     /// Name.
     pub name: String,
     /// `public` / `private`.
-    pub visibility: String,
+    pub visibility: crate::RoomVisibility,
     /// Seq of the join.
     pub joined_seq: u64,
 }

@@ -26,6 +26,62 @@ pub enum TokenKind {
     Personal,
 }
 
+impl TokenKind {
+    /// The wire name: `session`, `device` or `personal`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenKind::Session => "session",
+            TokenKind::Device => "device",
+            TokenKind::Personal => "personal",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Whether a token is in force at a point in time (admin state documents).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    /// Neither revoked nor past its expiry.
+    Live,
+    /// Revoked (logout, revoke, a removed key, a disabled user).
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+impl TokenStatus {
+    /// The wire name: `live`, `revoked` or `expired`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TokenStatus::Live => "live",
+            TokenStatus::Revoked => "revoked",
+            TokenStatus::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for TokenStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Liveness and readiness: `ok`, or `catching_up` while the read models catch up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Serving, with every read model at the durable head (or, for `/healthz`, alive).
+    Ok,
+    /// Read models still catching up with the log.
+    CatchingUp,
+}
+
 /// What a token may do.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
@@ -174,8 +230,8 @@ pub struct PingResponse {
 /// `GET /healthz` and `GET /readyz`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HealthResponse {
-    /// `ok`, or `starting` while projections catch up.
-    pub status: String,
+    /// `ok`, or `catching_up` while projections catch up.
+    pub status: HealthStatus,
     /// The newest durable seq.
     pub head: u64,
     /// The newest seq every read model has applied.

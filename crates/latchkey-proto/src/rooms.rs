@@ -13,6 +13,22 @@ pub enum RoomVisibility {
     Private,
 }
 
+impl RoomVisibility {
+    /// The wire name: `public` or `private`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RoomVisibility::Public => "public",
+            RoomVisibility::Private => "private",
+        }
+    }
+}
+
+impl std::fmt::Display for RoomVisibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// `POST /api/native/rooms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateRoomRequest {

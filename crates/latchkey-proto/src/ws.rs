@@ -102,7 +102,7 @@ pub struct RoomCreatedData {
     /// Display name.
     pub name: String,
     /// `public` or `private`.
-    pub visibility: String,
+    pub visibility: crate::RoomVisibility,
     /// The owner.
     pub owner: String,
     /// RFC 3339.

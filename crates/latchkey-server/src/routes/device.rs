@@ -4,7 +4,7 @@
 //! JSON error shape, user-code lookups limited per IP and per user.
 
 use crate::auth::Session;
-use crate::convert::{domain_scope, rfc3339, scope, wire_scopes};
+use crate::convert::{domain_scope, rfc3339, wire_scopes};
 use crate::error::{ApiError, OAuthFailure, MAX_BODY};
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::{client_ip, limit};
@@ -13,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use latchkey_actors::device::{DeviceCodeRequest as CoreRequest, DeviceView, Grant};
 use latchkey_actors::Core;
+use latchkey_admin::json::scope;
 use latchkey_domain::device::DEFAULT_DEVICE_TOKEN_SECS;
 use latchkey_domain::Scope;
 use latchkey_proto as proto;

@@ -3,7 +3,7 @@
 use crate::observe::Metrics;
 use actix_web::{web, HttpResponse};
 use latchkey_actors::Core;
-use latchkey_proto::HealthResponse;
+use latchkey_proto::{HealthResponse, HealthStatus};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -13,9 +13,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/openapi.json").route(web::get().to(openapi)));
 }
 
-fn health(core: &Core, status: &str) -> HealthResponse {
+fn health(core: &Core, status: HealthStatus) -> HealthResponse {
     HealthResponse {
-        status: status.into(),
+        status,
         head: core.store().head(),
         applied: core.applied_seq(),
     }
@@ -24,7 +24,7 @@ fn health(core: &Core, status: &str) -> HealthResponse {
 /// Liveness.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = HealthResponse)))]
 async fn healthz(core: web::Data<Core>) -> HttpResponse {
-    HttpResponse::Ok().json(health(&core, "ok"))
+    HttpResponse::Ok().json(health(&core, HealthStatus::Ok))
 }
 
 /// Readiness: 200 only while the read models are caught up with the log.
@@ -32,9 +32,9 @@ async fn healthz(core: web::Data<Core>) -> HttpResponse {
     responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 async fn readyz(core: web::Data<Core>) -> HttpResponse {
     if core.applied_seq() >= core.store().head() {
-        HttpResponse::Ok().json(health(&core, "ok"))
+        HttpResponse::Ok().json(health(&core, HealthStatus::Ok))
     } else {
-        crate::error::not_ready(&health(&core, "catching_up"))
+        crate::error::not_ready(&health(&core, HealthStatus::CatchingUp))
     }
 }
 
