@@ -3,7 +3,7 @@
 //! same decider as the online routes, attributed to the admin tool. The documents are the
 //! online ones.
 
-use crate::json::rfc3339;
+use crate::json::{rfc3339, wire_scopes};
 use crate::write::{catch_up, AdminError};
 use latchkey_actors::clock::{Entropy, OsEntropy};
 use latchkey_actors::entity::{execute_blocking, ExecError};
@@ -33,15 +33,6 @@ pub struct OfflineMint<'a> {
     pub note: Option<String>,
     /// The QR payload's `server=`: `--public-url`, else the server id.
     pub server: &'a str,
-}
-
-/// A domain scope as the wire names it.
-fn wire_scope(s: Scope) -> latchkey_proto::Scope {
-    match s {
-        Scope::ChatRead => latchkey_proto::Scope::ChatRead,
-        Scope::ChatWrite => latchkey_proto::Scope::ChatWrite,
-        Scope::Admin => latchkey_proto::Scope::Admin,
-    }
 }
 
 /// A refused or failed pairing-code command, in the admin tool's words.
@@ -106,7 +97,7 @@ pub fn mint(
             id: user_id.to_string(),
             handle,
         },
-        scopes: scopes.iter().map(|s| wire_scope(*s)).collect(),
+        scopes: wire_scopes(&scopes),
         note,
         created_at: rfc3339(created_at),
         expires_at: rfc3339(expires_at),
@@ -125,7 +116,7 @@ pub fn list(store: &Arc<dyn EventStore>, now: Timestamp) -> Result<PairingCodeLi
             .map(|c| PairingCodeInfo {
                 id: c.code_id.to_string(),
                 user_id: c.user_id.to_string(),
-                scopes: c.scopes.iter().map(|s| wire_scope(*s)).collect(),
+                scopes: wire_scopes(&c.scopes),
                 note: c.note.clone(),
                 created_by: c.by.map(|u| u.to_string()),
                 created_at: rfc3339(c.created_at),

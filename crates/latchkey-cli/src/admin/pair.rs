@@ -7,6 +7,7 @@
 use anyhow::{anyhow, bail, Context};
 use clap::Subcommand;
 use latchkey_actors::clock;
+use latchkey_admin::json::{domain_scope, scope, wire_scopes};
 use latchkey_admin::pairing_codes::{self as offline, OfflineMint};
 use latchkey_domain::Scope;
 use latchkey_proto::{CreatePairingCodeResponse, ErrorBody, PairingCodeList};
@@ -116,10 +117,9 @@ pub fn run(target: Target<'_>, as_json: bool, what: PairWhat) -> anyhow::Result<
             let expires_in = expires.as_deref().map(parse_expires).transpose()?;
             let doc = match target.online {
                 Some((server, token)) => {
-                    let names: Vec<&str> = scopes.iter().map(|s| scope_name(*s)).collect();
                     let mut body = serde_json::json!({"user": user, "note": note});
-                    if !names.is_empty() {
-                        body["scopes"] = serde_json::json!(names);
+                    if !scopes.is_empty() {
+                        body["scopes"] = serde_json::json!(wire_scopes(&scopes));
                     }
                     if let Some(e) = expires_in {
                         body["expires_in"] = serde_json::json!(e);
@@ -181,21 +181,9 @@ pub fn run(target: Target<'_>, as_json: bool, what: PairWhat) -> anyhow::Result<
 fn scope_list(scopes: &[latchkey_proto::Scope]) -> String {
     scopes
         .iter()
-        .map(|s| match s {
-            latchkey_proto::Scope::ChatRead => "chat:read",
-            latchkey_proto::Scope::ChatWrite => "chat:write",
-            latchkey_proto::Scope::Admin => "admin",
-        })
+        .map(|s| scope(domain_scope(*s)))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn scope_name(s: Scope) -> &'static str {
-    match s {
-        Scope::ChatRead => "chat:read",
-        Scope::ChatWrite => "chat:write",
-        Scope::Admin => "admin",
-    }
 }
 
 fn open(dir: &Path) -> anyhow::Result<Arc<dyn EventStore>> {
