@@ -529,6 +529,7 @@ impl<E: Into<ApiError>> From<E> for PageError {
             401 => ("Sign-in failed", message),
             403 => ("Not allowed", message),
             404 => ("No such request", "No pending request has this code. Check the code on your device: it may be mistyped, expired, or already approved or denied.".to_string()),
+            409 if api.code == codes::KEY_NOT_PROVEN => ("Not yet", message),
             409 => ("This request is closed", message),
             429 => ("Too many attempts", "Too many attempts from here. Wait a minute and try again.".to_string()),
             _ if status.is_server_error() => ("Something went wrong", "The service could not answer. Try again in a moment.".to_string()),
@@ -558,5 +559,31 @@ impl ResponseError for PageError {
 
     fn error_response(&self) -> HttpResponse {
         crate::routes::device_page::error_page(self)
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_pairing_code_is_one_401() {
+        let e = ApiError::from(CoreError::PairingCodeInvalid);
+        assert_eq!(e.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(e.code(), codes::PAIRING_CODE_INVALID);
+    }
+
+    #[test]
+    fn page_errors_keep_the_status_and_speak_plainly() {
+        let limited = PageError::from(ApiError::rate_limited(7, "slow down"));
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.heading(), "Too many attempts");
+        assert_eq!(limited.retry_after().map(|v| v.as_bytes()), Some(&b"7"[..]));
+        let unknown = PageError::from(CoreError::KeyUnknown);
+        assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+        assert!(unknown.text().contains("no latchkey account"));
+        let hidden = PageError::from(CoreError::Internal("secret detail".into()));
+        assert!(!hidden.text().contains("secret detail"));
+        assert_eq!(PageError::forbidden("x").status(), StatusCode::FORBIDDEN);
     }
 }
