@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod chat;
+mod client;
 mod crash;
 mod credentials;
 mod device;
