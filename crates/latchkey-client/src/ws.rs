@@ -26,6 +26,8 @@ pub const CLOSE_MALFORMED: u16 = 4000;
 /// How long a read may see nothing before the connection counts as dead (the server
 /// pings every 25 s).
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one TCP connect may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// History page size for the refetch after `resume_failed`.
 const PAGE: u32 = 200;
 
@@ -250,7 +252,7 @@ impl Subscription {
         } else {
             format!("{host}:80")
         };
-        let stream = TcpStream::connect(&addr).map_err(|e| Retry::Again(e.to_string()))?;
+        let stream = connect_tcp(&addr).map_err(|e| Retry::Again(e.to_string()))?;
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .map_err(|e| Retry::Again(e.to_string()))?;
@@ -372,6 +374,19 @@ impl Subscription {
         self.last_seq = Some(head.max(after));
         Ok(())
     }
+}
+
+/// Connects to the first address of `addr` that answers, each within [`CONNECT_TIMEOUT`].
+fn connect_tcp(addr: &str) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Whether a failed connection attempt is worth retrying.
