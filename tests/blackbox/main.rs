@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod browser;
 mod chat;
+mod client;
 mod crash;
 mod credentials;
 mod device;
