@@ -13,6 +13,7 @@
 mod admin;
 mod client;
 mod output;
+mod qr;
 mod serve;
 mod tail;
 

@@ -12,8 +12,6 @@ use latchkey_admin::pairing_codes::{self as offline, OfflineMint};
 use latchkey_domain::Scope;
 use latchkey_proto::{CreatePairingCodeResponse, ErrorBody, PairingCodeList};
 use latchkey_store::{EventStore, SledStore, StoreOptions};
-use qrcode::render::unicode::Dense1x2;
-use qrcode::QrCode;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -89,18 +87,6 @@ fn parse_scopes(s: Option<&str>) -> anyhow::Result<Vec<Scope>> {
             other => bail!("unknown scope {other}: use chat:read and/or chat:write"),
         })
         .collect()
-}
-
-/// The QR code of a payload in Unicode half blocks, light modules drawn in the terminal's
-/// foreground, with the quiet zone: it scans from a dark terminal as printed.
-pub fn qr_blocks(payload: &str) -> anyhow::Result<String> {
-    let code = QrCode::new(payload.as_bytes()).context("encoding the QR code")?;
-    Ok(code
-        .render::<Dense1x2>()
-        .dark_color(Dense1x2::Light)
-        .light_color(Dense1x2::Dark)
-        .quiet_zone(true)
-        .build())
 }
 
 /// Runs a `pair` command.
@@ -229,7 +215,7 @@ fn call<T: serde::de::DeserializeOwned>(
 }
 
 fn print_created(doc: &CreatePairingCodeResponse, as_json: bool) -> anyhow::Result<()> {
-    let blocks = qr_blocks(&doc.qr)?;
+    let blocks = crate::qr::qr_blocks(&doc.qr)?;
     if as_json {
         println!("{}", serde_json::to_string(doc)?);
         eprintln!("{blocks}");

@@ -288,11 +288,7 @@ fn show_codes(
             "or run `latchkey device approve {}` where you are signed in.",
             canonical_user_code(&code.user_code)
         );
-        if let Ok(qr) = qrcode::QrCode::new(code.verification_uri_complete.as_bytes()) {
-            let art = qr
-                .render::<qrcode::render::unicode::Dense1x2>()
-                .quiet_zone(true)
-                .build();
+        if let Ok(art) = crate::qr::qr_blocks(&code.verification_uri_complete) {
             println!("{art}");
         }
         println!("user code        {}", code.user_code);
