@@ -1036,6 +1036,46 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
     .oauth_error("invalid_request");
 }
 
+/// What the approver reads must be what it looks like: a right-to-left override, a
+/// zero-width or a line separator in `client_id` or a device name is refused, at the
+/// device endpoint and in an approval's `name`, and nothing is stored.
+#[test]
+fn bidi_overrides_and_invisible_characters_in_names_are_refused() {
+    let server = Server::start(&[]);
+    let head = |server: &Server| -> u64 {
+        let v: Value = server.get("/healthz", None).expect(200).json();
+        v["head"].as_u64().unwrap()
+    };
+    let bad_names = [
+        "\u{202e}VT mooR gniviL",
+        "Living\u{200b}Room",
+        "tv\u{feff}",
+        "line\u{2028}break",
+    ];
+    let before = head(&server);
+    for bad in bad_names {
+        form(&server, CODE, &[("client_id", bad)]).oauth_error("invalid_request");
+        json_post(&server, CODE, &json!({ "client_id": bad })).oauth_error("invalid_request");
+        form(&server, CODE, &[("client_id", "tv"), ("device_name", bad)])
+            .oauth_error("invalid_request");
+    }
+    assert_eq!(head(&server), before, "a refused request stores nothing");
+
+    let (_, alice) = session(&server, "alice");
+    let s = start(&server, &[]);
+    for bad in bad_names {
+        server
+            .post_json(
+                APPROVE,
+                &json!({ "user_code": s.user_code, "name": bad }),
+                Some(&alice),
+            )
+            .expect_error(400, "invalid_request");
+    }
+    let v: Value = lookup(&server, &alice, &s.user_code).expect(200).json();
+    assert_eq!(v["device_name"], "tv", "still pending, name unchanged: {v}");
+}
+
 #[test]
 fn malformed_approvals_get_json_errors() {
     let server = Server::start(&[]);

@@ -207,6 +207,36 @@ fn device_names_with_control_characters_or_too_long_are_refused() {
     }
 }
 
+/// Invisible format characters would let a requester disguise itself on the approval
+/// screen: a right-to-left override, zero-width characters, line separators.
+#[test]
+fn names_with_bidi_overrides_or_invisible_characters_are_refused() {
+    for bad in [
+        "\u{202e}VT mooR gniviL",
+        "Living\u{200b}Room",
+        "tv\u{feff}",
+        "\u{2066}tv\u{2069}",
+        "line\u{2028}break",
+        "para\u{2029}graph",
+        "soft\u{ad}hyphen",
+        "tag\u{e0041}",
+    ] {
+        let mut req = request_cmd(None);
+        req.client_id = bad.to_string();
+        given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(req))))
+            .then_error(err(DeviceError::InvalidClientId));
+        let mut req = request_cmd(None);
+        req.device_name = Some(bad.to_string());
+        given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(req))))
+            .then_error(err(DeviceError::InvalidDeviceName));
+    }
+    for fine in ["Wohnzimmer-TV", "テレビ", "👍 tv", "Café (2)"] {
+        assert!(valid_name(fine, MAX_DEVICE_NAME_CHARS), "{fine}");
+    }
+}
+
 #[test]
 fn admin_scope_cannot_be_requested() {
     let mut req = request_cmd(None);
