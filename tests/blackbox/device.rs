@@ -1119,6 +1119,13 @@ fn device_codes_and_user_codes_never_reach_the_log() {
     let (_, alice) = session(&server, "alice");
     let s = start(&server, &[]);
     lookup(&server, &alice, &s.user_code).expect(200);
+    // The router decodes percent-escapes: the same route through an escaped path.
+    server
+        .get(
+            &format!("/api/native/%64evice/{}", s.user_code),
+            Some(&alice),
+        )
+        .expect(200);
     approve(&server, &alice, &s.user_code).expect(200);
     let token = redeem(&server, &s.device_code)["access_token"]
         .as_str()
