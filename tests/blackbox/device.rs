@@ -964,6 +964,20 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
             .send_string("{not json"),
     );
     garbage.oauth_error("invalid_request");
+    // Form values are UTF-8 (RFC 6749 appendix B): undecodable bytes are refused, not
+    // silently replaced.
+    for raw in [
+        "client_id=%FF%FE",
+        "client_id=tv&device_name=%C3",
+        "client_id=tv%80",
+    ] {
+        let bad_utf8 = answer(
+            ureq::post(&format!("{}{CODE}", server.url()))
+                .set("Content-Type", "application/x-www-form-urlencoded")
+                .send_string(raw),
+        );
+        bad_utf8.oauth_error("invalid_request");
+    }
     let xml = answer(
         ureq::post(&format!("{}{CODE}", server.url()))
             .set("Content-Type", "text/xml")

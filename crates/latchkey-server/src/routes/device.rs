@@ -7,6 +7,7 @@ use crate::auth::Session;
 use crate::convert::{domain_scope, rfc3339, wire_scopes};
 use crate::error::{ApiError, OAuthFailure, MAX_BODY};
 use crate::limits::{IpLimit, Limits, StrLimit};
+use crate::observe::percent_decode;
 use crate::routes::native::{client_ip, limit};
 use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -95,6 +96,10 @@ async fn read_body<T: DeserializeOwned>(
         serde_json::from_slice(&body).map_err(|_| {
             OAuthFailure::invalid_request("the body is not a valid JSON object of strings")
         })
+    } else if !form_is_utf8(&body) {
+        Err(OAuthFailure::invalid_request(
+            "form parameters must be percent-encoded UTF-8",
+        ))
     } else {
         serde_urlencoded::from_bytes(&body).map_err(|_| {
             OAuthFailure::invalid_request(
@@ -102,6 +107,14 @@ async fn read_body<T: DeserializeOwned>(
             )
         })
     }
+}
+
+/// Whether every name and value of a form body decodes to UTF-8. The form parser
+/// replaces undecodable bytes with U+FFFD; RFC 6749 (appendix B) wants UTF-8, so such a
+/// body is refused instead of being stored altered.
+fn form_is_utf8(body: &[u8]) -> bool {
+    body.split(|b| *b == b'&')
+        .all(|pair| std::str::from_utf8(&percent_decode(pair)).is_ok())
 }
 
 /// A required string parameter.
