@@ -925,6 +925,12 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
     };
     let before = head(&server);
     let long = "x".repeat(65);
+    // A key comment lands on the approver's account: no control characters, <= 256 bytes.
+    let key = Key::generate(server.scratch(), "ed25519", "tv");
+    let bare = key.pubkey();
+    let bare: Vec<&str> = bare.split(' ').take(2).collect();
+    let escaped_comment = format!("{} evil\u{1b}[2J", bare.join(" "));
+    let long_comment = format!("{} {}", bare.join(" "), "c".repeat(257));
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![], "invalid_request"),
         (vec![("client_id", "")], "invalid_request"),
@@ -948,6 +954,14 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
         ),
         (
             vec![("client_id", "tv"), ("public_key", "ssh-rsa AAAA")],
+            "invalid_request",
+        ),
+        (
+            vec![("client_id", "tv"), ("public_key", &escaped_comment)],
+            "invalid_request",
+        ),
+        (
+            vec![("client_id", "tv"), ("public_key", &long_comment)],
             "invalid_request",
         ),
         (

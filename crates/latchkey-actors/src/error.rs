@@ -289,6 +289,7 @@ impl From<DeviceError> for DeviceFlowError {
             }
             DeviceError::InvalidClientId
             | DeviceError::InvalidDeviceName
+            | DeviceError::InvalidKeyComment
             | DeviceError::InvalidLifetime
             | DeviceError::NoKey
             | DeviceError::WrongChallenge => F::InvalidRequest(e.to_string()),

@@ -29,6 +29,8 @@ pub const DEFAULT_DEVICE_TOKEN_SECS: u64 = 90 * 24 * 3600;
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
 /// Longest `device_name` (or approval `name`), in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+/// Longest comment of a key to enroll, in bytes (DESIGN §6, as for any key).
+pub const MAX_KEY_COMMENT_BYTES: usize = 256;
 
 impl KeyChallenge {
     /// The exact bytes the device signs (namespace `latchkey-auth`).
@@ -249,6 +251,10 @@ pub enum DeviceError {
     /// format characters.
     #[error("device_name must be 1 to 64 printable characters")]
     InvalidDeviceName,
+    /// The key to enroll has a comment over 256 bytes, or with control or invisible
+    /// format characters.
+    #[error("the key comment must be at most 256 bytes of printable characters")]
+    InvalidKeyComment,
     /// Scopes other than `chat:read` and `chat:write`, or none granted.
     #[error("scopes must be a non-empty subset of chat:read chat:write")]
     InvalidScopes,
@@ -442,6 +448,12 @@ fn request(req: &RequestDevice) -> Result<Vec<PairingEvent>, DeviceError> {
     if let Some(k) = &req.key {
         if k.expires_at <= req.now {
             return Err(DeviceError::InvalidExpiry);
+        }
+        let comment = &k.key.comment;
+        if comment.len() > MAX_KEY_COMMENT_BYTES
+            || comment.chars().any(|c| c.is_control() || is_invisible(c))
+        {
+            return Err(DeviceError::InvalidKeyComment);
         }
     }
     Ok(vec![PairingEvent::DeviceAuthorizationRequested {

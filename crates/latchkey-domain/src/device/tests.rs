@@ -237,6 +237,27 @@ fn names_with_bidi_overrides_or_invisible_characters_are_refused() {
     }
 }
 
+/// The key's comment becomes the comment of a key on the approver's account: DESIGN §6's
+/// rule for comments (at most 256 bytes, no control characters) holds here too.
+#[test]
+fn a_key_comment_with_control_characters_or_over_256_bytes_is_refused() {
+    for bad in ["evil\u{1b}[2J", "a\u{202e}b", &"c".repeat(257)] {
+        let mut k = key_challenge();
+        k.key.comment = bad.to_string();
+        given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(request_cmd(Some(k))))))
+            .then_error(err(DeviceError::InvalidKeyComment));
+    }
+    for fine in ["", "tv@living-room", &"c".repeat(256)] {
+        let mut k = key_challenge();
+        k.key.comment = fine.to_string();
+        assert!(given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(request_cmd(Some(k))))))
+            .result()
+            .is_ok());
+    }
+}
+
 #[test]
 fn admin_scope_cannot_be_requested() {
     let mut req = request_cmd(None);
