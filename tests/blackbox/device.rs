@@ -385,6 +385,43 @@ fn init_approve_poll_token_me() {
         .expect_error(401, "unauthorized");
 }
 
+/// Without `--public-url`, the verification URI is this request's own origin: forwarding
+/// headers count only from a `--trusted-proxy`, as for the client address.
+#[test]
+fn forwarding_headers_move_the_verification_uri_only_from_a_trusted_proxy() {
+    let server = Server::start(&[]);
+    let code = |headers: &[(&str, &str)]| -> Value {
+        let mut req = ureq::post(&format!("{}{CODE}", server.url()));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        answer(req.send_form(&[("client_id", "tv")])).ok().clone()
+    };
+    let own = format!("{}/device", server.url());
+    for headers in [
+        vec![
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        vec![("Forwarded", "host=evil.example;proto=https")],
+    ] {
+        assert_eq!(
+            code(&headers)["verification_uri"],
+            own.as_str(),
+            "{headers:?}"
+        );
+    }
+
+    let proxied = Server::start(&["--trusted-proxy", "127.0.0.1"]);
+    let a = answer(
+        ureq::post(&format!("{}{CODE}", proxied.url()))
+            .set("X-Forwarded-Host", "chat.example")
+            .set("X-Forwarded-Proto", "https")
+            .send_form(&[("client_id", "tv")]),
+    );
+    assert_eq!(a.ok()["verification_uri"], "https://chat.example/device");
+}
+
 #[test]
 fn json_bodies_work_like_forms_and_every_answer_is_no_store() {
     let server = Server::start(&[]);

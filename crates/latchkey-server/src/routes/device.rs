@@ -4,6 +4,7 @@
 //! JSON error shape, user-code lookups limited per IP and per user.
 
 use crate::auth::Session;
+use crate::client_ip::TrustedProxies;
 use crate::convert::{domain_scope, rfc3339, wire_scopes};
 use crate::error::{ApiError, OAuthFailure, MAX_BODY};
 use crate::limits::{IpLimit, Limits, StrLimit};
@@ -146,13 +147,28 @@ fn user_agent(req: &HttpRequest) -> Option<String> {
 }
 
 /// `<public url>/device`: the public URL when configured, else this request's origin.
+/// `Forwarded` and `X-Forwarded-*` count only from a `--trusted-proxy` peer, as for the
+/// client address; from anyone else the origin is the `Host` header over plain HTTP.
 fn verification_uri(core: &Core, req: &HttpRequest) -> String {
     let server = &core.config().server;
     if server.starts_with("https://") || server.starts_with("http://") {
         return format!("{}/device", server.trim_end_matches('/'));
     }
-    let info = req.connection_info();
-    format!("{}://{}/device", info.scheme(), info.host())
+    let proxied = match (req.app_data::<web::Data<TrustedProxies>>(), req.peer_addr()) {
+        (Some(t), Some(peer)) => t.is_trusted(peer.ip()),
+        _ => false,
+    };
+    if proxied {
+        let info = req.connection_info();
+        return format!("{}://{}/device", info.scheme(), info.host());
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| req.app_config().host().to_string());
+    format!("http://{host}/device")
 }
 
 /// A rate limit on a device endpoint, answered in the OAuth shape.
