@@ -385,6 +385,43 @@ fn init_approve_poll_token_me() {
         .expect_error(401, "unauthorized");
 }
 
+/// Without `--public-url`, the verification URI is this request's own origin: forwarding
+/// headers count only from a `--trusted-proxy`, as for the client address.
+#[test]
+fn forwarding_headers_move_the_verification_uri_only_from_a_trusted_proxy() {
+    let server = Server::start(&[]);
+    let code = |headers: &[(&str, &str)]| -> Value {
+        let mut req = ureq::post(&format!("{}{CODE}", server.url()));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        answer(req.send_form(&[("client_id", "tv")])).ok().clone()
+    };
+    let own = format!("{}/device", server.url());
+    for headers in [
+        vec![
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Proto", "https"),
+        ],
+        vec![("Forwarded", "host=evil.example;proto=https")],
+    ] {
+        assert_eq!(
+            code(&headers)["verification_uri"],
+            own.as_str(),
+            "{headers:?}"
+        );
+    }
+
+    let proxied = Server::start(&["--trusted-proxy", "127.0.0.1"]);
+    let a = answer(
+        ureq::post(&format!("{}{CODE}", proxied.url()))
+            .set("X-Forwarded-Host", "chat.example")
+            .set("X-Forwarded-Proto", "https")
+            .send_form(&[("client_id", "tv")]),
+    );
+    assert_eq!(a.ok()["verification_uri"], "https://chat.example/device");
+}
+
 #[test]
 fn json_bodies_work_like_forms_and_every_answer_is_no_store() {
     let server = Server::start(&[]);
@@ -925,6 +962,12 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
     };
     let before = head(&server);
     let long = "x".repeat(65);
+    // A key comment lands on the approver's account: no control characters, <= 256 bytes.
+    let key = Key::generate(server.scratch(), "ed25519", "tv");
+    let bare = key.pubkey();
+    let bare: Vec<&str> = bare.split(' ').take(2).collect();
+    let escaped_comment = format!("{} evil\u{1b}[2J", bare.join(" "));
+    let long_comment = format!("{} {}", bare.join(" "), "c".repeat(257));
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![], "invalid_request"),
         (vec![("client_id", "")], "invalid_request"),
@@ -951,6 +994,14 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
             "invalid_request",
         ),
         (
+            vec![("client_id", "tv"), ("public_key", &escaped_comment)],
+            "invalid_request",
+        ),
+        (
+            vec![("client_id", "tv"), ("public_key", &long_comment)],
+            "invalid_request",
+        ),
+        (
             vec![("client_id", "a"), ("client_id", "b")],
             "invalid_request",
         ),
@@ -964,6 +1015,20 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
             .send_string("{not json"),
     );
     garbage.oauth_error("invalid_request");
+    // Form values are UTF-8 (RFC 6749 appendix B): undecodable bytes are refused, not
+    // silently replaced.
+    for raw in [
+        "client_id=%FF%FE",
+        "client_id=tv&device_name=%C3",
+        "client_id=tv%80",
+    ] {
+        let bad_utf8 = answer(
+            ureq::post(&format!("{}{CODE}", server.url()))
+                .set("Content-Type", "application/x-www-form-urlencoded")
+                .send_string(raw),
+        );
+        bad_utf8.oauth_error("invalid_request");
+    }
     let xml = answer(
         ureq::post(&format!("{}{CODE}", server.url()))
             .set("Content-Type", "text/xml")
@@ -1036,6 +1101,46 @@ fn malformed_device_requests_get_oauth_errors_and_store_nothing() {
     .oauth_error("invalid_request");
 }
 
+/// What the approver reads must be what it looks like: a right-to-left override, a
+/// zero-width or a line separator in `client_id` or a device name is refused, at the
+/// device endpoint and in an approval's `name`, and nothing is stored.
+#[test]
+fn bidi_overrides_and_invisible_characters_in_names_are_refused() {
+    let server = Server::start(&[]);
+    let head = |server: &Server| -> u64 {
+        let v: Value = server.get("/healthz", None).expect(200).json();
+        v["head"].as_u64().unwrap()
+    };
+    let bad_names = [
+        "\u{202e}VT mooR gniviL",
+        "Living\u{200b}Room",
+        "tv\u{feff}",
+        "line\u{2028}break",
+    ];
+    let before = head(&server);
+    for bad in bad_names {
+        form(&server, CODE, &[("client_id", bad)]).oauth_error("invalid_request");
+        json_post(&server, CODE, &json!({ "client_id": bad })).oauth_error("invalid_request");
+        form(&server, CODE, &[("client_id", "tv"), ("device_name", bad)])
+            .oauth_error("invalid_request");
+    }
+    assert_eq!(head(&server), before, "a refused request stores nothing");
+
+    let (_, alice) = session(&server, "alice");
+    let s = start(&server, &[]);
+    for bad in bad_names {
+        server
+            .post_json(
+                APPROVE,
+                &json!({ "user_code": s.user_code, "name": bad }),
+                Some(&alice),
+            )
+            .expect_error(400, "invalid_request");
+    }
+    let v: Value = lookup(&server, &alice, &s.user_code).expect(200).json();
+    assert_eq!(v["device_name"], "tv", "still pending, name unchanged: {v}");
+}
+
 #[test]
 fn malformed_approvals_get_json_errors() {
     let server = Server::start(&[]);
@@ -1079,6 +1184,13 @@ fn device_codes_and_user_codes_never_reach_the_log() {
     let (_, alice) = session(&server, "alice");
     let s = start(&server, &[]);
     lookup(&server, &alice, &s.user_code).expect(200);
+    // The router decodes percent-escapes: the same route through an escaped path.
+    server
+        .get(
+            &format!("/api/native/%64evice/{}", s.user_code),
+            Some(&alice),
+        )
+        .expect(200);
     approve(&server, &alice, &s.user_code).expect(200);
     let token = redeem(&server, &s.device_code)["access_token"]
         .as_str()

@@ -315,6 +315,7 @@ impl From<DeviceError> for DeviceFlowError {
             }
             DeviceError::InvalidClientId
             | DeviceError::InvalidDeviceName
+            | DeviceError::InvalidKeyComment
             | DeviceError::InvalidLifetime
             | DeviceError::NoKey
             | DeviceError::WrongChallenge => F::InvalidRequest(e.to_string()),

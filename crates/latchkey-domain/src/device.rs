@@ -29,6 +29,8 @@ pub const DEFAULT_DEVICE_TOKEN_SECS: u64 = 90 * 24 * 3600;
 pub const MAX_CLIENT_ID_CHARS: usize = 64;
 /// Longest `device_name` (or approval `name`), in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 64;
+/// Longest comment of a key to enroll, in bytes (DESIGN §6, as for any key).
+pub const MAX_KEY_COMMENT_BYTES: usize = 256;
 
 impl KeyChallenge {
     /// The exact bytes the device signs (namespace `latchkey-auth`).
@@ -242,12 +244,17 @@ pub enum DeviceError {
     /// `Request` on a stream that already holds one.
     #[error("device authorization already requested")]
     AlreadyRequested,
-    /// `client_id` empty, over 64 characters, or with control characters.
+    /// `client_id` empty, over 64 characters, or with control or invisible format characters.
     #[error("client_id must be 1 to 64 printable characters")]
     InvalidClientId,
-    /// `device_name` or `name` empty, over 64 characters, or with control characters.
-    #[error("device_name must be 1 to 64 characters without control characters")]
+    /// `device_name` or `name` empty, over 64 characters, or with control or invisible
+    /// format characters.
+    #[error("device_name must be 1 to 64 printable characters")]
     InvalidDeviceName,
+    /// The key to enroll has a comment over 256 bytes, or with control or invisible
+    /// format characters.
+    #[error("the key comment must be at most 256 bytes of printable characters")]
+    InvalidKeyComment,
     /// Scopes other than `chat:read` and `chat:write`, or none granted.
     #[error("scopes must be a non-empty subset of chat:read chat:write")]
     InvalidScopes,
@@ -296,10 +303,43 @@ pub enum DeviceError {
 }
 
 /// Whether a name-like value (client_id, device name) is acceptable: 1..=`max` characters
-/// after trimming, no control characters.
+/// after trimming, all printable: no control characters, and none of the invisible
+/// characters of [`is_invisible`], which would let a requester disguise its name on the
+/// approval screen.
 pub fn valid_name(s: &str, max: usize) -> bool {
     let n = s.chars().count();
-    !s.trim().is_empty() && n <= max && !s.chars().any(char::is_control)
+    !s.trim().is_empty() && n <= max && !s.chars().any(|c| c.is_control() || is_invisible(c))
+}
+
+/// Unicode's format characters (general category Cf: bidi overrides and isolates,
+/// zero-width characters, the byte-order mark, tag characters) and the line and paragraph
+/// separators (Zl, Zp): characters that print nothing, or reorder or break what is around
+/// them.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// The error a closed (or expired) request answers with, whatever was asked.
@@ -408,6 +448,12 @@ fn request(req: &RequestDevice) -> Result<Vec<PairingEvent>, DeviceError> {
     if let Some(k) = &req.key {
         if k.expires_at <= req.now {
             return Err(DeviceError::InvalidExpiry);
+        }
+        let comment = &k.key.comment;
+        if comment.len() > MAX_KEY_COMMENT_BYTES
+            || comment.chars().any(|c| c.is_control() || is_invisible(c))
+        {
+            return Err(DeviceError::InvalidKeyComment);
         }
     }
     Ok(vec![PairingEvent::DeviceAuthorizationRequested {

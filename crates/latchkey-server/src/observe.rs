@@ -30,25 +30,60 @@ pub fn init_tracing(format: LogFormat) {
 }
 
 /// A path safe to log: any segment that looks like a credential is masked, and so is the
-/// user code in `/api/native/device/{user_code}`.
+/// user code in `/api/native/device/{user_code}`. Segments are judged percent-decoded
+/// (the router decodes them too), ignoring empty segments and case, so an escaped or
+/// doubled path cannot carry a secret past the mask.
 pub fn redact_path(path: &str) -> String {
-    if let Some(rest) = path.strip_prefix("/api/native/device/") {
-        if !rest.is_empty() && rest != "approve" && rest != "deny" {
+    let decoded: Vec<String> = path
+        .split('/')
+        .map(|seg| String::from_utf8_lossy(&percent_decode(seg.as_bytes())).into_owned())
+        .collect();
+    let named: Vec<String> = decoded
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if let [api, native, device, rest @ ..] = named.as_slice() {
+        let route = api == "api" && native == "native" && device == "device";
+        let action = matches!(rest, [a] if a == "approve" || a == "deny");
+        if route && !rest.is_empty() && !action {
             return "/api/native/device/[redacted]".into();
         }
     }
     path.split('/')
-        .map(|seg| {
+        .zip(&decoded)
+        .map(|(raw, seg)| {
             match TokenPrefix::ALL
                 .iter()
                 .find(|p| seg.starts_with(p.as_str()))
             {
                 Some(p) => format!("{}[redacted]", p.as_str()),
-                None => seg.to_string(),
+                None => raw.to_string(),
             }
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// Bytes with their `%XX` escapes decoded; a malformed escape stays as it is. Shared by
+/// the access log's mask and the device endpoints' form check.
+pub(crate) fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |j: usize| b.get(j).and_then(|c| char::from(*c).to_digit(16));
+        match (b[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The Prometheus registry and the request metrics.
@@ -205,6 +240,35 @@ mod tests {
         assert_eq!(
             redact_path("/api/native/device/approve"),
             "/api/native/device/approve"
+        );
+    }
+
+    /// The router decodes percent-escapes and the log must not be more literal than it:
+    /// a user code reached through an escaped or doubled path is masked too.
+    #[test]
+    fn escaped_or_odd_paths_to_a_user_code_are_masked() {
+        for path in [
+            "/api/native/%64evice/BCDF-GHJK",
+            "/api/native/devic%65/BCDF-GHJK",
+            "/api/native/%64%65%76%69%63%65/bcdfghjk",
+            "/api//native/device/BCDF-GHJK",
+            "/API/Native/Device/BCDF-GHJK",
+            "/api/native/device/approve/BCDF-GHJK",
+        ] {
+            assert_eq!(redact_path(path), "/api/native/device/[redacted]", "{path}");
+        }
+        assert_eq!(
+            redact_path("/api/native/%6Cks_abcdef/x"),
+            "/api/native/lks_[redacted]/x"
+        );
+        assert_eq!(
+            redact_path("/api/native/device/deny"),
+            "/api/native/device/deny"
+        );
+        assert_eq!(redact_path("/api/native/device/"), "/api/native/device/");
+        assert_eq!(
+            redact_path("/api/native/rooms/%zz"),
+            "/api/native/rooms/%zz"
         );
     }
 }

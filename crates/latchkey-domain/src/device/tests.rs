@@ -207,6 +207,57 @@ fn device_names_with_control_characters_or_too_long_are_refused() {
     }
 }
 
+/// Invisible format characters would let a requester disguise itself on the approval
+/// screen: a right-to-left override, zero-width characters, line separators.
+#[test]
+fn names_with_bidi_overrides_or_invisible_characters_are_refused() {
+    for bad in [
+        "\u{202e}VT mooR gniviL",
+        "Living\u{200b}Room",
+        "tv\u{feff}",
+        "\u{2066}tv\u{2069}",
+        "line\u{2028}break",
+        "para\u{2029}graph",
+        "soft\u{ad}hyphen",
+        "tag\u{e0041}",
+    ] {
+        let mut req = request_cmd(None);
+        req.client_id = bad.to_string();
+        given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(req))))
+            .then_error(err(DeviceError::InvalidClientId));
+        let mut req = request_cmd(None);
+        req.device_name = Some(bad.to_string());
+        given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(req))))
+            .then_error(err(DeviceError::InvalidDeviceName));
+    }
+    for fine in ["Wohnzimmer-TV", "テレビ", "👍 tv", "Café (2)"] {
+        assert!(valid_name(fine, MAX_DEVICE_NAME_CHARS), "{fine}");
+    }
+}
+
+/// The key's comment becomes the comment of a key on the approver's account: DESIGN §6's
+/// rule for comments (at most 256 bytes, no control characters) holds here too.
+#[test]
+fn a_key_comment_with_control_characters_or_over_256_bytes_is_refused() {
+    for bad in ["evil\u{1b}[2J", "a\u{202e}b", &"c".repeat(257)] {
+        let mut k = key_challenge();
+        k.key.comment = bad.to_string();
+        given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(request_cmd(Some(k))))))
+            .then_error(err(DeviceError::InvalidKeyComment));
+    }
+    for fine in ["", "tv@living-room", &"c".repeat(256)] {
+        let mut k = key_challenge();
+        k.key.comment = fine.to_string();
+        assert!(given_nothing::<PairingDecider>()
+            .when(cmd(DeviceCommand::Request(Box::new(request_cmd(Some(k))))))
+            .result()
+            .is_ok());
+    }
+}
+
 #[test]
 fn admin_scope_cannot_be_requested() {
     let mut req = request_cmd(None);

@@ -4,9 +4,11 @@
 //! JSON error shape, user-code lookups limited per IP and per user.
 
 use crate::auth::Session;
+use crate::client_ip::TrustedProxies;
 use crate::convert::{domain_scope, rfc3339, wire_scopes};
 use crate::error::{ApiError, OAuthFailure, MAX_BODY};
 use crate::limits::{IpLimit, Limits, StrLimit};
+use crate::observe::percent_decode;
 use crate::routes::native::{client_ip, limit};
 use actix_web::http::header::{self, ContentType};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -95,6 +97,10 @@ async fn read_body<T: DeserializeOwned>(
         serde_json::from_slice(&body).map_err(|_| {
             OAuthFailure::invalid_request("the body is not a valid JSON object of strings")
         })
+    } else if !form_is_utf8(&body) {
+        Err(OAuthFailure::invalid_request(
+            "form parameters must be percent-encoded UTF-8",
+        ))
     } else {
         serde_urlencoded::from_bytes(&body).map_err(|_| {
             OAuthFailure::invalid_request(
@@ -102,6 +108,14 @@ async fn read_body<T: DeserializeOwned>(
             )
         })
     }
+}
+
+/// Whether every name and value of a form body decodes to UTF-8. The form parser
+/// replaces undecodable bytes with U+FFFD; RFC 6749 (appendix B) wants UTF-8, so such a
+/// body is refused instead of being stored altered.
+fn form_is_utf8(body: &[u8]) -> bool {
+    body.split(|b| *b == b'&')
+        .all(|pair| std::str::from_utf8(&percent_decode(pair)).is_ok())
 }
 
 /// A required string parameter.
@@ -133,13 +147,28 @@ fn user_agent(req: &HttpRequest) -> Option<String> {
 }
 
 /// `<public url>/device`: the public URL when configured, else this request's origin.
+/// `Forwarded` and `X-Forwarded-*` count only from a `--trusted-proxy` peer, as for the
+/// client address; from anyone else the origin is the `Host` header over plain HTTP.
 fn verification_uri(core: &Core, req: &HttpRequest) -> String {
     let server = &core.config().server;
     if server.starts_with("https://") || server.starts_with("http://") {
         return format!("{}/device", server.trim_end_matches('/'));
     }
-    let info = req.connection_info();
-    format!("{}://{}/device", info.scheme(), info.host())
+    let proxied = match (req.app_data::<web::Data<TrustedProxies>>(), req.peer_addr()) {
+        (Some(t), Some(peer)) => t.is_trusted(peer.ip()),
+        _ => false,
+    };
+    if proxied {
+        let info = req.connection_info();
+        return format!("{}://{}/device", info.scheme(), info.host());
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| req.app_config().host().to_string());
+    format!("http://{host}/device")
 }
 
 /// A rate limit on a device endpoint, answered in the OAuth shape.
