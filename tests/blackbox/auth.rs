@@ -614,6 +614,36 @@ fn bad_signatures_are_refused() {
 }
 
 #[test]
+fn key_comments_with_control_characters_or_over_256_bytes_get_no_challenge() {
+    let server = Server::start(&[]);
+    let key = Key::generate(server.scratch(), "ed25519", "fine@host");
+    let base = key.pubkey();
+    let mut parts = base.splitn(3, ' ');
+    let (kind, blob) = (parts.next().unwrap(), parts.next().unwrap());
+    let head = |s: &Server| s.get("/healthz", None).json::<HealthResponse>().head;
+    let before = head(&server);
+    for comment in [
+        "evil\u{1b}[2J\u{1b}]0;pwned\u{7}".to_string(),
+        "tab\there".to_string(),
+        "rtl\u{202e}txt.exe".to_string(),
+        "x".repeat(257),
+    ] {
+        server
+            .post_json(
+                CHALLENGE,
+                &json!({ "public_key": format!("{kind} {blob} {comment}") }),
+                None,
+            )
+            .expect_error(400, "invalid_request");
+    }
+    assert_eq!(head(&server), before, "a refused challenge stores nothing");
+    // 256 bytes is the limit, and an ordinary comment is fine.
+    let ok = format!("{kind} {blob} {}", "y".repeat(256));
+    let ch = server.challenge(&ok);
+    assert!(!ch.challenge_id.is_empty());
+}
+
+#[test]
 fn only_allowlisted_key_types_get_a_challenge() {
     let server = Server::start(&[]);
     let dir = server.scratch();

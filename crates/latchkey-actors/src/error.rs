@@ -122,6 +122,11 @@ impl From<PairingError> for CoreError {
             PairingError::AlreadyIssued
             | PairingError::InvalidServer
             | PairingError::InvalidExpiry => CoreError::Internal(e.to_string()),
+            PairingError::InvalidKeyComment => CoreError::InvalidRequest(
+                "the key comment must be at most 256 bytes, without control or invisible \
+                 characters"
+                    .into(),
+            ),
             // Device commands answer through `DeviceFlowError`; one here is a bug.
             PairingError::Device(_) => CoreError::Internal(e.to_string()),
             PairingError::Code(c) => c.into(),

@@ -311,6 +311,13 @@ pub fn valid_name(s: &str, max: usize) -> bool {
     !s.trim().is_empty() && n <= max && !s.chars().any(|c| c.is_control() || is_invisible(c))
 }
 
+/// Whether an SSH key comment may be stored (DESIGN §6): at most
+/// [`MAX_KEY_COMMENT_BYTES`] bytes, no control or invisible characters. Empty is fine.
+pub fn valid_key_comment(comment: &str) -> bool {
+    comment.len() <= MAX_KEY_COMMENT_BYTES
+        && !comment.chars().any(|c| c.is_control() || is_invisible(c))
+}
+
 /// Unicode's format characters (general category Cf: bidi overrides and isolates,
 /// zero-width characters, the byte-order mark, tag characters) and the line and paragraph
 /// separators (Zl, Zp): characters that print nothing, or reorder or break what is around
@@ -449,10 +456,7 @@ fn request(req: &RequestDevice) -> Result<Vec<PairingEvent>, DeviceError> {
         if k.expires_at <= req.now {
             return Err(DeviceError::InvalidExpiry);
         }
-        let comment = &k.key.comment;
-        if comment.len() > MAX_KEY_COMMENT_BYTES
-            || comment.chars().any(|c| c.is_control() || is_invisible(c))
-        {
+        if !valid_key_comment(&k.key.comment) {
             return Err(DeviceError::InvalidKeyComment);
         }
     }

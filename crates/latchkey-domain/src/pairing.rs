@@ -208,6 +208,10 @@ pub enum PairingError {
     /// challenge on the key route, an add-key challenge to sign in or of another user.
     #[error("challenge was issued for another purpose")]
     PurposeMismatch,
+    /// The key's comment is over 256 bytes or holds control or invisible characters
+    /// (DESIGN §6): refused before anything is stored.
+    #[error("invalid key comment")]
+    InvalidKeyComment,
     /// A device authorization command was refused.
     #[error(transparent)]
     Device(#[from] DeviceError),
@@ -245,6 +249,9 @@ impl Decider for PairingDecider {
                     return Err(PairingError::AlreadyIssued);
                 }
                 validate_server(server).map_err(|_| PairingError::InvalidServer)?;
+                if !crate::device::valid_key_comment(&key.comment) {
+                    return Err(PairingError::InvalidKeyComment);
+                }
                 if expires_at <= now {
                     return Err(PairingError::InvalidExpiry);
                 }
