@@ -7,49 +7,24 @@
 //!
 //! Only the hash is a key: the model never holds a code.
 
-use latchkey_domain::{Event, PairingEvent, PairingId, Scope, Timestamp, UserId};
+use latchkey_domain::{Event, PairingEvent, PairingId, Timestamp};
 use latchkey_store::codec;
 use latchkey_store::projection::{Projection, ReadModel, ReadModelWriter};
 use latchkey_store::{EventStore, Recorded, StoreResult};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A pending pairing code as the admins' list shows it (no secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PendingCode {
-    /// The code's id.
-    pub code_id: PairingId,
-    /// The user the device token will belong to.
-    pub user_id: UserId,
-    /// SHA-256 of the code (the model's own key; never shown).
-    pub code_hash: [u8; 32],
-    /// The scopes the device token will carry.
-    pub scopes: Vec<Scope>,
-    /// The admin's note.
-    pub note: Option<String>,
-    /// The minting admin; `None` for the offline tool.
-    pub by: Option<UserId>,
-    /// When.
-    pub created_at: Timestamp,
-    /// When it stops being accepted.
-    pub expires_at: Timestamp,
-}
+/// A pending code as the model stores it: the domain's record of the mint.
+pub use latchkey_domain::paircode::MintedCode as PendingCode;
 
 /// Projection of pairing codes (`rm/pairing_codes`).
 pub struct PairingCodesProjection;
 
 fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + rest.len());
-    k.push(tag);
-    k.extend_from_slice(rest);
-    k
+    crate::readmodel::row_key(tag, &[rest])
 }
 
 fn due_key(at: Timestamp, id: &Uuid) -> Vec<u8> {
-    let mut k = vec![b'e'];
-    k.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(id.as_bytes());
-    k
+    crate::readmodel::due_key(b'e', at, &[id])
 }
 
 impl Projection for PairingCodesProjection {

@@ -19,17 +19,11 @@ use uuid::Uuid;
 pub struct DevicesProjection;
 
 fn key(tag: u8, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + rest.len());
-    k.push(tag);
-    k.extend_from_slice(rest);
-    k
+    crate::readmodel::row_key(tag, &[rest])
 }
 
 fn due_key(at: Timestamp, id: &Uuid) -> Vec<u8> {
-    let mut k = vec![b'e'];
-    k.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(id.as_bytes());
-    k
+    crate::readmodel::due_key(b'e', at, &[id])
 }
 
 /// Removes the entry `back` points to, and `back` itself.

@@ -77,6 +77,15 @@ fn prefixed(p: &[u8], rest: &[u8]) -> Vec<u8> {
     [p, rest].concat()
 }
 
+/// A row key: a one-byte tag, then the parts. The one layout of every projection's rows.
+pub(crate) fn row_key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![tag];
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
 fn user_of(rec: &Recorded) -> Option<UserId> {
     rec.envelope.stream.user()
 }
@@ -242,7 +251,9 @@ impl Projection for TokensProjection {
 /// Projection of what will lapse, by due time (`rm/expiry`), for the sweeper.
 pub struct ExpiryProjection;
 
-fn due_key(tag: u8, at: Timestamp, ids: &[&Uuid]) -> Vec<u8> {
+/// A row key ordered by time: `tag`, `at` as big-endian unix ms, then the ids. The one
+/// layout of every projection's expiry index.
+pub(crate) fn due_key(tag: u8, at: Timestamp, ids: &[&Uuid]) -> Vec<u8> {
     let mut k = vec![tag];
     k.extend_from_slice(&(at.0.max(0) as u64).to_be_bytes());
     for id in ids {

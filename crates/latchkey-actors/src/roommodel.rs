@@ -12,6 +12,7 @@
 //! [`history`] and [`resume_batch`] are the queries behind REST history and WebSocket
 //! resume: the only readers of intervals that serve room events.
 
+use crate::readmodel::row_key as key;
 use latchkey_domain::visibility::{audience, membership_change, MembershipChange};
 use latchkey_domain::{
     may_see, Event, MembershipInterval, MessageId, RoomEvent, RoomId, RoomMembership,
@@ -56,14 +57,6 @@ pub struct MessageRow {
     pub reply_to: Option<MessageId>,
     /// When it was posted.
     pub sent_at: Timestamp,
-}
-
-fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut k = vec![tag];
-    for p in parts {
-        k.extend_from_slice(p);
-    }
-    k
 }
 
 fn room_of(rec: &Recorded) -> Option<RoomId> {

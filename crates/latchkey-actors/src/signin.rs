@@ -59,6 +59,22 @@ pub(crate) struct Loaded {
     pub(crate) challenge: IssuedChallenge,
 }
 
+/// What a new session token records besides its user (see `Core::mint_session_token`).
+pub(crate) struct SessionGrant {
+    /// A name (the browser session's), or none.
+    pub name: Option<String>,
+    /// The client's device name.
+    pub device_name: Option<String>,
+    /// The client's User-Agent.
+    pub user_agent: Option<String>,
+    /// The client's IP, before retention.
+    pub ip: Option<IpAddr>,
+    /// The key whose signature was verified.
+    pub fingerprint: String,
+    /// Seconds until it lapses.
+    pub lifetime_secs: i64,
+}
+
 impl Core {
     /// Issues a sign-in challenge for an OpenSSH public key line.
     pub async fn issue_challenge(
@@ -202,22 +218,50 @@ impl Core {
         challenge: &IssuedChallenge,
         req: SignIn<'_>,
     ) -> Result<SignedIn, CoreError> {
+        let grant = SessionGrant {
+            name: None,
+            device_name: req.device_name,
+            user_agent: req.user_agent,
+            ip: req.ip,
+            fingerprint: challenge.key.fingerprint.clone(),
+            lifetime_secs: self.config().session_ttl.as_secs() as i64,
+        };
+        let (raw, token_id, expires_at) = self.mint_session_token(user_id, grant).await?;
+        Ok(SignedIn {
+            token: raw,
+            token_id,
+            kind: TokenKind::Session,
+            expires_at: Some(expires_at),
+            user_id,
+            handle: String::new(),
+            registered: false,
+        })
+    }
+
+    /// Mints a session token, carrying every scope of its user, for a signature just
+    /// verified by `grant.fingerprint`'s key; waits until it is projected. The one mint of
+    /// an interactive credential: API sign-in and the `/device` page's browser session.
+    pub(crate) async fn mint_session_token(
+        &self,
+        user_id: UserId,
+        grant: SessionGrant,
+    ) -> Result<(RawToken, TokenId, Timestamp), CoreError> {
         let admin = self.models().user(user_id)?.is_some_and(|u| u.admin);
         let raw = token::generate(TokenPrefix::Session, self.random32());
         let token_id = TokenId(Uuid::new_v4());
         let now = self.now();
-        let expires_at = Some(now.plus_secs(self.config().session_ttl.as_secs() as i64));
+        let expires_at = now.plus_secs(grant.lifetime_secs);
         let mint = MintToken {
             token_id,
             hash: raw.hash(),
             kind: TokenKind::Session,
             scopes: session_scopes(admin),
-            name: None,
-            device_name: req.device_name,
-            user_agent: req.user_agent,
-            ip: self.config().ip_retention.apply(req.ip),
-            key_fingerprint: Some(challenge.key.fingerprint.clone()),
-            expires_at,
+            name: grant.name,
+            device_name: grant.device_name,
+            user_agent: grant.user_agent,
+            ip: self.config().ip_retention.apply(grant.ip),
+            key_fingerprint: Some(grant.fingerprint),
+            expires_at: Some(expires_at),
             now,
         };
         let out = self
@@ -225,15 +269,7 @@ impl Core {
             .execute(user_id.stream(), mint.into(), Who::User(user_id))
             .await?;
         self.wait_applied(out.last_seq).await?;
-        Ok(SignedIn {
-            token: raw,
-            token_id,
-            kind: TokenKind::Session,
-            expires_at,
-            user_id,
-            handle: String::new(),
-            registered: false,
-        })
+        Ok((raw, token_id, expires_at))
     }
 
     fn choose_handle(

@@ -6,12 +6,10 @@
 
 use crate::core::Core;
 use crate::error::CoreError;
-use crate::signin::Loaded;
-use latchkey_domain::token::{self, RawToken, TokenPrefix};
-use latchkey_domain::user::{session_scopes, MintToken};
-use latchkey_domain::{Actor as Who, ChallengePurpose, Timestamp, TokenId, TokenKind, UserId};
+use crate::signin::{Loaded, SessionGrant};
+use latchkey_domain::token::RawToken;
+use latchkey_domain::{Actor as Who, ChallengePurpose, Timestamp, TokenId, UserId};
 use std::net::IpAddr;
-use uuid::Uuid;
 
 /// How long a browser session lives: 15 minutes.
 pub const BROWSER_SESSION_SECS: i64 = 15 * 60;
@@ -74,29 +72,15 @@ impl Core {
         ip: Option<IpAddr>,
         user_agent: Option<String>,
     ) -> Result<BrowserSession, CoreError> {
-        let now = self.now();
-        let admin = self.models().user(user_id)?.is_some_and(|u| u.admin);
-        let raw = token::generate(TokenPrefix::Session, self.random32());
-        let token_id = TokenId(Uuid::new_v4());
-        let expires_at = now.plus_secs(BROWSER_SESSION_SECS);
-        let mint = MintToken {
-            token_id,
-            hash: raw.hash(),
-            kind: TokenKind::Session,
-            scopes: session_scopes(admin),
+        let grant = SessionGrant {
             name: Some(BROWSER_SESSION_NAME.into()),
             device_name: None,
             user_agent,
-            ip: self.config().ip_retention.apply(ip),
-            key_fingerprint: Some(fingerprint.to_string()),
-            expires_at: Some(expires_at),
-            now,
+            ip,
+            fingerprint: fingerprint.to_string(),
+            lifetime_secs: BROWSER_SESSION_SECS,
         };
-        let out = self
-            .users()
-            .execute(user_id.stream(), mint.into(), Who::User(user_id))
-            .await?;
-        self.wait_applied(out.last_seq).await?;
+        let (raw, token_id, expires_at) = self.mint_session_token(user_id, grant).await?;
         Ok(BrowserSession {
             token: raw,
             token_id,

@@ -362,8 +362,15 @@ fn closed(state: &DeviceState, now: Timestamp) -> Option<DeviceError> {
 }
 
 fn normalise_scopes(scopes: &[Scope]) -> Result<Vec<Scope>, DeviceError> {
+    device_token_scopes(scopes).ok_or(DeviceError::InvalidScopes)
+}
+
+/// The scopes of a device token asked for as `scopes`, sorted and deduplicated:
+/// `chat:read chat:write` when none are named, `None` when `admin` is (a device token
+/// never carries it). Shared by the device flow and admin pairing codes.
+pub fn device_token_scopes(scopes: &[Scope]) -> Option<Vec<Scope>> {
     if scopes.contains(&Scope::Admin) {
-        return Err(DeviceError::InvalidScopes);
+        return None;
     }
     let mut s = if scopes.is_empty() {
         vec![Scope::ChatRead, Scope::ChatWrite]
@@ -372,7 +379,7 @@ fn normalise_scopes(scopes: &[Scope]) -> Result<Vec<Scope>, DeviceError> {
     };
     s.sort();
     s.dedup();
-    Ok(s)
+    Some(s)
 }
 
 /// Decides a device command on the device part of a pairing stream (`None`: empty stream).

@@ -18,8 +18,9 @@ pub const MAX_CODE_TTL_SECS: i64 = 24 * 3600;
 /// Longest `note`, in characters.
 pub const MAX_NOTE_CHARS: usize = 256;
 
-/// A pairing code as minted: what the admin's list shows (never the code itself).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A pairing code as minted: what the admin's list shows (never the code itself). The
+/// pairing-codes read model stores this same record for each pending code.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MintedCode {
     /// The code's id (the stream's id).
     pub code_id: PairingId,
@@ -162,17 +163,7 @@ pub enum CodeError {
 }
 
 fn normalise_scopes(scopes: &[Scope]) -> Result<Vec<Scope>, CodeError> {
-    if scopes.contains(&Scope::Admin) {
-        return Err(CodeError::InvalidScopes);
-    }
-    let mut s = if scopes.is_empty() {
-        vec![Scope::ChatRead, Scope::ChatWrite]
-    } else {
-        scopes.to_vec()
-    };
-    s.sort();
-    s.dedup();
-    Ok(s)
+    crate::device::device_token_scopes(scopes).ok_or(CodeError::InvalidScopes)
 }
 
 /// Decides a pairing-code command (`None`: empty stream).
