@@ -204,6 +204,11 @@ impl Projection for TokensProjection {
         "tokens"
     }
 
+    /// 2: rows hold the domain's `TokenRecord`, and a token-id -> owner index.
+    fn layout(&self) -> u32 {
+        2
+    }
+
     fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
         let (Event::User(e), Some(user_id)) = (&rec.event, user_of(rec)) else {
             return Ok(());

@@ -130,6 +130,11 @@ impl Projection for RoomsProjection {
         "rooms"
     }
 
+    /// 2: one row per membership interval, and the current members by user.
+    fn layout(&self) -> u32 {
+        2
+    }
+
     fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
         let (Event::Room(e), Some(room)) = (&rec.event, room_of(rec)) else {
             return Ok(());

@@ -19,6 +19,8 @@ use tokio::sync::watch;
 
 /// The key of a projection's checkpoint inside its tree. Keys starting with 0x00 are reserved.
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
+/// The key of a projection's row layout version inside its tree (see [`Projection::layout`]).
+pub const LAYOUT_KEY: &[u8] = b"\x00layout";
 
 /// Prefix of read-model tree names.
 pub const TREE_PREFIX: &str = "rm/";
@@ -83,6 +85,26 @@ impl ReadModel {
         self.tree
             .clear()
             .map_err(|e| StoreError::Sled(e.to_string()))
+    }
+
+    /// Makes the tree's rows be of `layout`: a tree written by another layout (or by a
+    /// version before layouts were recorded) is cleared, so its projection rebuilds from
+    /// the log instead of misreading old rows. Returns whether it was cleared.
+    pub fn ensure_layout(&self, layout: u32) -> StoreResult<bool> {
+        let want = layout.to_be_bytes();
+        let stored = self
+            .tree
+            .get(LAYOUT_KEY)
+            .map_err(|e| StoreError::Sled(e.to_string()))?;
+        if stored.as_deref() == Some(want.as_slice()) {
+            return Ok(false);
+        }
+        let had_rows = !self.tree.is_empty();
+        self.clear()?;
+        self.tree
+            .insert(LAYOUT_KEY, want.as_slice())
+            .map_err(|e| StoreError::Sled(e.to_string()))?;
+        Ok(had_rows)
     }
 }
 
@@ -191,6 +213,12 @@ pub trait Projection: Send {
 
     /// Applies one event. Reads through `rm` see this chunk's earlier writes.
     fn apply(&mut self, event: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()>;
+
+    /// The version of this projection's row layout. Raise it whenever the rows change
+    /// shape: on start, a tree of another layout is cleared and rebuilt from the log.
+    fn layout(&self) -> u32 {
+        1
+    }
 }
 
 /// Called with each committed chunk, before `applied_seq` is published (the fanout hook).
@@ -213,6 +241,13 @@ impl Projector {
         let mut with_models = Vec::with_capacity(projections.len());
         for p in projections {
             let model = store.read_model(p.name())?;
+            if model.ensure_layout(p.layout())? {
+                tracing::info!(
+                    read_model = p.name(),
+                    layout = p.layout(),
+                    "read model of another layout cleared; rebuilding it from the log"
+                );
+            }
             with_models.push((p, model));
         }
         let mut min = u64::MAX;

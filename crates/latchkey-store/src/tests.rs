@@ -358,6 +358,67 @@ fn projections_resume_from_an_atomic_checkpoint() {
         .any(|p| p.message.contains("room_counter")));
 }
 
+/// `RoomCounter` with a new row layout.
+struct RoomCounterV2;
+
+impl Projection for RoomCounterV2 {
+    fn name(&self) -> &str {
+        "room_counter"
+    }
+
+    fn apply(&mut self, event: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        RoomCounter.apply(event, rm)
+    }
+
+    fn layout(&self) -> u32 {
+        2
+    }
+}
+
+#[test]
+fn a_read_model_of_another_layout_is_rebuilt_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let room = RoomId(Uuid::new_v4()).stream();
+    for i in 0..3 {
+        store
+            .append_blocking(req(
+                &room,
+                ExpectedVersion::Exact(i),
+                vec![room_event(i as i64)],
+            ))
+            .unwrap();
+    }
+    let model = store.read_model("room_counter").unwrap();
+    let count = || codec::key_u64(&model.get(room.as_str().as_bytes()).unwrap().unwrap());
+    let mut p = Projector::new(store.clone(), vec![Box::new(RoomCounter)]).unwrap();
+    assert_eq!(p.catch_up().unwrap(), 3);
+
+    // The same layout resumes from its checkpoint.
+    let same = Projector::new(store.clone(), vec![Box::new(RoomCounter)]).unwrap();
+    assert_eq!(same.applied_seq(), 3);
+
+    // A new layout starts again from the first event: every event applied once, no old row.
+    let mut v2 = Projector::new(store.clone(), vec![Box::new(RoomCounterV2)]).unwrap();
+    assert_eq!(v2.applied_seq(), 0);
+    assert_eq!(v2.catch_up().unwrap(), 3);
+    assert_eq!(count(), Some(3));
+    let again = Projector::new(store.clone(), vec![Box::new(RoomCounterV2)]).unwrap();
+    assert_eq!(again.applied_seq(), 3);
+
+    // A tree from before layouts were recorded is another layout too.
+    store
+        .db()
+        .open_tree("rm/room_counter")
+        .unwrap()
+        .remove(projection::LAYOUT_KEY)
+        .unwrap();
+    let mut old = Projector::new(store.clone(), vec![Box::new(RoomCounterV2)]).unwrap();
+    assert_eq!(old.applied_seq(), 0);
+    assert_eq!(old.catch_up().unwrap(), 3);
+    assert_eq!(count(), Some(3));
+}
+
 #[test]
 fn the_projector_thread_follows_the_head() {
     let dir = tempfile::tempdir().unwrap();
