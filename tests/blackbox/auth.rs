@@ -2,7 +2,7 @@
 //! keys and signatures from the real `ssh-keygen` (DESIGN §6, §7; proto-docs/auth.md).
 
 use crate::server::{fingerprint, signature_body_lines, Key, Server, NAMESPACE};
-use crate::support::repo_root;
+use crate::support::{repo_root, wait_until};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ed25519_dalek::Signer;
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use ssh_key::public::{Ed25519PublicKey, KeyData, SkEd25519};
 use ssh_key::{Algorithm, HashAlg, LineEnding, PublicKey, SshSig};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -35,20 +35,6 @@ fn parse_time_ms(s: &str) -> i64 {
 
 fn random_bytes() -> [u8; 32] {
     rand::random()
-}
-
-/// Polls `cond` every 20 ms until it holds or `deadline` passes.
-fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The fields of a challenge message, checked to be in the documented shape: exactly six

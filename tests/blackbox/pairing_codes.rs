@@ -5,10 +5,10 @@
 //! to its payload.
 
 use crate::server::{Key, Server, NAMESPACE};
-use crate::support::{latchkey, stderr, stdout};
+use crate::support::{latchkey, stderr, stdout, wait_until};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tempfile::TempDir;
 
 const CODES: &str = "/api/admin/pairing-codes";
@@ -69,19 +69,6 @@ fn pair(w: &World, body: Value) -> crate::server::Resp {
     w.server.post_json(PAIR, &body, None)
 }
 
-/// Polls `f` until it is true or `deadline` passes.
-fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::yield_now();
-        std::thread::park_timeout(Duration::from_millis(50));
-    }
-    f()
-}
-
 #[test]
 fn a_code_is_redeemed_once_and_every_other_use_gets_the_same_body() {
     let w = world(&[], false);
@@ -137,7 +124,7 @@ fn a_code_is_redeemed_once_and_every_other_use_gets_the_same_body() {
     // A code nobody uses lapses: the sweeper records it, then it is refused.
     let short = mint(&w, json!({"user": "bob", "expires_in": 1}));
     let short_id = short["id"].as_str().unwrap().to_string();
-    let expired_seen = eventually(Duration::from_secs(15), || {
+    let expired_seen = wait_until(Duration::from_secs(15), || {
         let r = w
             .server
             .get("/api/admin/events?type=pairing_code.expired", Some(&w.root));

@@ -45,3 +45,17 @@ pub fn repo_root() -> PathBuf {
         .expect("workspace root")
         .to_path_buf()
 }
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes; whether it held.
+pub fn wait_until(deadline: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

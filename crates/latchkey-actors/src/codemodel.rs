@@ -41,28 +41,12 @@ impl Projection for PairingCodesProjection {
         };
         let row_key = key(b'p', id.as_bytes());
         match e {
-            PairingEvent::PairingCodeMinted {
-                code_id,
-                user_id,
-                code_hash,
-                scopes,
-                note,
-                by,
-                created_at,
-                expires_at,
-            } => {
-                let row = PendingCode {
-                    code_id: *code_id,
-                    user_id: *user_id,
-                    code_hash: *code_hash,
-                    scopes: scopes.clone(),
-                    note: note.clone(),
-                    by: *by,
-                    created_at: *created_at,
-                    expires_at: *expires_at,
+            PairingEvent::PairingCodeMinted { .. } => {
+                let Some(row) = PendingCode::minted_by(e) else {
+                    return Ok(());
                 };
-                rm.insert(key(b'h', code_hash), id.as_bytes().to_vec())?;
-                rm.insert(due_key(*expires_at, &id), Vec::new())?;
+                rm.insert(key(b'h', &row.code_hash), id.as_bytes().to_vec())?;
+                rm.insert(due_key(row.expires_at, &id), Vec::new())?;
                 rm.insert(row_key, codec::encode(&row)?)?;
             }
             PairingEvent::PairingCodeRedeemed { .. }

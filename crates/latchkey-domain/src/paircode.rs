@@ -252,37 +252,45 @@ fn mint(cmd: &CodeCommand) -> Result<Vec<PairingEvent>, CodeError> {
     }])
 }
 
+impl MintedCode {
+    /// The code a `PairingCodeMinted` records; `None` for any other event. The one reading
+    /// of that event, for the decider and the pairing-codes read model alike.
+    pub fn minted_by(event: &PairingEvent) -> Option<MintedCode> {
+        let PairingEvent::PairingCodeMinted {
+            code_id,
+            user_id,
+            code_hash,
+            scopes,
+            note,
+            by,
+            created_at,
+            expires_at,
+        } = event
+        else {
+            return None;
+        };
+        Some(MintedCode {
+            code_id: *code_id,
+            user_id: *user_id,
+            code_hash: *code_hash,
+            scopes: scopes.clone(),
+            note: note.clone(),
+            by: *by,
+            created_at: *created_at,
+            expires_at: *expires_at,
+        })
+    }
+}
+
 /// Records one pairing-code event. `None` in, `None` out unless the event mints a code.
 pub fn evolve(state: Option<CodeState>, event: &PairingEvent) -> Option<CodeState> {
     let mut state = match (state, event) {
-        (
-            None,
-            PairingEvent::PairingCodeMinted {
-                code_id,
-                user_id,
-                code_hash,
-                scopes,
-                note,
-                by,
-                created_at,
-                expires_at,
-            },
-        ) => {
-            return Some(CodeState {
-                code: MintedCode {
-                    code_id: *code_id,
-                    user_id: *user_id,
-                    code_hash: *code_hash,
-                    scopes: scopes.clone(),
-                    note: note.clone(),
-                    by: *by,
-                    created_at: *created_at,
-                    expires_at: *expires_at,
-                },
+        (None, e) => {
+            return MintedCode::minted_by(e).map(|code| CodeState {
+                code,
                 status: CodeStatus::Pending,
             })
         }
-        (None, _) => return None,
         (Some(s), _) => s,
     };
     match event {
