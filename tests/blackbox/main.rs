@@ -15,6 +15,7 @@ mod credentials;
 mod device;
 mod docs;
 mod golden;
+mod hardening;
 mod limits;
 mod model;
 mod openapi;

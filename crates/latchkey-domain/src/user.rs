@@ -38,8 +38,8 @@ pub const MAX_PAT_SECS: u64 = 10 * 365 * 24 * 3600;
 /// The longest personal access token name, in characters (after trimming).
 pub const MAX_PAT_NAME_CHARS: usize = 64;
 
-/// What a user asked for a personal access token, checked: a name of 1..=64 characters
-/// (trimmed), scopes (`chat:read chat:write` when none), and an expiry `expires_in` seconds
+/// What a user asked for a personal access token, checked: a name of 1..=64 printable
+/// characters (trimmed; no control or invisible characters), scopes (`chat:read chat:write` when none), and an expiry `expires_in` seconds
 /// after `now`, positive and at most 10 years (none: never expires).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatTerms {
@@ -60,7 +60,7 @@ impl PatTerms {
         now: Timestamp,
     ) -> Result<Self, UserError> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_PAT_NAME_CHARS {
+        if !crate::device::valid_name(name, MAX_PAT_NAME_CHARS) {
             return Err(UserError::InvalidTokenName);
         }
         let scopes = match scopes {
