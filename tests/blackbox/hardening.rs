@@ -242,6 +242,83 @@ fn every_write_route_in_the_route_table_is_rate_limited() {
     );
 }
 
+/// Write routes outside the OpenAPI document, each with the limit it has instead.
+const WRITE_ROUTES_OUTSIDE_OPENAPI: &[(&str, &str, &str)] = &[
+    (
+        "POST",
+        "/device/challenge",
+        "the challenge limit per address",
+    ),
+    ("POST", "/device/session", "the token limit per address"),
+    (
+        "POST",
+        "/device/approve",
+        "the user-code lookup limits per address and user",
+    ),
+    (
+        "POST",
+        "/device/deny",
+        "the user-code lookup limits per address and user",
+    ),
+    (
+        "POST",
+        "/device/sign-out",
+        "revokes the browser's own session: once per session, minted under sign-in limits",
+    ),
+    (
+        "POST",
+        "/api/test/clock",
+        "mounted only with serve --test-clock",
+    ),
+];
+
+/// Every `(METHOD, path)` that writes, as the route modules register them.
+fn registered_write_routes() -> BTreeSet<(String, String)> {
+    let dir = repo_root().join("crates/latchkey-server/src/routes");
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for chunk in text.split("web::resource(\"").skip(1) {
+            let route = chunk.split('"').next().unwrap().to_string();
+            let until_next = chunk.split(".service(").next().unwrap();
+            for method in ["post", "put", "patch", "delete"] {
+                if until_next.contains(&format!("web::{method}()")) {
+                    out.insert((method.to_uppercase(), route.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_registered_write_route_is_in_the_openapi_document_or_listed_with_its_limit() {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("proto-docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let routes = registered_write_routes();
+    assert!(routes.len() >= 30, "the route scan found only {routes:?}");
+    let missing: Vec<_> = routes
+        .iter()
+        .filter(|(method, path)| {
+            let in_doc = doc["paths"][path.as_str()][method.to_lowercase()].is_object();
+            let listed = WRITE_ROUTES_OUTSIDE_OPENAPI
+                .iter()
+                .any(|(m, p, _)| m == method && p == path);
+            !in_doc && !listed
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "write routes the limit test does not reach: {missing:?}"
+    );
+}
+
 /// Rows and bytes (keys and values) of the rooms read model of a stopped server.
 fn rooms_model_size(server: &Server) -> (usize, usize) {
     use latchkey_store::{EventStore, SledStore, StoreOptions};

@@ -249,7 +249,7 @@ mod tests {
         ));
         assert!(matches!(
             UserError::InvalidTokenName.into(),
-            CoreError::InvalidRequest(m) if m == "name must be 1..=64 characters"
+            CoreError::InvalidRequest(m) if m == "name must be 1..=64 printable characters (no control characters)"
         ));
         // Through the entity: the domain's error, or busy.
         let busy: CoreError = ExecError::<UserError>::Conflict.into();
