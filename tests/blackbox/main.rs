@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod browser;
 mod chat;
 mod client;
