@@ -37,7 +37,15 @@ fn server_with_admin(tmp: &Path) -> (Server, String) {
     let f = pubfile.display().to_string();
     let added = admin_json(
         &server.data_dir(),
-        &["user", "add", "--handle", "root", "--key-file", &f, "--admin"],
+        &[
+            "user",
+            "add",
+            "--handle",
+            "root",
+            "--key-file",
+            &f,
+            "--admin",
+        ],
     );
     assert_eq!(added["admin"], true);
     server.restart();
@@ -78,8 +86,11 @@ fn history(server: &Server, token: &str, room: &str, to: u64) -> Vec<Value> {
     }
 }
 
+/// Every row of every read model, by model name.
+type Rows = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
 /// Every row of every read model of the store in `dir`.
-fn read_models(dir: &Path) -> BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
+fn read_models(dir: &Path) -> Rows {
     let store = SledStore::open(dir, StoreOptions::default()).unwrap();
     let mut out = BTreeMap::new();
     for name in store.read_model_names().unwrap() {
@@ -117,7 +128,7 @@ fn a_backup_under_write_load_restores_the_log_as_of_its_seq() {
                 server
                     .post_json(&path, &json!({"body": format!("m{i}")}), Some(&bob))
                     .expect(201);
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     server.sign_in(&bob_key, None);
                 }
                 i += 1;
@@ -148,11 +159,21 @@ fn a_backup_under_write_load_restores_the_log_as_of_its_seq() {
     assert_eq!(header["backup"]["seq"], n);
     assert_eq!(header["backup"]["chain_head"], summary["chain_head"]);
     let seqs: Vec<u64> = lines
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
-    let live: Value = server.get("/api/admin/stats", Some(&root)).expect(200).json();
-    assert!(live["head"].as_u64().unwrap() > n, "writes went on past N: {live}");
+    let live: Value = server
+        .get("/api/admin/stats", Some(&root))
+        .expect(200)
+        .json();
+    assert!(
+        live["head"].as_u64().unwrap() > n,
+        "writes went on past N: {live}"
+    );
 
     // Restore into a fresh dir (a stopped server's): it verifies, and ends at the chain
     // head the backup named.
@@ -174,7 +195,10 @@ fn a_backup_under_write_load_restores_the_log_as_of_its_seq() {
     assert!(server.terminate(Duration::from_secs(15)).success());
     let replayed = tmp.path().join("replayed");
     let r = replayed.display().to_string();
-    admin_json(&server.data_dir(), &["replay", "--to", &n.to_string(), "--out", &r]);
+    admin_json(
+        &server.data_dir(),
+        &["replay", "--to", &n.to_string(), "--out", &r],
+    );
     assert_eq!(read_models(&replayed), read_models(&restored));
     assert_eq!(
         admin_json(&replayed, &["state", "user", "bob"])["tokens"],
@@ -222,4 +246,114 @@ fn offline_backup_points_to_the_online_form_and_export() {
     let out = admin(tmp.path(), &["backup", "--out", &f]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--server"), "{}", stderr(&out));
+}
+
+/// Appends a room of `n` messages by `owner` to the stopped server's log (the bulk of the
+/// throughput measurement; no fsync per batch).
+fn bulk_room(dir: &Path, owner: &str, n: u64) {
+    use latchkey_domain::{
+        Actor, Event, MessageId, RoomEvent, RoomId, RoomVisibility, Timestamp, UserId,
+    };
+    use latchkey_store::{AppendRequest, ExpectedVersion};
+    let opts = StoreOptions {
+        sync_data: false,
+        ..StoreOptions::default()
+    };
+    let store = SledStore::open(dir, opts).unwrap();
+    let owner = UserId(uuid::Uuid::parse_str(owner).unwrap());
+    let room = RoomId(uuid::Uuid::now_v7());
+    let at = Timestamp(1_790_000_000_000);
+    let mut events = vec![Event::Room(RoomEvent::RoomCreated {
+        room_id: room,
+        name: "bulk".into(),
+        visibility: RoomVisibility::Public,
+        owner,
+        at,
+    })];
+    events.extend((0..n).map(|i| {
+        Event::Room(RoomEvent::MessagePosted {
+            message_id: MessageId(uuid::Uuid::now_v7()),
+            sender: owner,
+            body: format!("message {i}: the quick brown fox jumps over the lazy dog"),
+            target_user_ids: vec![],
+            reply_to: None,
+            at,
+        })
+    }));
+    for chunk in events.chunks(2000) {
+        store
+            .append_blocking(AppendRequest {
+                stream: room.stream(),
+                expected: ExpectedVersion::Any,
+                events: chunk.to_vec(),
+                command_id: uuid::Uuid::now_v7(),
+                actor: Actor::System,
+            })
+            .unwrap();
+    }
+}
+
+/// Backup throughput while four writers post: prints the summary. Run with
+/// `LATCHKEY_BIN=$PWD/target/debug/latchkey cargo test -p latchkey-tests --test blackbox
+/// backup::throughput -- --ignored --nocapture` (`LATCHKEY_BACKUP_EVENTS`, default 200000).
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn throughput_under_write_load() {
+    let n: u64 = std::env::var("LATCHKEY_BACKUP_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, root) = server_with_admin(tmp.path());
+    let me: Value = server.get("/api/native/me", Some(&root)).expect(200).json();
+    let root_id = me["user"]["id"].as_str().unwrap().to_string();
+    server.kill9();
+    bulk_room(&server.data_dir(), &root_id, n);
+    server.restart();
+    let key = Key::generate(tmp.path(), "ed25519", "w@x");
+    let writer = server.sign_in(&key, Some("writer")).token;
+    let room: Value = server
+        .post_json(
+            "/api/native/rooms",
+            &json!({"name": "w", "visibility": "public"}),
+            Some(&writer),
+        )
+        .expect(201)
+        .json();
+    let path = format!(
+        "/api/native/rooms/{}/messages",
+        room["id"].as_str().unwrap()
+    );
+    let file = tmp.path().join("backup.jsonl");
+    let stop = AtomicBool::new(false);
+    let writes = AtomicU64::new(0);
+    let out = std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    server
+                        .post_json(&path, &json!({"body": "load"}), Some(&writer))
+                        .expect(201);
+                    writes.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        assert!(wait_until(Duration::from_secs(60), || writes
+            .load(Ordering::SeqCst)
+            >= 50));
+        let before = writes.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let out = backup(&server, tmp.path(), &root, &file);
+        let secs = started.elapsed().as_secs_f64();
+        let during = writes.load(Ordering::SeqCst) - before;
+        stop.store(true, Ordering::SeqCst);
+        eprintln!(
+            "{during} messages posted during the {secs:.2} s backup ({:.0}/s)",
+            during as f64 / secs
+        );
+        out
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    eprintln!("{}", stdout(&out).trim());
+    eprintln!("{}", stderr(&out).trim());
 }

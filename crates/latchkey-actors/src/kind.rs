@@ -105,8 +105,8 @@ mod tests {
     //! then add its line with `LATCHKEY_UPDATE_GOLDEN=1 cargo test -p latchkey-actors
     //! snapshot_formats`. Lines of old format ids stay, so an id is never reused.
     use super::Kind;
-    use latchkey_domain::user::{TokenRecord, TokenStatus, User, UserKey};
     use latchkey_domain::room::Room;
+    use latchkey_domain::user::{TokenRecord, TokenStatus, User, UserKey};
     use latchkey_domain::*;
     use std::collections::{BTreeMap, BTreeSet};
     use std::path::PathBuf;
@@ -243,7 +243,10 @@ mod tests {
         let back = UserDecider::decode_state(&bytes).unwrap().unwrap();
         assert_eq!(back, user_sample());
         let bytes = RoomDecider::encode_state(&room_sample()).unwrap().unwrap();
-        assert_eq!(RoomDecider::decode_state(&bytes).unwrap().unwrap(), room_sample());
+        assert_eq!(
+            RoomDecider::decode_state(&bytes).unwrap().unwrap(),
+            room_sample()
+        );
     }
 
     fn hex_of(bytes: &[u8]) -> String {

@@ -22,12 +22,14 @@ pub fn header(store: &dyn EventStore, now: Timestamp) -> StoreResult<BackupHeade
     let chain_head = match seq {
         0 => [0u8; 32],
         _ => {
-            let (_, bytes) = store.read_raw(seq)?.next().ok_or_else(|| {
-                StoreError::Corruption {
-                    path: "tree log".into(),
-                    detail: format!("the head seq {seq} is missing"),
-                }
-            })??;
+            let (_, bytes) =
+                store
+                    .read_raw(seq)?
+                    .next()
+                    .ok_or_else(|| StoreError::Corruption {
+                        path: "tree log".into(),
+                        detail: format!("the head seq {seq} is missing"),
+                    })??;
             envelope::hash(&bytes)
         }
     };

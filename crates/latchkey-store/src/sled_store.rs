@@ -13,8 +13,8 @@ use crate::error::{AppendError, StoreError, StoreResult};
 use crate::journal::{self, JournalHandle};
 use crate::lock::DataDirLock;
 use crate::projection::{ReadModel, TREE_PREFIX};
-use crate::verify::VerifyReport;
 use crate::snapshot::{self, Snapshot};
+use crate::verify::VerifyReport;
 use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore, RawIter};
 use latchkey_domain::StreamId;
 use std::path::{Path, PathBuf};
@@ -419,7 +419,12 @@ impl EventStore for SledStore {
     }
 
     fn put_snapshot(&self, stream: &StreamId, snap: &Snapshot) -> StoreResult<()> {
-        snapshot::put(&self.inner.trees.snapshots, &self.inner.sled_path, stream, snap)
+        snapshot::put(
+            &self.inner.trees.snapshots,
+            &self.inner.sled_path,
+            stream,
+            snap,
+        )
     }
 
     fn clear_snapshots(&self) -> StoreResult<u64> {

@@ -29,7 +29,11 @@ pub struct Snapshot {
 }
 
 /// Reads the snapshot of `stream`, if any.
-pub(crate) fn get(tree: &sled::Tree, path: &Path, stream: &StreamId) -> StoreResult<Option<Snapshot>> {
+pub(crate) fn get(
+    tree: &sled::Tree,
+    path: &Path,
+    stream: &StreamId,
+) -> StoreResult<Option<Snapshot>> {
     let bytes = tree
         .get(stream.as_str().as_bytes())
         .map_err(|e| StoreError::from_sled(e, path))?;
@@ -55,7 +59,6 @@ pub(crate) fn put(
 /// Removes every snapshot; returns how many there were.
 pub(crate) fn clear(tree: &sled::Tree, path: &Path) -> StoreResult<u64> {
     let n = tree.len() as u64;
-    tree.clear()
-        .map_err(|e| StoreError::from_sled(e, path))?;
+    tree.clear().map_err(|e| StoreError::from_sled(e, path))?;
     Ok(n)
 }

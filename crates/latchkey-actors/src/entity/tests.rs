@@ -69,7 +69,10 @@ fn event(i: u64, op: u8, tokens: u64) -> UserEvent {
     let token = TokenId(Uuid::from_u128(u128::from(i % tokens.max(1)) + 100));
     match op % 8 {
         0 | 1 => minted(i % tokens.max(1), at),
-        2 | 3 => UserEvent::TokenUsed { token_id: token, at },
+        2 | 3 => UserEvent::TokenUsed {
+            token_id: token,
+            at,
+        },
         4 => UserEvent::TokenRevoked {
             token_id: token,
             reason: RevokeReason::Revoked,
@@ -81,7 +84,7 @@ fn event(i: u64, op: u8, tokens: u64) -> UserEvent {
             key: key(i),
             at,
         },
-        _ if i % 2 == 0 => UserEvent::UserDisabled { at },
+        _ if i.is_multiple_of(2) => UserEvent::UserDisabled { at },
         _ => UserEvent::UserEnabled { at },
     }
 }
@@ -105,7 +108,14 @@ fn append(store: &dyn EventStore, user: UserId, events: Vec<UserEvent>) -> Vec<u
     seqs
 }
 
-fn put(store: &dyn EventStore, user: UserId, format: u32, version: u64, seq: u64, state: &UserState) {
+fn put(
+    store: &dyn EventStore,
+    user: UserId,
+    format: u32,
+    version: u64,
+    seq: u64,
+    state: &UserState,
+) {
     let state = UserDecider::encode_state(state).unwrap().unwrap();
     let snap = Snapshot {
         format,
@@ -158,7 +168,13 @@ proptest! {
 }
 
 /// A store with a registered user and 20 more events, and the full fold.
-fn twenty() -> (tempfile::TempDir, Arc<SledStore>, UserId, Vec<u64>, Loaded<UserDecider>) {
+fn twenty() -> (
+    tempfile::TempDir,
+    Arc<SledStore>,
+    UserId,
+    Vec<u64>,
+    Loaded<UserDecider>,
+) {
     let (dir, store) = store(false);
     let user = UserId(Uuid::new_v4());
     let mut events = vec![registered(user)];
@@ -172,7 +188,14 @@ fn twenty() -> (tempfile::TempDir, Arc<SledStore>, UserId, Vec<u64>, Loaded<User
 fn a_snapshot_of_another_format_is_ignored() {
     let (_dir, store, user, seqs, full) = twenty();
     // A "state" that would be wrong if it were used: the default one.
-    put(store.as_ref(), user, 999, 10, seqs[9], &UserState::default());
+    put(
+        store.as_ref(),
+        user,
+        999,
+        10,
+        seqs[9],
+        &UserState::default(),
+    );
     let loaded = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
     assert_eq!(loaded.snapshot_version, 0);
     assert_eq!(loaded.state, full.state);
@@ -182,7 +205,14 @@ fn a_snapshot_of_another_format_is_ignored() {
 fn a_snapshot_the_log_disagrees_with_is_ignored() {
     let (_dir, store, user, seqs, full) = twenty();
     // Version 10 is not at this seq (a restored or rewritten log).
-    put(store.as_ref(), user, 1, 10, seqs[9] + 1, &UserState::default());
+    put(
+        store.as_ref(),
+        user,
+        1,
+        10,
+        seqs[9] + 1,
+        &UserState::default(),
+    );
     let loaded = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
     assert_eq!(loaded.snapshot_version, 0);
     assert_eq!(loaded.state, full.state);
@@ -269,7 +299,10 @@ async fn an_entity_snapshots_its_stream_every_n_events() {
     let restored = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
     assert_eq!(restored.snapshot_version, 10);
     assert_eq!(restored.version, 13);
-    assert_eq!(restored.state, full_fold(store.as_ref(), user, u64::MAX).state);
+    assert_eq!(
+        restored.state,
+        full_fold(store.as_ref(), user, u64::MAX).state
+    );
 }
 
 /// Rehydration time of one user's 100k-event stream (1k tokens, 99k uses), from event 1

@@ -102,7 +102,10 @@ fn download(body: impl Read, partial: &Path) -> anyhow::Result<(BackupHeader, u6
             break;
         }
         if !line.ends_with('\n') {
-            bail!("the backup was cut short after {n} of {} events", header.seq);
+            bail!(
+                "the backup was cut short after {n} of {} events",
+                header.seq
+            );
         }
         file.write_all(line.as_bytes())?;
         n += 1;
@@ -114,7 +117,10 @@ fn download(body: impl Read, partial: &Path) -> anyhow::Result<(BackupHeader, u6
     }
     walk.finish(n);
     if n != header.seq {
-        bail!("the backup holds {n} events, its header names seq {}", header.seq);
+        bail!(
+            "the backup holds {n} events, its header names seq {}",
+            header.seq
+        );
     }
     if n > 0 {
         let envelope = import_line(last.trim_end())?;

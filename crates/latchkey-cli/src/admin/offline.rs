@@ -287,7 +287,10 @@ fn import(dir: &Path, file: &Path, as_json: bool) -> anyhow::Result<()> {
             );
         }
         if !as_json {
-            eprintln!("restored the log of server {} as of seq {} (taken {})", h.server_id, h.seq, h.taken_at);
+            eprintln!(
+                "restored the log of server {} as of seq {} (taken {})",
+                h.server_id, h.seq, h.taken_at
+            );
         }
     }
     Ok(())
