@@ -22,6 +22,7 @@ mod openapi;
 mod pairing_codes;
 mod rooms;
 mod server;
+mod snapshots;
 mod support;
 mod tidy;
 mod ws;
