@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod browser;
 mod chat;
 mod client;
@@ -22,6 +23,7 @@ mod openapi;
 mod pairing_codes;
 mod rooms;
 mod server;
+mod snapshots;
 mod support;
 mod tidy;
 mod ws;

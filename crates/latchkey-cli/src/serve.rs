@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Oldest WebSocket resume accepted, in events behind the head (older: resume_failed).
     #[arg(long, env = "LATCHKEY_RESUME_WINDOW", default_value_t = 100_000)]
     resume_window: u64,
+    /// A user or room entity snapshots its state every this many events, so a long
+    /// stream rehydrates from the snapshot plus the tail (0: no snapshots).
+    #[arg(long, env = "LATCHKEY_SNAPSHOT_EVERY", default_value_t = 500)]
+    snapshot_every: u64,
     /// Test only: a manual clock moved by `POST /api/test/clock` (hidden from --help).
     #[arg(long, env = "LATCHKEY_TEST_CLOCK", hide = true)]
     test_clock: bool,
@@ -110,6 +114,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.session_ttl = Duration::from_secs(args.session_ttl.max(1));
     config.workers = args.workers;
     config.resume_window = args.resume_window;
+    config.snapshot_every = args.snapshot_every;
     config.test_clock = args.test_clock;
     if args.no_rate_limit {
         config.limits = LimitConfig::disabled();

@@ -23,7 +23,7 @@ pub const MAX_BODY_BYTES: usize = 4000;
 pub struct RoomDecider;
 
 /// A room stream's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RoomState {
     /// No `RoomCreated` yet.
     #[default]
@@ -43,7 +43,7 @@ impl RoomState {
 }
 
 /// A room as it is now.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Room {
     /// The room's id.
     pub id: RoomId,

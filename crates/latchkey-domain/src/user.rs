@@ -87,7 +87,7 @@ impl PatTerms {
 pub struct UserDecider;
 
 /// A user stream's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserState {
     /// No `UserRegistered` yet.
     #[default]
@@ -107,7 +107,7 @@ impl UserState {
 }
 
 /// A registered user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The user's id.
     pub id: UserId,
@@ -125,7 +125,7 @@ pub struct User {
 }
 
 /// A registered key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserKey {
     /// The key's id (REST `key_id`).
     pub key_id: KeyId,

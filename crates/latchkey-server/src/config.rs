@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub trusted_proxies: TrustedProxies,
     /// Oldest WebSocket `resume`, in events behind the head.
     pub resume_window: u64,
+    /// Events between two snapshots of a user or room stream (0: none), DESIGN §15.
+    pub snapshot_every: u64,
     /// Test-only (`serve --test-clock`): run on a manual clock that starts at the real
     /// time and moves only through `POST /api/test/clock`. Never on by default.
     pub test_clock: bool,
@@ -63,6 +65,7 @@ impl ServerConfig {
             limits: LimitConfig::default(),
             trusted_proxies: TrustedProxies::none(),
             resume_window: crate::routes::ws::RESUME_WINDOW,
+            snapshot_every: 500,
             test_clock: false,
         }
     }
