@@ -14,6 +14,7 @@ mod crash;
 mod credentials;
 mod device;
 mod docs;
+mod erasure;
 mod golden;
 mod limits;
 mod model;

@@ -85,7 +85,7 @@ pub enum AdminCommand {
     },
     /// Events by type, streams, size on disk, tokens.
     Stats,
-    /// Add, disable or enable users.
+    /// Add, disable or enable users, or erase their messages.
     User {
         #[command(subcommand)]
         what: UserWhat,
@@ -174,6 +174,12 @@ pub enum UserWhat {
     },
     /// Enable a user again.
     Enable {
+        /// Id or handle.
+        user: String,
+    },
+    /// Erase every message the user sent, in every room: members see `message.deleted`
+    /// and the bodies are gone from storage.
+    EraseMessages {
         /// Id or handle.
         user: String,
     },

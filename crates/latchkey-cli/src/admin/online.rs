@@ -153,6 +153,14 @@ fn log(c: &Client<'_>, a: &LogArgs, as_json: bool) -> anyhow::Result<()> {
 }
 
 fn user(c: &Client<'_>, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
+    if let UserWhat::EraseMessages { user } = &what {
+        let doc: ErasedMessages = c.post(
+            &format!("/api/admin/users/{}/erase-messages", seg(user)),
+            serde_json::json!({}),
+        )?;
+        print::erased(&doc, as_json);
+        return Ok(());
+    }
     let doc: AdminUser = match what {
         UserWhat::Add {
             handle,
@@ -174,6 +182,7 @@ fn user(c: &Client<'_>, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
             &format!("/api/admin/users/{}/enable", seg(&user)),
             serde_json::json!({}),
         )?,
+        UserWhat::EraseMessages { .. } => return Ok(()), // handled above
     };
     print::user(&doc, as_json);
     Ok(())

@@ -178,7 +178,8 @@ pub fn history_cmd(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     args.common.emit(&page, || {
         for m in page.messages.iter().rev() {
             let seq = m.seq.map(|s| s.to_string()).unwrap_or_default();
-            println!("{seq:>8}  {}  {}  {}", m.sent_at, m.sender, m.body);
+            let body = m.body.as_deref().unwrap_or("(deleted)");
+            println!("{seq:>8}  {}  {}  {body}", m.sent_at, m.sender);
         }
         if let Some(nb) = page.next_before {
             println!("(older: --before {nb})");
