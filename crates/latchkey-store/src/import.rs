@@ -62,30 +62,7 @@ impl SledStore {
                 ..
             } = entry?;
             let mut rec = Recorded::decode(expected, &bytes)?;
-            let env = &rec.envelope;
-            if env.seq != expected {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!("expected seq {expected}, found {}", env.seq),
-                });
-            }
-            if env.prev_hash != chain {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!("the hash chain breaks before seq {}", env.seq),
-                });
-            }
-            let head = heads.entry(env.stream.0.clone()).or_insert((0, 0));
-            if env.version != head.0 + 1 {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!(
-                        "stream {} jumps to version {} at seq {}",
-                        env.stream, env.version, env.seq
-                    ),
-                });
-            }
-            *head = (env.version, env.seq);
+            check_next(&rec.envelope, expected, &chain, &mut heads)?;
             chain = envelope::hash(&bytes);
             if let Some(w) = import_body(&mut rec, body, &trees.bodies)? {
                 w.write_key(self.keys())?;
@@ -118,6 +95,41 @@ impl SledStore {
         self.publish_head(written);
         Ok(written)
     }
+}
+
+/// Checks that `env` continues the imported log: the expected seq, the chain, and its
+/// stream's next version (which it then records in `heads`).
+fn check_next(
+    env: &crate::Envelope,
+    expected: u64,
+    chain: &[u8; 32],
+    heads: &mut HashMap<String, (u64, u64)>,
+) -> StoreResult<()> {
+    let broken = |detail: String| StoreError::Corruption {
+        path: "import".into(),
+        detail,
+    };
+    if env.seq != expected {
+        return Err(broken(format!(
+            "expected seq {expected}, found {}",
+            env.seq
+        )));
+    }
+    if env.prev_hash != *chain {
+        return Err(broken(format!(
+            "the hash chain breaks before seq {}",
+            env.seq
+        )));
+    }
+    let head = heads.entry(env.stream.0.clone()).or_insert((0, 0));
+    if env.version != head.0 + 1 {
+        return Err(broken(format!(
+            "stream {} jumps to version {} at seq {}",
+            env.stream, env.version, env.seq
+        )));
+    }
+    *head = (env.version, env.seq);
+    Ok(())
 }
 
 /// The body write an imported event carries: a detached body that matches its hash,
