@@ -111,12 +111,6 @@ pub fn run(dir: &Path, as_json: bool, cmd: AdminCommand) -> anyhow::Result<ExitC
 
 fn user(dir: &Path, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
     let now = clock::now();
-    if let UserWhat::EraseMessages { user } = &what {
-        let store = need(open(dir)?, dir)?;
-        let doc = write::erase_messages(&store, user, Actor::System, now)?;
-        print::erased(&doc, as_json);
-        return Ok(());
-    }
     let doc = match what {
         UserWhat::Add {
             handle,
@@ -136,7 +130,12 @@ fn user(dir: &Path, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
             let store = need(open(dir)?, dir)?;
             write::set_disabled(&store, &user, false, Actor::System, now)?
         }
-        UserWhat::EraseMessages { .. } => return Ok(()), // handled above
+        UserWhat::EraseMessages { user } => {
+            let store = need(open(dir)?, dir)?;
+            let doc = write::erase_messages(&store, &user, Actor::System, now)?;
+            print::erased(&doc, as_json);
+            return Ok(());
+        }
     };
     print::user(&doc, as_json);
     Ok(())

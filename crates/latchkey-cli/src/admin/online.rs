@@ -153,14 +153,6 @@ fn log(c: &Client<'_>, a: &LogArgs, as_json: bool) -> anyhow::Result<()> {
 }
 
 fn user(c: &Client<'_>, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
-    if let UserWhat::EraseMessages { user } = &what {
-        let doc: ErasedMessages = c.post(
-            &format!("/api/admin/users/{}/erase-messages", seg(user)),
-            serde_json::json!({}),
-        )?;
-        print::erased(&doc, as_json);
-        return Ok(());
-    }
     let doc: AdminUser = match what {
         UserWhat::Add {
             handle,
@@ -182,7 +174,14 @@ fn user(c: &Client<'_>, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
             &format!("/api/admin/users/{}/enable", seg(&user)),
             serde_json::json!({}),
         )?,
-        UserWhat::EraseMessages { .. } => return Ok(()), // handled above
+        UserWhat::EraseMessages { user } => {
+            let doc: ErasedMessages = c.post(
+                &format!("/api/admin/users/{}/erase-messages", seg(&user)),
+                serde_json::json!({}),
+            )?;
+            print::erased(&doc, as_json);
+            return Ok(());
+        }
     };
     print::user(&doc, as_json);
     Ok(())
