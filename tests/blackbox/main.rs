@@ -15,6 +15,7 @@ mod crash;
 mod credentials;
 mod device;
 mod docs;
+mod erasure;
 mod golden;
 mod hardening;
 mod limits;

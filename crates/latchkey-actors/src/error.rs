@@ -188,6 +188,8 @@ impl From<RoomError> for CoreError {
             RoomError::TargetNotMember(u) => {
                 CoreError::InvalidRequest(format!("target {u} is not a member of this room"))
             }
+            RoomError::MessageNotFound => CoreError::NotFound("no such message"),
+            RoomError::NotSender => CoreError::Forbidden("only the sender may delete this message"),
         }
     }
 }

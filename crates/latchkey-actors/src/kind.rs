@@ -88,7 +88,7 @@ impl Kind for RoomDecider {
     fn wrap(event: RoomEvent) -> Event {
         Event::Room(event)
     }
-    const SNAPSHOT_FORMAT: Option<u32> = Some(1);
+    const SNAPSHOT_FORMAT: Option<u32> = Some(2);
     fn encode_state(state: &Self::State) -> Option<StoreResult<Vec<u8>>> {
         Some(codec::encode(state))
     }
@@ -177,6 +177,14 @@ mod tests {
             owner: UserId(id(1)),
             members: BTreeSet::from([UserId(id(1)), UserId(id(2))]),
             created_at: Timestamp(1_790_000_000_000),
+            messages: BTreeMap::from([(
+                latchkey_domain::MessageId(id(30)),
+                latchkey_domain::room::PostedMessage {
+                    sender: UserId(id(2)),
+                    target_user_ids: vec![UserId(id(1))],
+                    deleted: false,
+                },
+            )]),
         })
     }
 

@@ -6,7 +6,12 @@
 //!   interval (DESIGN §4), as the domain's `membership_change` builds them;
 //! - `u`+user+room -> the open interval's joined seq, while the user is a member;
 //! - `e`+user+room -> () for every room the user was ever a member of;
-//! - `g`+room+seq -> `MessageRow`.
+//! - `g`+room+seq -> `MessageRow`; `i`+room+message id -> its seq, so a deletion finds
+//!   its row. A deleted message keeps its row with `RowBody::Deleted`.
+//!
+//! A detached body (`MessagePostedV2`) is never copied here, not even for a while: sled
+//! keeps overwritten values in its files, so a copy would outlive the body's erasure.
+//! Readers join it from the store ([`RowBody::resolve`]).
 //!
 //! It stores what the events say; who may see what is `latchkey_domain::may_see`'s call.
 //! [`history`] and [`resume_batch`] are the queries behind REST history and WebSocket
@@ -49,14 +54,37 @@ pub struct MessageRow {
     pub seq: u64,
     /// Who posted it.
     pub sender: UserId,
-    /// The text.
-    pub body: String,
+    /// The text, where it is.
+    pub body: RowBody,
     /// Its targets; empty for everyone.
     pub target_user_ids: Vec<UserId>,
     /// What it answers.
     pub reply_to: Option<MessageId>,
     /// When it was posted.
     pub sent_at: Timestamp,
+}
+
+/// Where a message's text is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowBody {
+    /// In the row: a legacy message (its text is in the log too), or a detached body
+    /// joined in memory by [`RowBody::resolve`] (never stored so).
+    Inline(String),
+    /// Beside the log, in the store's `bodies` tree.
+    Detached,
+    /// Deleted or erased.
+    Deleted,
+}
+
+impl RowBody {
+    /// The text, if any: a detached body is read from the store (absent once erased).
+    pub fn resolve(&self, store: &dyn EventStore, id: MessageId) -> StoreResult<Option<String>> {
+        match self {
+            RowBody::Inline(t) => Ok(Some(t.clone())),
+            RowBody::Detached => Ok(store.message_body(&id)?.map(|b| b.text)),
+            RowBody::Deleted => Ok(None),
+        }
+    }
 }
 
 fn room_of(rec: &Recorded) -> Option<RoomId> {
@@ -75,6 +103,14 @@ fn interval_key(room: RoomId, user: UserId, joined_seq: u64) -> Vec<u8> {
             &joined_seq.to_be_bytes(),
         ],
     )
+}
+
+fn message_key(room: RoomId, seq: u64) -> Vec<u8> {
+    key(b'g', &[room.0.as_bytes(), &seq.to_be_bytes()])
+}
+
+fn message_index_key(room: RoomId, id: MessageId) -> Vec<u8> {
+    key(b'i', &[room.0.as_bytes(), id.0.as_bytes()])
 }
 
 fn member_key(user: UserId, room: RoomId) -> Vec<u8> {
@@ -130,9 +166,10 @@ impl Projection for RoomsProjection {
         "rooms"
     }
 
-    /// 2: one row per membership interval, and the current members by user.
+    /// 3: one row per membership interval, the current members by user, and messages
+    /// indexed by id with an optional (erasable) body.
     fn layout(&self) -> u32 {
-        2
+        3
     }
 
     fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
@@ -174,18 +211,65 @@ impl Projection for RoomsProjection {
                     message_id: *message_id,
                     seq,
                     sender: *sender,
-                    body: body.clone(),
+                    body: RowBody::Inline(body.clone()),
                     target_user_ids: target_user_ids.clone(),
                     reply_to: *reply_to,
                     sent_at: *at,
                 };
-                rm.insert(
-                    key(b'g', &[room.0.as_bytes(), &seq.to_be_bytes()]),
-                    codec::encode(&row)?,
-                )?;
+                Self::message(rm, room, &row)?;
+            }
+            RoomEvent::MessagePostedV2 {
+                message_id,
+                sender,
+                target_user_ids,
+                reply_to,
+                at,
+                ..
+            } => {
+                let row = MessageRow {
+                    message_id: *message_id,
+                    seq,
+                    sender: *sender,
+                    body: RowBody::Detached,
+                    target_user_ids: target_user_ids.clone(),
+                    reply_to: *reply_to,
+                    sent_at: *at,
+                };
+                Self::message(rm, room, &row)?;
+            }
+            RoomEvent::MessageDeleted { message_id, .. } => {
+                Self::forget_body(rm, room, *message_id)?;
             }
         }
         Ok(())
+    }
+}
+
+impl RoomsProjection {
+    /// Stores a message's row and its id index.
+    fn message(rm: &mut ReadModelWriter<'_>, room: RoomId, row: &MessageRow) -> StoreResult<()> {
+        rm.insert(message_key(room, row.seq), codec::encode(row)?)?;
+        rm.insert(
+            message_index_key(room, row.message_id),
+            row.seq.to_be_bytes().to_vec(),
+        )
+    }
+
+    /// A deleted message keeps its row (its seq, sender and audience) without its body.
+    fn forget_body(rm: &mut ReadModelWriter<'_>, room: RoomId, id: MessageId) -> StoreResult<()> {
+        let Some(seq) = rm
+            .get(&message_index_key(room, id))?
+            .as_deref()
+            .and_then(seq_of)
+        else {
+            return Ok(());
+        };
+        let Some(bytes) = rm.get(&message_key(room, seq))? else {
+            return Ok(());
+        };
+        let mut row: MessageRow = codec::decode(&bytes, "message row")?;
+        row.body = RowBody::Deleted;
+        rm.insert(message_key(room, seq), codec::encode(&row)?)
     }
 }
 

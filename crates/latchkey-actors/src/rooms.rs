@@ -1,12 +1,13 @@
 //! Room operations on `Core`: create, list, discover, join, leave, add and remove members,
-//! post, and history filtered by the visibility rule. A room the caller may not see and a
+//! post, delete a message, erase a user's messages, and history filtered by the
+//! visibility rule. A room the caller may not see and a
 //! room that does not exist answer the same `NotFound`.
 
 use crate::auth::Auth;
 use crate::core::Core;
 use crate::error::CoreError;
 pub use crate::roommodel::HistoryPage;
-use crate::roommodel::{self, RoomRow, MAX_SCAN};
+use crate::roommodel::{self, RoomRow, RowBody, MAX_SCAN};
 use latchkey_domain::{
     Actor as Who, MessageId, RoomCommand, RoomEvent, RoomId, RoomVisibility, UserId,
 };
@@ -166,10 +167,57 @@ impl Core {
             body,
             target_user_ids,
             reply_to,
+            secret: self.random32(),
             now: self.now(),
         };
         let (_, seq) = self.room_command(auth, room, cmd).await?;
         Ok((message_id, seq))
+    }
+
+    /// The sender deletes their message: its body is erased from storage in the same
+    /// write as the `MessageDeleted` event. Deleting it again changes nothing.
+    pub async fn delete_message(
+        &self,
+        auth: &Auth,
+        room: RoomId,
+        message_id: MessageId,
+    ) -> Result<(), CoreError> {
+        if self.store().stream_head(&room.stream())?.0 == 0 {
+            return Err(CoreError::NotFound("no such room"));
+        }
+        let cmd = RoomCommand::Delete {
+            message_id,
+            by: auth.user_id,
+            now: self.now(),
+        };
+        self.room_command(auth, room, cmd).await.map(|_| ())
+    }
+
+    /// An admin erases every message `user` sent, in every room they were ever a member
+    /// of (no one posts elsewhere); returns how many messages were erased and the seq of
+    /// the last deletion (0 when there was nothing to erase).
+    pub async fn erase_messages(
+        &self,
+        admin: UserId,
+        user: UserId,
+    ) -> Result<(u64, u64), CoreError> {
+        let rooms = self.models().rooms().rooms_ever(user)?;
+        let (mut erased, mut seq) = (0u64, 0u64);
+        for room in rooms {
+            let cmd = RoomCommand::EraseSender {
+                user_id: user,
+                by: Some(admin),
+                now: self.now(),
+            };
+            let out = self
+                .rooms_registry()
+                .execute(room.stream(), cmd, Who::Admin(admin))
+                .await?;
+            self.wait_applied(out.last_seq).await?;
+            erased += out.events.len() as u64;
+            seq = seq.max(out.last_seq);
+        }
+        Ok((erased, seq))
     }
 
     /// History, filtered by the visibility rule alone (DESIGN §7): a member, current or
@@ -195,13 +243,17 @@ impl Core {
             });
         }
         let limit = limit.clamp(1, MAX_PAGE);
-        Ok(roommodel::history(
-            rooms,
-            auth.user_id,
-            room,
-            (before, after),
-            limit,
-            MAX_SCAN,
-        )?)
+        let mut page =
+            roommodel::history(rooms, auth.user_id, room, (before, after), limit, MAX_SCAN)?;
+        // Detached bodies are joined here, from the store, and exist only in this answer.
+        for m in &mut page.messages {
+            if m.body == RowBody::Detached {
+                m.body = match RowBody::Detached.resolve(self.store().as_ref(), m.message_id)? {
+                    Some(text) => RowBody::Inline(text),
+                    None => RowBody::Deleted,
+                };
+            }
+        }
+        Ok(page)
     }
 }

@@ -22,15 +22,14 @@ pub fn header(store: &dyn EventStore, now: Timestamp) -> StoreResult<BackupHeade
     let chain_head = match seq {
         0 => [0u8; 32],
         _ => {
-            let (_, bytes) =
-                store
-                    .read_raw(seq)?
-                    .next()
-                    .ok_or_else(|| StoreError::Corruption {
-                        path: "tree log".into(),
-                        detail: format!("the head seq {seq} is missing"),
-                    })??;
-            envelope::hash(&bytes)
+            let entry = store
+                .read_raw(seq)?
+                .next()
+                .ok_or_else(|| StoreError::Corruption {
+                    path: "tree log".into(),
+                    detail: format!("the head seq {seq} is missing"),
+                })??;
+            envelope::hash(&entry.envelope)
         }
     };
     Ok(BackupHeader {
@@ -61,11 +60,12 @@ pub fn write(
     out.write_all(b"\n").map_err(io)?;
     let mut n = 0;
     for entry in store.read_raw(1)? {
-        let (seq, bytes) = entry?;
+        let entry = entry?;
+        let seq = entry.seq;
         if seq > header.seq {
             break;
         }
-        serde_json::to_writer(&mut *out, &export_line(seq, &bytes)?)
+        serde_json::to_writer(&mut *out, &export_line(&entry)?)
             .map_err(|e| StoreError::Encode(e.to_string()))?;
         out.write_all(b"\n").map_err(io)?;
         progress(seq);

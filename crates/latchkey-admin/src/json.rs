@@ -1,14 +1,14 @@
 //! Events as JSON, the one place: [`event_json`] for admins (every field, names as in
 //! `proto-docs/events.md`) and [`room_event_data`] for WebSocket frames (the documented
-//! `data` of the four room events), with the wire name of every domain enum once. Times
+//! `data` of the room events), with the wire name of every domain enum once. Times
 //! are RFC 3339, hashes hex. A token hash is not a secret (only SHA-256 of it is stored).
 
 use latchkey_domain::{
-    ChallengePurpose, Event, LeaveReason, PairingEvent, RejectReason, RevokeReason, RoomEvent,
-    RoomVisibility, Scope, SshPublicKey, Timestamp, TokenKind, UserEvent,
+    ChallengePurpose, DeleteReason, Event, LeaveReason, PairingEvent, RejectReason, RevokeReason,
+    RoomEvent, RoomVisibility, Scope, SshPublicKey, Timestamp, TokenKind, UserEvent,
 };
 use latchkey_proto as proto;
-use latchkey_proto::ws::{MemberData, RoomCreatedData};
+use latchkey_proto::ws::{MemberData, MessageDeletedData, RoomCreatedData};
 use latchkey_proto::Message;
 use serde_json::{json, Value};
 
@@ -91,6 +91,14 @@ pub fn domain_visibility(v: proto::RoomVisibility) -> RoomVisibility {
     match v {
         proto::RoomVisibility::Public => RoomVisibility::Public,
         proto::RoomVisibility::Private => RoomVisibility::Private,
+    }
+}
+
+/// `sender` / `admin`.
+pub fn delete_reason(r: DeleteReason) -> &'static str {
+    match r {
+        DeleteReason::Sender => "sender",
+        DeleteReason::Admin => "admin",
     }
 }
 
@@ -253,6 +261,30 @@ fn room_json(e: &RoomEvent) -> Value {
                 "message_id": message_id.to_string(), "sender": sender.to_string(), "body": body,
                 "target_user_ids": target_user_ids.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
                 "reply_to": reply_to.map(|r| r.to_string()), "at": rfc3339(*at)}),
+        RoomEvent::MessagePostedV2 {
+            message_id,
+            sender,
+            body_hash,
+            target_user_ids,
+            reply_to,
+            at,
+            body,
+        } => json!({
+                "message_id": message_id.to_string(), "sender": sender.to_string(),
+                "body": body.as_ref().map(|b| b.text.clone()), "body_hash": hex_hash(body_hash),
+                "target_user_ids": target_user_ids.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                "reply_to": reply_to.map(|r| r.to_string()), "at": rfc3339(*at)}),
+        RoomEvent::MessageDeleted {
+            message_id,
+            sender,
+            target_user_ids,
+            by,
+            reason,
+            at,
+        } => json!({
+                "message_id": message_id.to_string(), "sender": sender.to_string(),
+                "target_user_ids": target_user_ids.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+                "by": by.map(|b| b.to_string()), "reason": delete_reason(*reason), "at": rfc3339(*at)}),
     }
 }
 
@@ -301,11 +333,40 @@ pub fn room_event_data(event: &RoomEvent) -> Value {
             message_id.to_string(),
             None,
             sender.to_string(),
-            body.clone(),
+            Some(body.clone()),
             target_user_ids.iter().map(|u| u.to_string()).collect(),
             reply_to.map(|r| r.to_string()),
             *at,
         )),
+        RoomEvent::MessagePostedV2 {
+            message_id,
+            sender,
+            target_user_ids,
+            reply_to,
+            at,
+            body,
+            ..
+        } => serde_json::to_value(message(
+            message_id.to_string(),
+            None,
+            sender.to_string(),
+            body.as_ref().map(|b| b.text.clone()),
+            target_user_ids.iter().map(|u| u.to_string()).collect(),
+            reply_to.map(|r| r.to_string()),
+            *at,
+        )),
+        RoomEvent::MessageDeleted {
+            message_id,
+            sender,
+            by,
+            reason,
+            ..
+        } => serde_json::to_value(MessageDeletedData {
+            message_id: message_id.to_string(),
+            sender: sender.to_string(),
+            by: by.map(|b| b.to_string()),
+            reason: delete_reason(*reason).into(),
+        }),
     };
     value.unwrap_or(Value::Null)
 }
@@ -315,7 +376,7 @@ pub fn message(
     message_id: String,
     seq: Option<u64>,
     sender: String,
-    body: String,
+    body: Option<String>,
     target_user_ids: Vec<String>,
     reply_to: Option<String>,
     sent_at: Timestamp,

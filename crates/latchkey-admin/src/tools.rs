@@ -1,12 +1,14 @@
 //! Whole-log tools: replay into another store, rebuild the read models in place, and one
-//! export line per envelope (its JSON and its exact bytes, base64) and back.
+//! export line per envelope (its JSON, its exact bytes in base64, and a detached message
+//! body that is not erased) and back.
 
 use crate::read::log_entry;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use latchkey_actors::readmodel::projections;
+use latchkey_domain::{Event, MessageBody, RoomEvent};
 use latchkey_store::projection::Projector;
-use latchkey_store::{copy_prefix, EventStore, Recorded, StoreError, StoreResult};
+use latchkey_store::{copy_prefix, EventStore, RawEntry, Recorded, StoreError, StoreResult};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,22 +88,53 @@ pub fn rebuild(store: &Arc<dyn EventStore>) -> StoreResult<BTreeMap<String, Rebu
     Ok(report)
 }
 
-/// One export line: the log entry's JSON plus `envelope`, its exact bytes in base64.
-pub fn export_line(seq: u64, bytes: &[u8]) -> StoreResult<Value> {
-    let rec = Recorded::decode(seq, bytes)?;
+/// One export line: the log entry's JSON (`data.body` the live body, null once erased)
+/// plus `envelope`, its exact bytes in base64, and for a live detached body
+/// `body_secret`, the secret that salts its hash (base64), so an import restores a body
+/// that verifies. An erased body leaves no trace in the line.
+pub fn export_line(entry: &RawEntry) -> StoreResult<Value> {
+    let mut rec = Recorded::decode(entry.seq, &entry.envelope)?;
+    if let Event::Room(RoomEvent::MessagePostedV2 { body, .. }) = &mut rec.event {
+        body.clone_from(&entry.body);
+    }
     let mut line =
         serde_json::to_value(log_entry(&rec)).map_err(|e| StoreError::Encode(e.to_string()))?;
-    line["envelope"] = Value::String(B64.encode(bytes));
+    line["envelope"] = Value::String(B64.encode(&entry.envelope));
+    if let Some(b) = &entry.body {
+        line["body_secret"] = Value::String(B64.encode(b.secret));
+    }
     Ok(line)
 }
 
-/// The envelope bytes of one export line.
-pub fn import_line(line: &str) -> StoreResult<Vec<u8>> {
+/// The envelope bytes of one export line, with its detached body (`data.body` and
+/// `body_secret`) when it has one.
+pub fn import_line(line: &str) -> StoreResult<RawEntry> {
     let v: Value =
         serde_json::from_str(line).map_err(|e| StoreError::Encode(format!("not JSON: {e}")))?;
     let b64 = v["envelope"]
         .as_str()
         .ok_or_else(|| StoreError::Encode("a line has no envelope".into()))?;
-    B64.decode(b64)
-        .map_err(|e| StoreError::Encode(format!("bad envelope: {e}")))
+    let envelope = B64
+        .decode(b64)
+        .map_err(|e| StoreError::Encode(format!("bad envelope: {e}")))?;
+    let body = match (v["body_secret"].as_str(), v["data"]["body"].as_str()) {
+        (Some(secret), Some(text)) => {
+            let secret = B64
+                .decode(secret)
+                .ok()
+                .and_then(|s| <[u8; 32]>::try_from(s).ok())
+                .ok_or_else(|| StoreError::Encode("bad body_secret".into()))?;
+            Some(MessageBody {
+                text: text.to_string(),
+                secret,
+            })
+        }
+        (Some(_), None) => return Err(StoreError::Encode("body_secret without data.body".into())),
+        (None, _) => None,
+    };
+    Ok(RawEntry {
+        seq: v["seq"].as_u64().unwrap_or(0),
+        envelope,
+        body,
+    })
 }

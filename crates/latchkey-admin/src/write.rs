@@ -1,5 +1,5 @@
 //! Offline management on a stopped server's data dir: add a user, disable or enable one,
-//! revoke a token. Each runs the actors' own write path (`entity::execute_blocking`: load,
+//! revoke a token, erase a user's messages. Each runs the actors' own write path (`entity::execute_blocking`: load,
 //! decide with the domain decider, append with the expected version, evolve), so the
 //! rules are the server's. Read models are brought up to date before (for lookups and
 //! uniqueness checks) and after (so the next start agrees).
@@ -9,9 +9,10 @@ use latchkey_actors::readmodel::{projections, ReadModels};
 use latchkey_domain::handle::validate_handle;
 use latchkey_domain::sshkey::parse_public_key;
 use latchkey_domain::{
-    Actor, KeyId, RevokeReason, Timestamp, TokenId, UserCommand, UserDecider, UserError, UserId,
+    Actor, KeyId, RevokeReason, RoomCommand, RoomDecider, RoomError, Timestamp, TokenId,
+    UserCommand, UserDecider, UserError, UserId,
 };
-use latchkey_proto::admin::{AdminUser, RevokedToken};
+use latchkey_proto::admin::{AdminUser, ErasedMessages, RevokedToken};
 use latchkey_store::projection::Projector;
 use latchkey_store::{EventStore, StoreError};
 use std::sync::Arc;
@@ -135,6 +136,43 @@ pub fn set_disabled(
         admin: row.admin,
         disabled: row.disabled,
         seq: out.last_seq,
+    })
+}
+
+/// Erases every message a user (by id or handle) sent, in every room they were ever a
+/// member of, through the room decider; the bodies leave storage with each deletion.
+pub fn erase_messages(
+    store: &Arc<dyn EventStore>,
+    who: &str,
+    actor: Actor,
+    now: Timestamp,
+) -> Result<ErasedMessages, AdminError> {
+    let models = catch_up(store)?;
+    let user = crate::read::resolve_user(&models, who)?
+        .ok_or_else(|| AdminError::NotFound(format!("no user {who}")))?;
+    let (mut erased, mut seq) = (0u64, 0u64);
+    for room in models.rooms().rooms_ever(user)? {
+        let cmd = RoomCommand::EraseSender {
+            user_id: user,
+            by: None,
+            now,
+        };
+        let out = execute_blocking::<RoomDecider>(store.as_ref(), room.stream(), &cmd, actor)
+            .map_err(|e: ExecError<RoomError>| match e {
+                ExecError::Domain(d) => AdminError::Invalid(format!("refused: {d}")),
+                ExecError::Conflict => {
+                    AdminError::Conflict("another writer changed the stream".into())
+                }
+                other => AdminError::NotWritten(other.to_string()),
+            })?;
+        erased += out.events.len() as u64;
+        seq = seq.max(out.last_seq);
+    }
+    catch_up(store)?;
+    Ok(ErasedMessages {
+        user_id: user.to_string(),
+        erased,
+        seq,
     })
 }
 

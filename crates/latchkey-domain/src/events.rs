@@ -454,6 +454,88 @@ pub enum RoomEvent {
         /// When.
         at: Timestamp,
     },
+    /// A message was posted with its body detached (issue 16): the hash-chained envelope
+    /// holds only `body_hash`; the body itself lives beside the log (the store's `bodies`
+    /// tree) so that it can be erased while the chain stays verifiable. Type name
+    /// `message.posted`, like the legacy variant it replaces for new posts.
+    MessagePostedV2 {
+        /// The message.
+        message_id: MessageId,
+        /// Who posted it.
+        sender: UserId,
+        /// [`MessageBody::hash`] of the body: commits the log to it without holding it.
+        body_hash: [u8; 32],
+        /// Empty: every member sees it. Otherwise only these and the sender.
+        target_user_ids: Vec<UserId>,
+        /// The message this answers.
+        reply_to: Option<MessageId>,
+        /// When.
+        at: Timestamp,
+        /// The body, when it is known and not erased. Never encoded into the payload
+        /// (`serde(skip)`): the store writes it beside the envelope on append and joins it
+        /// back on read; `None` once it is erased.
+        #[serde(skip)]
+        body: Option<MessageBody>,
+    },
+    /// A message was deleted by its sender or erased by an admin; its body is removed
+    /// from storage in the same write. Carries the message's audience so the visibility
+    /// rule routes it to the members who could see the message.
+    MessageDeleted {
+        /// The message.
+        message_id: MessageId,
+        /// Who had posted it.
+        sender: UserId,
+        /// The message's targets; empty for everyone.
+        target_user_ids: Vec<UserId>,
+        /// Who deleted it; `None` for the offline admin tool.
+        by: Option<UserId>,
+        /// The sender deleted it, or an admin erased it.
+        reason: DeleteReason,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// Why a message was deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeleteReason {
+    /// Its sender deleted it.
+    Sender,
+    /// An admin erased the sender's messages.
+    Admin,
+}
+
+/// A detached message body: the text and the per-message secret that salts its hash and
+/// keys its encryption at rest. Never part of a hash-chained envelope.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MessageBody {
+    /// 1..4000 bytes of UTF-8.
+    pub text: String,
+    /// 32 random bytes made by the caller (the actors' entropy), one per message.
+    pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for MessageBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret keys the body's encryption at rest: never in a log line.
+        f.debug_struct("MessageBody")
+            .field("text", &self.text)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MessageBody {
+    /// SHA-256 over a domain tag, the secret and the text. The secret salts it, so the
+    /// hash left in the log cannot confirm a guessed body once the secret is erased with
+    /// the body.
+    pub fn hash(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"latchkey-message-body-v1\0");
+        h.update(self.secret);
+        h.update(self.text.as_bytes());
+        h.finalize().into()
+    }
 }
 
 impl Event {
@@ -487,6 +569,7 @@ impl Event {
         "member.joined",
         "member.left",
         "message.posted",
+        "message.deleted",
     ];
 
     /// The stable type name written into the envelope and shown by tools and the WebSocket.
@@ -524,7 +607,10 @@ impl Event {
                 RoomEvent::RoomCreated { .. } => "room.created",
                 RoomEvent::MemberJoined { .. } => "member.joined",
                 RoomEvent::MemberLeft { .. } => "member.left",
-                RoomEvent::MessagePosted { .. } => "message.posted",
+                RoomEvent::MessagePosted { .. } | RoomEvent::MessagePostedV2 { .. } => {
+                    "message.posted"
+                }
+                RoomEvent::MessageDeleted { .. } => "message.deleted",
             },
         }
     }

@@ -2,13 +2,14 @@
 //! joining, leaving, adding and removing members, and posting.
 //!
 //! Must not: decide who sees which event: that is the visibility rule in `visibility`,
-//! which works on membership intervals over seqs. This state knows only the present. It
-//! keeps no messages either, so `reply_to` is not checked against history.
+//! which works on membership intervals over seqs. This state knows only the present, and
+//! of its messages only what deleting needs (sender, audience, deleted or not), never a
+//! body; `reply_to` is not checked against history.
 
 use crate::decider::{AggregateEvent, Decider};
-use crate::events::{LeaveReason, RoomEvent, RoomVisibility};
+use crate::events::{DeleteReason, LeaveReason, MessageBody, RoomEvent, RoomVisibility};
 use crate::ids::{MessageId, RoomId, Timestamp, UserId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// The longest room name, in characters, after trimming.
@@ -57,6 +58,19 @@ pub struct Room {
     pub members: BTreeSet<UserId>,
     /// When it was created.
     pub created_at: Timestamp,
+    /// Every message posted here, by id: what deleting one needs to know.
+    pub messages: BTreeMap<MessageId, PostedMessage>,
+}
+
+/// What the room remembers of a message (never its body).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PostedMessage {
+    /// Who posted it.
+    pub sender: UserId,
+    /// Its targets; empty for everyone.
+    pub target_user_ids: Vec<UserId>,
+    /// Whether it was deleted.
+    pub deleted: bool,
 }
 
 impl Room {
@@ -142,6 +156,27 @@ pub enum RoomCommand {
         target_user_ids: Vec<UserId>,
         /// The message this answers.
         reply_to: Option<MessageId>,
+        /// 32 random bytes from the caller: salts the body's hash and keys its encryption
+        /// at rest (see `MessageBody`).
+        secret: [u8; 32],
+        /// Now.
+        now: Timestamp,
+    },
+    /// The sender deletes their own message.
+    Delete {
+        /// The message.
+        message_id: MessageId,
+        /// Who asks (must be its sender).
+        by: UserId,
+        /// Now.
+        now: Timestamp,
+    },
+    /// An admin erases every message `user_id` posted in this room.
+    EraseSender {
+        /// Whose messages.
+        user_id: UserId,
+        /// The admin; `None` for the offline tool.
+        by: Option<UserId>,
         /// Now.
         now: Timestamp,
     },
@@ -174,6 +209,12 @@ pub enum RoomError {
     /// A target of the message is not a current member.
     #[error("target {0} is not a member of this room")]
     TargetNotMember(UserId),
+    /// No such message in this room.
+    #[error("message not found")]
+    MessageNotFound,
+    /// Only a message's sender may delete it.
+    #[error("only the sender may delete this message")]
+    NotSender,
 }
 
 impl AggregateEvent for RoomEvent {
@@ -225,6 +266,94 @@ fn remove_member(
         reason: LeaveReason::Removed,
         at: now,
     }])
+}
+
+/// `Post`: a member posts a bounded, non-blank body, stored detached (`MessagePostedV2`).
+fn post(room: &Room, cmd: &RoomCommand) -> Result<Vec<RoomEvent>, RoomError> {
+    let RoomCommand::Post {
+        message_id,
+        sender,
+        body,
+        target_user_ids,
+        reply_to,
+        secret,
+        now,
+    } = cmd
+    else {
+        return Ok(vec![]);
+    };
+    let room = member_of(room, *sender)?;
+    if body.trim().is_empty() || body.len() > MAX_BODY_BYTES {
+        return Err(RoomError::InvalidBody);
+    }
+    let body = MessageBody {
+        text: body.clone(),
+        secret: *secret,
+    };
+    Ok(vec![RoomEvent::MessagePostedV2 {
+        message_id: *message_id,
+        sender: *sender,
+        body_hash: body.hash(),
+        target_user_ids: member_targets(room, target_user_ids)?,
+        reply_to: *reply_to,
+        at: *now,
+        body: Some(body),
+    }])
+}
+
+/// The deletion of one message, with its audience.
+fn deleted(
+    message_id: MessageId,
+    m: &PostedMessage,
+    by: Option<UserId>,
+    reason: DeleteReason,
+    now: Timestamp,
+) -> RoomEvent {
+    RoomEvent::MessageDeleted {
+        message_id,
+        sender: m.sender,
+        target_user_ids: m.target_user_ids.clone(),
+        by,
+        reason,
+        at: now,
+    }
+}
+
+/// `Delete`: the sender, who may still see the room, deletes their message; a second
+/// delete changes nothing.
+fn delete(
+    room: &Room,
+    message_id: MessageId,
+    by: UserId,
+    now: Timestamp,
+) -> Result<Vec<RoomEvent>, RoomError> {
+    let room = room.seen_by(by)?;
+    let m = room
+        .messages
+        .get(&message_id)
+        .ok_or(RoomError::MessageNotFound)?;
+    if m.sender != by {
+        return Err(RoomError::NotSender);
+    }
+    if m.deleted {
+        return Ok(vec![]);
+    }
+    Ok(vec![deleted(
+        message_id,
+        m,
+        Some(by),
+        DeleteReason::Sender,
+        now,
+    )])
+}
+
+/// `EraseSender`: every message of `user` not yet deleted, in posting order.
+fn erase_sender(room: &Room, user: UserId, by: Option<UserId>, now: Timestamp) -> Vec<RoomEvent> {
+    room.messages
+        .iter()
+        .filter(|(_, m)| m.sender == user && !m.deleted)
+        .map(|(id, m)| deleted(*id, m, by, DeleteReason::Admin, now))
+        .collect()
 }
 
 /// A post's targets, deduplicated in order; each must be a current member.
@@ -293,26 +422,14 @@ impl Decider for RoomDecider {
             RoomCommand::RemoveMember { by, user_id, now } => {
                 remove_member(owned_by(created(state)?, *by)?, *by, *user_id, *now)
             }
-            RoomCommand::Post {
+            RoomCommand::Post { .. } => post(created(state)?, cmd),
+            RoomCommand::Delete {
                 message_id,
-                sender,
-                body,
-                target_user_ids,
-                reply_to,
+                by,
                 now,
-            } => {
-                let room = member_of(created(state)?, *sender)?;
-                if body.trim().is_empty() || body.len() > MAX_BODY_BYTES {
-                    return Err(RoomError::InvalidBody);
-                }
-                Ok(vec![RoomEvent::MessagePosted {
-                    message_id: *message_id,
-                    sender: *sender,
-                    body: body.clone(),
-                    target_user_ids: member_targets(room, target_user_ids)?,
-                    reply_to: *reply_to,
-                    at: *now,
-                }])
+            } => delete(created(state)?, *message_id, *by, *now),
+            RoomCommand::EraseSender { user_id, by, now } => {
+                Ok(erase_sender(created(state)?, *user_id, *by, *now))
             }
         }
     }
@@ -335,6 +452,7 @@ impl Decider for RoomDecider {
                 owner: *owner,
                 members: BTreeSet::from([*owner]),
                 created_at: *at,
+                messages: BTreeMap::new(),
             }),
             (RoomState::Active(mut room), RoomEvent::MemberJoined { user_id, .. }) => {
                 room.members.insert(*user_id);
@@ -342,6 +460,35 @@ impl Decider for RoomDecider {
             }
             (RoomState::Active(mut room), RoomEvent::MemberLeft { user_id, .. }) => {
                 room.members.remove(user_id);
+                RoomState::Active(room)
+            }
+            (
+                RoomState::Active(mut room),
+                RoomEvent::MessagePosted {
+                    message_id,
+                    sender,
+                    target_user_ids,
+                    ..
+                }
+                | RoomEvent::MessagePostedV2 {
+                    message_id,
+                    sender,
+                    target_user_ids,
+                    ..
+                },
+            ) => {
+                let m = PostedMessage {
+                    sender: *sender,
+                    target_user_ids: target_user_ids.clone(),
+                    deleted: false,
+                };
+                room.messages.insert(*message_id, m);
+                RoomState::Active(room)
+            }
+            (RoomState::Active(mut room), RoomEvent::MessageDeleted { message_id, .. }) => {
+                if let Some(m) = room.messages.get_mut(message_id) {
+                    m.deleted = true;
+                }
                 RoomState::Active(room)
             }
             (state, _) => state,

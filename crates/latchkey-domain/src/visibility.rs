@@ -59,6 +59,16 @@ pub fn audience(event: &RoomEvent) -> (Option<UserId>, &[UserId]) {
             sender,
             target_user_ids,
             ..
+        }
+        | RoomEvent::MessagePostedV2 {
+            sender,
+            target_user_ids,
+            ..
+        }
+        | RoomEvent::MessageDeleted {
+            sender,
+            target_user_ids,
+            ..
         } => (Some(*sender), target_user_ids),
         RoomEvent::RoomCreated { .. }
         | RoomEvent::MemberJoined { .. }
@@ -115,7 +125,9 @@ pub fn membership_change(
                 },
             })
         }
-        RoomEvent::MessagePosted { .. } => None,
+        RoomEvent::MessagePosted { .. }
+        | RoomEvent::MessagePostedV2 { .. }
+        | RoomEvent::MessageDeleted { .. } => None,
     }
 }
 
@@ -331,6 +343,7 @@ pub mod testing {
                         body: "m".into(),
                         target_user_ids: targets,
                         reply_to: None,
+                        secret: [7; 32],
                         now: T,
                     }
                 }
@@ -360,6 +373,11 @@ pub mod testing {
                 let sees = set.contains(&viewer)
                     && match event {
                         RoomEvent::MessagePosted {
+                            sender,
+                            target_user_ids,
+                            ..
+                        }
+                        | RoomEvent::MessagePostedV2 {
                             sender,
                             target_user_ids,
                             ..
@@ -540,10 +558,10 @@ mod tests {
                         reason: LeaveReason::Removed,
                         ..
                     } => removes += 1,
-                    RoomEvent::MessagePosted {
+                    RoomEvent::MessagePostedV2 {
                         target_user_ids, ..
                     } if target_user_ids.is_empty() => broadcast += 1,
-                    RoomEvent::MessagePosted { .. } => targeted += 1,
+                    RoomEvent::MessagePostedV2 { .. } => targeted += 1,
                     _ => {}
                 }
             }

@@ -230,6 +230,18 @@ pub struct AdminUser {
     pub seq: u64,
 }
 
+/// Answer to `erase-messages`: every message the user sent, in every room, is deleted and
+/// its body erased from storage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErasedMessages {
+    /// The user.
+    pub user_id: String,
+    /// Messages erased now (already deleted ones are not counted).
+    pub erased: u64,
+    /// Seq of the last deletion (0: nothing to erase).
+    pub seq: u64,
+}
+
 /// Answer to an admin token revocation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RevokedToken {

@@ -99,8 +99,8 @@ pub struct Message {
     pub seq: Option<u64>,
     /// The sender's user id.
     pub sender: String,
-    /// The text.
-    pub body: String,
+    /// The text; null once the message is deleted and its body erased.
+    pub body: Option<String>,
     /// Who it was addressed to; empty for everyone.
     pub target_user_ids: Vec<String>,
     /// The message it answers.

@@ -29,7 +29,8 @@ pub enum ServerFrame {
         seq: u64,
         /// The room.
         room_id: String,
-        /// `room.created`, `member.joined`, `member.left`, `message.posted`.
+        /// `room.created`, `member.joined`, `member.left`, `message.posted`,
+        /// `message.deleted`.
         event: String,
         /// The event's data.
         data: serde_json::Value,
@@ -94,6 +95,19 @@ pub struct MemberData {
     /// `left` or `removed` (member.left only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `data` of `message.deleted`: the message's body is erased; clients drop it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDeletedData {
+    /// The deleted message.
+    pub message_id: String,
+    /// Its sender.
+    pub sender: String,
+    /// Who deleted it (the sender, or an admin); null for the offline admin tool.
+    pub by: Option<String>,
+    /// `sender` or `admin`.
+    pub reason: String,
 }
 
 /// `data` of `room.created`.

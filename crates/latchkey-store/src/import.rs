@@ -1,6 +1,7 @@
 //! Importing a log: envelopes written back byte for byte into an empty store, checked on
-//! the way (contiguous seqs, an unbroken hash chain, every payload decodes), so an export
-//! re-imported elsewhere is the same log, hashes and all. The prefix copy behind `latchkey admin
+//! the way (contiguous seqs, an unbroken hash chain, every payload decodes, every detached
+//! body matches its hash), so an export re-imported elsewhere is the same log, hashes and
+//! all, with the bodies that were not erased. The prefix copy behind `latchkey admin
 //! replay` is `crate::copy_prefix` on top of it.
 
 use crate::codec::u64_key;
@@ -8,7 +9,8 @@ use crate::envelope::{self, Recorded};
 use crate::error::{StoreError, StoreResult};
 use crate::journal::{encode_head, META_CHAIN_HEAD};
 use crate::sled_store::{stream_key, SledStore};
-use crate::EventStore;
+use crate::{EventStore, RawEntry};
+use latchkey_domain::{Event, RoomEvent};
 use std::collections::HashMap;
 
 /// Envelopes per write batch.
@@ -21,7 +23,7 @@ impl SledStore {
     /// called with each seq.
     pub(crate) fn import_all(
         &self,
-        envelopes: &mut dyn Iterator<Item = StoreResult<Vec<u8>>>,
+        envelopes: &mut dyn Iterator<Item = StoreResult<RawEntry>>,
         progress: &mut dyn FnMut(u64),
     ) -> StoreResult<u64> {
         if self.head() != 0 {
@@ -35,55 +37,49 @@ impl SledStore {
         let mut heads: HashMap<String, (u64, u64)> = HashMap::new();
         let mut log = sled::Batch::default();
         let mut streams = sled::Batch::default();
+        let mut bodies = sled::Batch::default();
         let mut pending = 0usize;
-        let flush = |log: &mut sled::Batch, streams: &mut sled::Batch| -> StoreResult<()> {
+        let flush = |log: &mut sled::Batch,
+                     streams: &mut sled::Batch,
+                     bodies: &mut sled::Batch|
+         -> StoreResult<()> {
             let map = |e| StoreError::from_sled(e, self.dir());
             trees.log.apply_batch(std::mem::take(log)).map_err(map)?;
             trees
                 .streams
                 .apply_batch(std::mem::take(streams))
                 .map_err(map)?;
+            trees
+                .bodies
+                .apply_batch(std::mem::take(bodies))
+                .map_err(map)?;
             Ok(())
         };
-        for bytes in envelopes {
-            let bytes = bytes?;
-            let rec = Recorded::decode(expected, &bytes)?;
-            let env = &rec.envelope;
-            if env.seq != expected {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!("expected seq {expected}, found {}", env.seq),
-                });
-            }
-            if env.prev_hash != chain {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!("the hash chain breaks before seq {}", env.seq),
-                });
-            }
-            let head = heads.entry(env.stream.0.clone()).or_insert((0, 0));
-            if env.version != head.0 + 1 {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!(
-                        "stream {} jumps to version {} at seq {}",
-                        env.stream, env.version, env.seq
-                    ),
-                });
-            }
-            *head = (env.version, env.seq);
+        for entry in envelopes {
+            let RawEntry {
+                envelope: bytes,
+                body,
+                ..
+            } = entry?;
+            let mut rec = Recorded::decode(expected, &bytes)?;
+            check_next(&rec.envelope, expected, &chain, &mut heads)?;
             chain = envelope::hash(&bytes);
+            if let Some(w) = import_body(&mut rec, body, &trees.bodies)? {
+                w.write_key(self.keys())?;
+                w.add_to(&mut bodies);
+            }
+            let env = &rec.envelope;
             log.insert(&u64_key(env.seq), bytes.as_slice());
             streams.insert(stream_key(&env.stream, env.version), &u64_key(env.seq));
             progress(env.seq);
             expected += 1;
             pending += 1;
             if pending == BATCH {
-                flush(&mut log, &mut streams)?;
+                flush(&mut log, &mut streams, &mut bodies)?;
                 pending = 0;
             }
         }
-        flush(&mut log, &mut streams)?;
+        flush(&mut log, &mut streams, &mut bodies)?;
         let map = |e| StoreError::from_sled(e, self.dir());
         let mut hb = sled::Batch::default();
         for (stream, (version, seq)) in &heads {
@@ -99,4 +95,70 @@ impl SledStore {
         self.publish_head(written);
         Ok(written)
     }
+}
+
+/// Checks that `env` continues the imported log: the expected seq, the chain, and its
+/// stream's next version (which it then records in `heads`).
+fn check_next(
+    env: &crate::Envelope,
+    expected: u64,
+    chain: &[u8; 32],
+    heads: &mut HashMap<String, (u64, u64)>,
+) -> StoreResult<()> {
+    let broken = |detail: String| StoreError::Corruption {
+        path: "import".into(),
+        detail,
+    };
+    if env.seq != expected {
+        return Err(broken(format!(
+            "expected seq {expected}, found {}",
+            env.seq
+        )));
+    }
+    if env.prev_hash != *chain {
+        return Err(broken(format!(
+            "the hash chain breaks before seq {}",
+            env.seq
+        )));
+    }
+    let head = heads.entry(env.stream.0.clone()).or_insert((0, 0));
+    if env.version != head.0 + 1 {
+        return Err(broken(format!(
+            "stream {} jumps to version {} at seq {}",
+            env.stream, env.version, env.seq
+        )));
+    }
+    *head = (env.version, env.seq);
+    Ok(())
+}
+
+/// The body write an imported event carries: a detached body that matches its hash,
+/// nothing for an erased one, and the erasure a deletion makes (of a body imported in an
+/// earlier batch; one in the same batch is removed from the batch by the same key).
+fn import_body(
+    rec: &mut Recorded,
+    body: Option<latchkey_domain::MessageBody>,
+    tree: &sled::Tree,
+) -> StoreResult<Option<crate::bodies::BodyWrite>> {
+    let seq = rec.seq();
+    match (&mut rec.event, body) {
+        (Event::Room(RoomEvent::MessagePostedV2 { body: slot, .. }), Some(b)) => {
+            *slot = Some(b);
+        }
+        (Event::Room(RoomEvent::MessagePostedV2 { .. }), None) => return Ok(None),
+        (Event::Room(RoomEvent::MessageDeleted { .. }), _) => {}
+        (_, Some(_)) => {
+            return Err(StoreError::Corruption {
+                path: "import".into(),
+                detail: format!("seq {seq} carries a body but is not a detached message"),
+            })
+        }
+        (_, None) => return Ok(None),
+    }
+    crate::bodies::write_of(&rec.event, seq, tree, |e| StoreError::Sled(e.to_string())).map_err(
+        |e| StoreError::Corruption {
+            path: "import".into(),
+            detail: format!("seq {seq}: {e}"),
+        },
+    )
 }

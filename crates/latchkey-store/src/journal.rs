@@ -1,11 +1,13 @@
 //! The journal: the one thread that writes the log.
 //!
 //! It takes append requests from any number of callers, folds whatever is waiting into one
-//! group commit (one sled transaction over the log trees, one flush, one `sync_data()` on
-//! sled's data file), checks expected versions, assigns contiguous seqs, chains hashes,
+//! group commit (the body secrets written to the `body-keys` file and fsynced first, then
+//! one sled transaction over the log trees and the `bodies` tree, one flush, one
+//! `sync_data()` on sled's data file), checks expected versions, assigns contiguous seqs, chains hashes,
 //! and acknowledges only after the data is durable. It runs on its own OS thread because
 //! sled calls block.
 
+use crate::bodies::{self, BodyWrite};
 use crate::clock::WallClock;
 use crate::codec::{self, u64_key};
 use crate::envelope::{self, Envelope, FORMAT};
@@ -198,6 +200,15 @@ enum Pending {
     Written(Appended),
 }
 
+/// One group's writes, one batch per tree, applied in one transaction.
+struct Batches<'a> {
+    log: &'a sled::Batch,
+    streams: &'a sled::Batch,
+    heads: &'a sled::Batch,
+    commands: &'a sled::Batch,
+    bodies: &'a sled::Batch,
+}
+
 /// Where one event of a staged request goes.
 struct Slot {
     seq: u64,
@@ -209,6 +220,8 @@ enum Staged {
     Done(Result<Appended, AppendError>),
     Write {
         rows: Vec<(Slot, Vec<u8>)>,
+        /// What the events write to or remove from the `bodies` tree, in order.
+        bodies: Vec<BodyWrite>,
         record: CommandRecord,
         chain: [u8; 32],
     },
@@ -257,7 +270,11 @@ impl Writer {
         let first_seq = seq + 1;
         let mut v = version;
         let mut rows = Vec::with_capacity(req.events.len());
+        let mut body_writes = Vec::new();
         for event in &req.events {
+            let map = |e| StoreError::from_sled(e, &self.inner.sled_path);
+            let tree = &self.inner.trees.bodies;
+            body_writes.extend(bodies::write_of(event, seq + 1, tree, map)?);
             seq += 1;
             v += 1;
             let env = Envelope {
@@ -280,6 +297,7 @@ impl Writer {
         }
         Ok(Staged::Write {
             rows,
+            bodies: body_writes,
             record: CommandRecord {
                 stream: req.stream.clone(),
                 first_version: version + 1,
@@ -368,6 +386,8 @@ impl Writer {
         let mut streams = sled::Batch::default();
         let mut heads = sled::Batch::default();
         let mut commands = sled::Batch::default();
+        let mut body_batch = sled::Batch::default();
+        let mut body_writes: Vec<BodyWrite> = Vec::new();
         let mut head_overlay: HashMap<StreamId, (u64, u64)> = HashMap::new();
         let mut cmd_overlay: HashMap<Uuid, CommandRecord> = HashMap::new();
         let mut seq = self.head;
@@ -382,9 +402,14 @@ impl Writer {
                     Ok(Staged::Done(r)) => Ok(Pending::Done(r)),
                     Ok(Staged::Write {
                         rows,
+                        bodies,
                         record,
                         chain: c,
                     }) => {
+                        for w in bodies {
+                            w.add_to(&mut body_batch);
+                            body_writes.push(w);
+                        }
                         for (s, bytes) in rows {
                             log.insert(&u64_key(s.seq), bytes);
                             streams.insert(stream_key(&req.stream, s.version), &u64_key(s.seq));
@@ -416,7 +441,15 @@ impl Writer {
 
         let wrote_anything = events_written > 0;
         let durable = if wrote_anything {
-            self.write_durably(&log, &streams, &heads, &commands, &chain)
+            let batches = Batches {
+                log: &log,
+                streams: &streams,
+                heads: &heads,
+                commands: &commands,
+                bodies: &body_batch,
+            };
+            self.write_keys(&body_writes)
+                .and_then(|()| self.write_durably(&batches, &chain))
         } else {
             Ok(())
         };
@@ -469,26 +502,44 @@ impl Writer {
         }
     }
 
-    fn write_durably(
-        &self,
-        log: &sled::Batch,
-        streams: &sled::Batch,
-        heads: &sled::Batch,
-        commands: &sled::Batch,
-        chain: &[u8; 32],
-    ) -> Result<(), Failure> {
+    /// Writes the group's body secrets (and zeros the erased ones) in the key file and
+    /// fsyncs it, before the sled transaction: a post is never acknowledged without its
+    /// key, and an erasure that crashes before its event is written has still erased
+    /// (the body then reads as erased; deleting it again writes the event).
+    fn write_keys(&self, writes: &[BodyWrite]) -> Result<(), Failure> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let keys = &self.inner.keys;
+        writes
+            .iter()
+            .try_for_each(|w| w.write_key(keys))
+            .and_then(|()| keys.sync())
+            .map_err(|error| Failure {
+                written: false,
+                error,
+            })
+    }
+
+    fn write_durably(&self, b: &Batches<'_>, chain: &[u8; 32]) -> Result<(), Failure> {
         let t = &self.inner.trees;
-        let result: sled::transaction::TransactionResult<(), ()> =
-            (&t.log, &t.streams, &t.heads, &t.meta, &t.commands).transaction(
-                |(tl, ts, th, tm, tc)| {
-                    tl.apply_batch(log)?;
-                    ts.apply_batch(streams)?;
-                    th.apply_batch(heads)?;
-                    tc.apply_batch(commands)?;
-                    tm.insert(META_CHAIN_HEAD, &chain[..])?;
-                    Ok(())
-                },
-            );
+        let result: sled::transaction::TransactionResult<(), ()> = (
+            &t.log,
+            &t.streams,
+            &t.heads,
+            &t.meta,
+            &t.commands,
+            &t.bodies,
+        )
+            .transaction(|(tl, ts, th, tm, tc, tb)| {
+                tl.apply_batch(b.log)?;
+                ts.apply_batch(b.streams)?;
+                th.apply_batch(b.heads)?;
+                tc.apply_batch(b.commands)?;
+                tb.apply_batch(b.bodies)?;
+                tm.insert(META_CHAIN_HEAD, &chain[..])?;
+                Ok(())
+            });
         let not_written = |error| Failure {
             written: false,
             error,

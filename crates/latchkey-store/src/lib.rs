@@ -9,6 +9,7 @@
 //! - `codec`: the one place that encodes and decodes bytes (bincode `=2.0.1`, size-limited).
 //! - `envelope`: the stored record around each event, and its hash.
 //! - `lock`: the `<data-dir>/LOCK` file with the holder's PID.
+//! - `bodies`: detached message bodies beside the log, encrypted at rest, erasable.
 //! - `journal`: the single writer thread: group commit, version checks, fsync before ack.
 //! - `sled_store`: `SledStore`, the embedded `EventStore`: trees, reads, head watch.
 //! - `projection`: read-model trees whose checkpoint is written atomically with their
@@ -17,6 +18,7 @@
 //! - `import`: envelopes written back byte for byte (export/import, replay copies).
 //! - `verify`: the hash-chain and consistency check behind `latchkey admin verify`.
 
+mod bodies;
 pub mod clock;
 pub mod codec;
 pub mod envelope;
@@ -87,8 +89,20 @@ pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Appended, AppendError
 /// An iterator over recorded events, in order.
 pub type EventIter<'a> = Box<dyn Iterator<Item = StoreResult<Recorded>> + Send + 'a>;
 
-/// An iterator over stored envelopes as their exact bytes, with their seqs, in order.
-pub type RawIter<'a> = Box<dyn Iterator<Item = StoreResult<(u64, Vec<u8>)>> + Send + 'a>;
+/// One stored envelope as its exact bytes, with its seq and, for a message posted with a
+/// detached body (`MessagePostedV2`), that body unless it was erased.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEntry {
+    /// The global seq.
+    pub seq: u64,
+    /// The envelope's stored bytes.
+    pub envelope: Vec<u8>,
+    /// The detached body; `None` for other events and for an erased body.
+    pub body: Option<latchkey_domain::MessageBody>,
+}
+
+/// An iterator over stored envelopes, in order.
+pub type RawIter<'a> = Box<dyn Iterator<Item = StoreResult<RawEntry>> + Send + 'a>;
 
 /// The event log, whatever its backend (sled now; NATS JetStream later, DESIGN §11).
 pub trait EventStore: Send + Sync {
@@ -120,17 +134,26 @@ pub trait EventStore: Send + Sync {
     /// The hash of the newest envelope (all zeros for an empty log).
     fn chain_head(&self) -> StoreResult<[u8; 32]>;
 
-    /// Every stored envelope with seq >= `from_seq`, byte for byte (export, replay copies).
+    /// Every stored envelope with seq >= `from_seq`, byte for byte, with its detached
+    /// body (export, replay copies).
     fn read_raw(&self, from_seq: u64) -> StoreResult<RawIter<'_>>;
 
     /// Appends stored envelope bytes, in order, to this store, which must be empty; each
-    /// is checked against the chain first. Returns the number written; `progress` gets
-    /// each seq.
+    /// is checked against the chain first, and each detached body against its hash. The
+    /// entries' own `seq` is not trusted: the envelope's is. Returns the number written;
+    /// `progress` gets each seq.
     fn import_envelopes(
         &self,
-        envelopes: &mut dyn Iterator<Item = StoreResult<Vec<u8>>>,
+        envelopes: &mut dyn Iterator<Item = StoreResult<RawEntry>>,
         progress: &mut dyn FnMut(u64),
     ) -> StoreResult<u64>;
+
+    /// The detached body of a `MessagePostedV2`, `None` once erased (or for an unknown or
+    /// legacy message, whose text is in its envelope).
+    fn message_body(
+        &self,
+        message_id: &latchkey_domain::MessageId,
+    ) -> StoreResult<Option<latchkey_domain::MessageBody>>;
 
     /// Checks the hash chain, seqs, stream versions and read-model checkpoints.
     fn verify(&self, progress: &mut dyn FnMut(u64)) -> StoreResult<VerifyReport>;
@@ -173,8 +196,7 @@ pub fn copy_prefix(
 ) -> StoreResult<u64> {
     let mut source = from
         .read_raw(1)?
-        .take_while(|r| r.as_ref().map_or(true, |(seq, _)| *seq <= to))
-        .map(|r| r.map(|(_, bytes)| bytes));
+        .take_while(|r| r.as_ref().map_or(true, |e| e.seq <= to));
     into.import_envelopes(&mut source, progress)
 }
 

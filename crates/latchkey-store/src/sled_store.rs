@@ -2,7 +2,8 @@
 //!
 //! Trees (DESIGN §3): `log` (seq BE -> envelope), `streams` (stream ++ 0 ++ version BE ->
 //! seq BE), `heads` (stream -> version BE ++ seq BE), `meta`, `commands` (command id ->
-//! stored result), `snapshots` (stream -> derived state, see `snapshot`), and one
+//! stored result), `snapshots` (stream -> derived state, see `snapshot`), `bodies`
+//! (message id -> detached message body, see `bodies`), and one
 //! `rm/<projection>` tree per read model. Never a tree per entity.
 //! Writes go through the journal thread only; reads go straight to sled.
 
@@ -15,8 +16,8 @@ use crate::lock::DataDirLock;
 use crate::projection::{ReadModel, TREE_PREFIX};
 use crate::snapshot::{self, Snapshot};
 use crate::verify::VerifyReport;
-use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore, RawIter};
-use latchkey_domain::StreamId;
+use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore, RawEntry, RawIter};
+use latchkey_domain::{MessageBody, StreamId};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
@@ -75,6 +76,7 @@ pub(crate) struct Trees {
     pub meta: sled::Tree,
     pub commands: sled::Tree,
     pub snapshots: sled::Tree,
+    pub bodies: sled::Tree,
 }
 
 /// Counters for tests and benchmarks.
@@ -108,6 +110,8 @@ impl HeadSignal {
 pub(crate) struct Inner {
     pub db: sled::Db,
     pub trees: Trees,
+    /// The `body-keys` file (outside sled, see `bodies`).
+    pub keys: crate::bodies::BodyKeys,
     pub sled_path: PathBuf,
     pub head: HeadSignal,
     pub stats: JournalStats,
@@ -145,6 +149,7 @@ impl SledStore {
             meta: db.open_tree("meta").map_err(map)?,
             commands: db.open_tree("commands").map_err(map)?,
             snapshots: db.open_tree(snapshot::TREE).map_err(map)?,
+            bodies: db.open_tree(crate::bodies::TREE).map_err(map)?,
         };
         let head = match trees.log.last().map_err(map)? {
             Some((k, _)) => key_u64(&k).ok_or_else(|| StoreError::Corruption {
@@ -154,9 +159,11 @@ impl SledStore {
             None => 0,
         };
         let (tx, _) = watch::channel(head);
+        let keys = crate::bodies::BodyKeys::open(dir)?;
         let inner = Arc::new(Inner {
             db,
             trees,
+            keys,
             sled_path: sled_path.clone(),
             head: HeadSignal {
                 tx,
@@ -201,6 +208,10 @@ impl SledStore {
         &self.inner.trees
     }
 
+    pub(crate) fn keys(&self) -> &crate::bodies::BodyKeys {
+        &self.inner.keys
+    }
+
     fn submit(
         &self,
         req: AppendRequest,
@@ -212,6 +223,7 @@ impl SledStore {
 
     /// Flushes sled and fsyncs its data file (for bulk writes outside the journal).
     pub(crate) fn sync_all(&self) -> StoreResult<()> {
+        self.inner.keys.sync()?;
         self.sled(self.inner.db.flush())?;
         let path = self.inner.sled_path.join("db");
         std::fs::File::open(&path)
@@ -247,7 +259,27 @@ impl SledStore {
             path: "tree log".into(),
             detail: "a key is not 8 bytes".into(),
         })?;
-        Recorded::decode(seq, &v)
+        self.joined(Recorded::decode(seq, &v)?)
+    }
+
+    /// The detached body of a message, `None` once erased (or for a legacy message).
+    pub(crate) fn body_of(
+        &self,
+        event: &latchkey_domain::Event,
+    ) -> StoreResult<Option<MessageBody>> {
+        match crate::bodies::detached_id(event) {
+            Some(id) => self.message_body(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// A decoded event with its detached body joined back.
+    fn joined(&self, mut rec: Recorded) -> StoreResult<Recorded> {
+        if crate::bodies::detached_id(&rec.event).is_some() {
+            let body = self.body_of(&rec.event)?;
+            crate::bodies::set(&mut rec, body);
+        }
+        Ok(rec)
     }
 }
 
@@ -317,7 +349,7 @@ impl EventStore for SledStore {
                         path: "tree log".into(),
                         detail: format!("seq {seq} is indexed by a stream but missing"),
                     })?;
-                Recorded::decode(seq, &bytes)
+                self.joined(Recorded::decode(seq, &bytes)?)
             });
         Ok(Box::new(iter))
     }
@@ -379,17 +411,34 @@ impl EventStore for SledStore {
                     path: "tree log".into(),
                     detail: "a key is not 8 bytes".into(),
                 })?;
-                Ok((seq, v.to_vec()))
+                let body = self.body_of(&Recorded::decode(seq, &v)?.event)?;
+                Ok(RawEntry {
+                    seq,
+                    envelope: v.to_vec(),
+                    body,
+                })
             });
         Ok(Box::new(iter))
     }
 
     fn import_envelopes(
         &self,
-        envelopes: &mut dyn Iterator<Item = StoreResult<Vec<u8>>>,
+        envelopes: &mut dyn Iterator<Item = StoreResult<RawEntry>>,
         progress: &mut dyn FnMut(u64),
     ) -> StoreResult<u64> {
         self.import_all(envelopes, progress)
+    }
+
+    fn message_body(
+        &self,
+        message_id: &latchkey_domain::MessageId,
+    ) -> StoreResult<Option<MessageBody>> {
+        crate::bodies::load(
+            &self.inner.trees.bodies,
+            &self.inner.keys,
+            message_id,
+            |e| StoreError::from_sled(e, &self.inner.sled_path),
+        )
     }
 
     fn verify(&self, progress: &mut dyn FnMut(u64)) -> StoreResult<VerifyReport> {

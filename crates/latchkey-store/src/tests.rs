@@ -442,3 +442,182 @@ fn the_projector_thread_follows_the_head() {
     }
     handle.stop();
 }
+
+// ---- Detached message bodies ----
+
+fn detached(id: u128, text: &str) -> Event {
+    let body = latchkey_domain::MessageBody {
+        text: text.into(),
+        secret: [id as u8; 32],
+    };
+    Event::Room(RoomEvent::MessagePostedV2 {
+        message_id: latchkey_domain::MessageId(Uuid::from_u128(id)),
+        sender: UserId(Uuid::nil()),
+        body_hash: body.hash(),
+        target_user_ids: vec![],
+        reply_to: None,
+        at: Timestamp(1),
+        body: Some(body),
+    })
+}
+
+fn erased(id: u128) -> Event {
+    Event::Room(RoomEvent::MessageDeleted {
+        message_id: latchkey_domain::MessageId(Uuid::from_u128(id)),
+        sender: UserId(Uuid::nil()),
+        target_user_ids: vec![],
+        by: None,
+        reason: latchkey_domain::DeleteReason::Admin,
+        at: Timestamp(2),
+    })
+}
+
+fn body_text(rec: &Recorded) -> Option<String> {
+    match &rec.event {
+        Event::Room(RoomEvent::MessagePostedV2 { body, .. }) => {
+            body.as_ref().map(|b| b.text.clone())
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn a_detached_body_is_joined_on_read_and_gone_after_its_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let room = RoomId(Uuid::new_v4()).stream();
+    store
+        .append_blocking(req(
+            &room,
+            ExpectedVersion::Exact(0),
+            vec![detached(1, "keep me"), detached(2, "forget me")],
+        ))
+        .unwrap();
+    let texts: Vec<_> = store
+        .read_all(1)
+        .unwrap()
+        .map(|r| body_text(&r.unwrap()))
+        .collect();
+    assert_eq!(
+        texts,
+        vec![Some("keep me".into()), Some("forget me".into())]
+    );
+    // The envelope holds the hash only: the payload never contains the text.
+    let raw: Vec<RawEntry> = store.read_raw(1).unwrap().map(Result::unwrap).collect();
+    assert!(!raw[1].envelope.windows(9).any(|w| w == b"forget me"));
+    assert_eq!(raw[1].body.as_ref().unwrap().text, "forget me");
+
+    store
+        .append_blocking(req(&room, ExpectedVersion::Exact(2), vec![erased(2)]))
+        .unwrap();
+    let texts: Vec<_> = store
+        .read_stream(&room, 1)
+        .unwrap()
+        .map(|r| body_text(&r.unwrap()))
+        .collect();
+    assert_eq!(texts, vec![Some("keep me".into()), None, None]);
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_post_whose_body_does_not_match_its_hash_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut bad = detached(1, "one");
+    if let Event::Room(RoomEvent::MessagePostedV2 { body, .. }) = &mut bad {
+        body.as_mut().unwrap().text = "two".into();
+    }
+    let room = RoomId(Uuid::new_v4()).stream();
+    assert!(store
+        .append_blocking(req(&room, ExpectedVersion::Any, vec![bad]))
+        .is_err());
+    assert_eq!(store.head(), 0);
+}
+
+#[test]
+fn verify_finds_a_body_that_no_longer_matches_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let room = RoomId(Uuid::new_v4()).stream();
+    store
+        .append_blocking(req(&room, ExpectedVersion::Any, vec![detached(1, "true")]))
+        .unwrap();
+    let forged = latchkey_domain::MessageBody {
+        text: "false".into(),
+        secret: [1; 32],
+    };
+    let id = latchkey_domain::MessageId(Uuid::from_u128(1));
+    store
+        .trees()
+        .bodies
+        .insert(
+            crate::bodies::key(&id),
+            crate::bodies::encode(&forged, 1).unwrap(),
+        )
+        .unwrap();
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert_eq!(report.problems[0].seq, Some(1));
+}
+
+#[test]
+fn a_copy_carries_live_bodies_and_not_erased_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let room = RoomId(Uuid::new_v4()).stream();
+    store
+        .append_blocking(req(
+            &room,
+            ExpectedVersion::Any,
+            vec![detached(1, "live"), detached(2, "erased"), erased(2)],
+        ))
+        .unwrap();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = open(copy_dir.path());
+    assert_eq!(
+        copy_prefix(&store, &copy, u64::MAX, &mut |_| {}).unwrap(),
+        3
+    );
+    let texts: Vec<_> = copy
+        .read_all(1)
+        .unwrap()
+        .map(|r| body_text(&r.unwrap()))
+        .collect();
+    assert_eq!(texts, vec![Some("live".into()), None, None]);
+    assert!(verify(&copy, &mut |_| {}).unwrap().ok());
+    assert_eq!(copy.chain_head().unwrap(), store.chain_head().unwrap());
+}
+
+#[test]
+fn an_erased_secret_is_gone_from_every_file_while_a_live_one_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let room = RoomId(Uuid::new_v4()).stream();
+    // detached(n, ..) uses the secret [n; 32].
+    store
+        .append_blocking(req(
+            &room,
+            ExpectedVersion::Any,
+            vec![detached(0xA1, "live"), detached(0xB2, "erased")],
+        ))
+        .unwrap();
+    store
+        .append_blocking(req(&room, ExpectedVersion::Any, vec![erased(0xB2)]))
+        .unwrap();
+    store.close().unwrap();
+    let mut raw = Vec::new();
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                raw.extend(std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    let has = |secret: [u8; 32]| raw.windows(32).any(|w| w == secret);
+    assert!(has([0xA1; 32]), "control: a live secret is found");
+    assert!(!has([0xB2; 32]), "the erased secret is still on disk");
+}

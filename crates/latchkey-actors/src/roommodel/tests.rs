@@ -139,7 +139,12 @@ fn check(ops: &[(usize, Op)]) -> Result<(), TestCaseError> {
     let rooms = models.rooms();
     let messages: BTreeSet<u64> = log
         .iter()
-        .filter(|(_, _, e)| matches!(e, RoomEvent::MessagePosted { .. }))
+        .filter(|(_, _, e)| {
+            matches!(
+                e,
+                RoomEvent::MessagePosted { .. } | RoomEvent::MessagePostedV2 { .. }
+            )
+        })
         .map(|(s, _, _)| *s)
         .collect();
     let expected_history: Seen = expected

@@ -123,8 +123,8 @@ fn download(body: impl Read, partial: &Path) -> anyhow::Result<(BackupHeader, u6
         );
     }
     if n > 0 {
-        let envelope = import_line(last.trim_end())?;
-        let hash: String = latchkey_store::envelope::hash(&envelope)
+        let entry = import_line(last.trim_end())?;
+        let hash: String = latchkey_store::envelope::hash(&entry.envelope)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();

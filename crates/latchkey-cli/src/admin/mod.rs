@@ -89,7 +89,7 @@ pub enum AdminCommand {
     Backup(BackupArgs),
     /// Events by type, streams, size on disk, tokens.
     Stats,
-    /// Add, disable or enable users.
+    /// Add, disable or enable users, or erase their messages.
     User {
         #[command(subcommand)]
         what: UserWhat,
@@ -186,6 +186,12 @@ pub enum UserWhat {
     },
     /// Enable a user again.
     Enable {
+        /// Id or handle.
+        user: String,
+    },
+    /// Erase every message the user sent, in every room: members see `message.deleted`
+    /// and the bodies are gone from storage.
+    EraseMessages {
         /// Id or handle.
         user: String,
     },

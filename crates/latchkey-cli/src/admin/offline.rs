@@ -134,6 +134,12 @@ fn user(dir: &Path, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
             let store = need(open(dir)?, dir)?;
             write::set_disabled(&store, &user, false, Actor::System, now)?
         }
+        UserWhat::EraseMessages { user } => {
+            let store = need(open(dir)?, dir)?;
+            let doc = write::erase_messages(&store, &user, Actor::System, now)?;
+            print::erased(&doc, as_json);
+            return Ok(());
+        }
     };
     print::user(&doc, as_json);
     Ok(())
@@ -239,10 +245,10 @@ fn export(store: Option<Store>, a: &ExportArgs) -> anyhow::Result<()> {
     let walk = Walk::new("exported", store.head());
     let mut n = 0;
     for entry in store.read_raw(1)? {
-        let (seq, bytes) = entry?;
-        serde_json::to_writer(&mut out, &tools::export_line(seq, &bytes)?)?;
+        let entry = entry?;
+        serde_json::to_writer(&mut out, &tools::export_line(&entry)?)?;
         out.write_all(b"\n")?;
-        walk.at(seq);
+        walk.at(entry.seq);
         n += 1;
     }
     out.flush()?;

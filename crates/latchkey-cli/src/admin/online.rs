@@ -175,6 +175,14 @@ fn user(c: &Client<'_>, what: UserWhat, as_json: bool) -> anyhow::Result<()> {
             &format!("/api/admin/users/{}/enable", seg(&user)),
             serde_json::json!({}),
         )?,
+        UserWhat::EraseMessages { user } => {
+            let doc: ErasedMessages = c.post(
+                &format!("/api/admin/users/{}/erase-messages", seg(&user)),
+                serde_json::json!({}),
+            )?;
+            print::erased(&doc, as_json);
+            return Ok(());
+        }
     };
     print::user(&doc, as_json);
     Ok(())

@@ -159,6 +159,17 @@ pub fn user(u: &AdminUser, as_json: bool) {
     );
 }
 
+/// The outcome of `user erase-messages`.
+pub fn erased(e: &ErasedMessages, as_json: bool) {
+    if as_json {
+        return json(e);
+    }
+    println!(
+        "erased {} messages of {} (seq {})",
+        e.erased, e.user_id, e.seq
+    );
+}
+
 /// A revoked token.
 pub fn revoked(r: &RevokedToken, as_json: bool) {
     if as_json {

@@ -179,7 +179,11 @@ pub fn history_cmd(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     args.common.emit(&page, || {
         for m in page.messages.iter().rev() {
             let seq = m.seq.map(|s| s.to_string()).unwrap_or_default();
-            let body = crate::output::printable(&m.body);
+            let body = m
+                .body
+                .as_deref()
+                .map(crate::output::printable)
+                .unwrap_or(std::borrow::Cow::Borrowed("(deleted)"));
             println!("{seq:>8}  {}  {}  {body}", m.sent_at, m.sender);
         }
         if let Some(nb) = page.next_before {

@@ -308,17 +308,24 @@ fn post(sender: UserId, body: &str, targets: Vec<UserId>) -> RoomCommand {
         body: body.into(),
         target_user_ids: targets,
         reply_to: Some(mid(0)),
+        secret: SECRET,
         now: T0,
     }
 }
+const SECRET: [u8; 32] = [9; 32];
 fn posted(sender: UserId, body: &str, targets: Vec<UserId>) -> RoomEvent {
-    RoomEvent::MessagePosted {
+    let body = MessageBody {
+        text: body.into(),
+        secret: SECRET,
+    };
+    RoomEvent::MessagePostedV2 {
         message_id: mid(1),
         sender,
-        body: body.into(),
+        body_hash: body.hash(),
         target_user_ids: targets,
         reply_to: Some(mid(0)),
         at: T0,
+        body: Some(body),
     }
 }
 
@@ -399,4 +406,168 @@ fn post_to_unknown_room_is_not_found() {
     given_nothing::<RoomDecider>()
         .when(post(owner(), "hi", vec![]))
         .then_error(RoomError::NotFound);
+}
+
+// ---- Delete and erase ----
+
+fn delete(by: UserId) -> RoomCommand {
+    RoomCommand::Delete {
+        message_id: mid(1),
+        by,
+        now: T0,
+    }
+}
+fn deleted(
+    sender: UserId,
+    targets: Vec<UserId>,
+    by: Option<UserId>,
+    reason: DeleteReason,
+) -> RoomEvent {
+    RoomEvent::MessageDeleted {
+        message_id: mid(1),
+        sender,
+        target_user_ids: targets,
+        by,
+        reason,
+        at: T0,
+    }
+}
+
+#[test]
+fn the_sender_deletes_their_message_with_its_audience() {
+    given(vec![
+        public(),
+        joined(u(2), u(2)),
+        posted(u(2), "oops", vec![owner()]),
+    ])
+    .when(delete(u(2)))
+    .then(vec![deleted(
+        u(2),
+        vec![owner()],
+        Some(u(2)),
+        DeleteReason::Sender,
+    )]);
+}
+
+#[test]
+fn deleting_twice_changes_nothing() {
+    given(vec![
+        public(),
+        posted(owner(), "oops", vec![]),
+        deleted(owner(), vec![], Some(owner()), DeleteReason::Sender),
+    ])
+    .when(delete(owner()))
+    .then(vec![]);
+}
+
+#[test]
+fn only_the_sender_may_delete() {
+    given(vec![
+        public(),
+        joined(u(2), u(2)),
+        posted(u(2), "mine", vec![]),
+    ])
+    .when(delete(owner()))
+    .then_error(RoomError::NotSender);
+}
+
+#[test]
+fn deleting_an_unknown_message_is_message_not_found() {
+    given(vec![public()])
+        .when(delete(owner()))
+        .then_error(RoomError::MessageNotFound);
+}
+
+#[test]
+fn deleting_in_a_private_room_one_cannot_see_is_not_found() {
+    given(vec![
+        private(),
+        joined(u(2), owner()),
+        posted(u(2), "hi", vec![]),
+        left(u(2), owner(), LeaveReason::Removed),
+    ])
+    .when(delete(u(2)))
+    .then_error(RoomError::NotFound);
+}
+
+#[test]
+fn a_former_member_of_a_public_room_may_still_delete_their_message() {
+    given(vec![
+        public(),
+        joined(u(2), u(2)),
+        posted(u(2), "bye", vec![]),
+        left(u(2), u(2), LeaveReason::Left),
+    ])
+    .when(delete(u(2)))
+    .then(vec![deleted(
+        u(2),
+        vec![],
+        Some(u(2)),
+        DeleteReason::Sender,
+    )]);
+}
+
+#[test]
+fn erase_sender_deletes_each_live_message_of_that_user_only() {
+    let other = RoomEvent::MessagePosted {
+        message_id: mid(2),
+        sender: owner(),
+        body: "keep".into(),
+        target_user_ids: vec![],
+        reply_to: None,
+        at: T0,
+    };
+    let legacy = RoomEvent::MessagePosted {
+        message_id: mid(3),
+        sender: u(2),
+        body: "legacy".into(),
+        target_user_ids: vec![],
+        reply_to: None,
+        at: T0,
+    };
+    let erase = RoomCommand::EraseSender {
+        user_id: u(2),
+        by: None,
+        now: T0,
+    };
+    let mut gone_legacy = deleted(u(2), vec![], None, DeleteReason::Admin);
+    if let RoomEvent::MessageDeleted { message_id, .. } = &mut gone_legacy {
+        *message_id = mid(3);
+    }
+    given(vec![
+        public(),
+        joined(u(2), u(2)),
+        posted(u(2), "a", vec![]),
+        other,
+        legacy,
+    ])
+    .when(erase.clone())
+    .then(vec![
+        deleted(u(2), vec![], None, DeleteReason::Admin),
+        gone_legacy,
+    ]);
+    given(vec![
+        public(),
+        posted(u(2), "a", vec![]),
+        deleted(u(2), vec![], Some(u(2)), DeleteReason::Sender),
+    ])
+    .when(erase)
+    .then(vec![]);
+}
+
+#[test]
+fn the_body_hash_is_salted_by_the_secret() {
+    let a = MessageBody {
+        text: "yes".into(),
+        secret: [1; 32],
+    };
+    let b = MessageBody {
+        text: "yes".into(),
+        secret: [2; 32],
+    };
+    assert_ne!(a.hash(), b.hash());
+    assert!(
+        !format!("{a:?}").contains("secret"),
+        "Debug must not print the secret"
+    );
 }

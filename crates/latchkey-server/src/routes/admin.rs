@@ -26,7 +26,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/admin/users/{user}/state").route(web::get().to(state)))
         .service(web::resource("/api/admin/users/{user}/disable").route(web::post().to(disable)))
         .service(web::resource("/api/admin/users/{user}/enable").route(web::post().to(enable)))
-        .service(web::resource("/api/admin/tokens/{id}/revoke").route(web::post().to(revoke)));
+        .service(web::resource("/api/admin/tokens/{id}/revoke").route(web::post().to(revoke)))
+        .service(
+            web::resource("/api/admin/users/{user}/erase-messages")
+                .route(web::post().to(erase_messages)),
+        );
 }
 
 /// Runs a blocking log walk off the async workers.
@@ -265,6 +269,27 @@ async fn enable(
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     set_disabled(&core, auth.user_id, user.into_inner(), false).await
+}
+
+/// Erase every message a user sent, in every room: members get `message.deleted`, and the
+/// bodies are gone from storage.
+#[utoipa::path(post, path = "/api/admin/users/{user}/erase-messages", tag = "admin", security(("admin" = [])),
+    params(("user" = String, Path, description = "user id or handle")),
+    responses((status = 200, body = ErasedMessages), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn erase_messages(
+    Admin(auth): Admin,
+    core: web::Data<Core>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = read::resolve_user(core.models(), &user)
+        .map_err(CoreError::from)?
+        .ok_or_else(|| not_found("no such user"))?;
+    let (erased, seq) = core.erase_messages(auth.user_id, user).await?;
+    Ok(HttpResponse::Ok().json(ErasedMessages {
+        user_id: user.to_string(),
+        erased,
+        seq,
+    }))
 }
 
 /// Revoke any user's token.

@@ -1,4 +1,4 @@
-//! `/api/native/rooms/*`: rooms, membership, posting and history. `chat:write` to change
+//! `/api/native/rooms/*`: rooms, membership, posting, deleting and history. `chat:write` to change
 //! anything, `chat:read` to look. A room the caller may not see answers like a missing one.
 
 use crate::auth::{ChatPost, ChatRead, ChatWrite};
@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::frames::message;
 use crate::routes::path_uuid;
 use actix_web::{web, HttpResponse};
-use latchkey_actors::roommodel::RoomRow;
+use latchkey_actors::roommodel::{RoomRow, RowBody};
 use latchkey_actors::rooms::{DEFAULT_PAGE, MAX_PAGE};
 use latchkey_actors::Core;
 use latchkey_domain::{MessageId, RoomId, UserId};
@@ -35,6 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/api/native/rooms/{id}/messages")
             .route(web::get().to(history))
             .route(web::post().to(post_message)),
+    )
+    .service(
+        web::resource("/api/native/rooms/{id}/messages/{message_id}")
+            .route(web::delete().to(delete_message)),
     );
 }
 
@@ -194,6 +198,23 @@ async fn post_message(
     }))
 }
 
+/// Delete one's own message: its body is erased from storage, members get
+/// `message.deleted`, and history shows it with `body: null`. Deleting it again is 204.
+#[utoipa::path(delete, path = "/api/native/rooms/{id}/messages/{message_id}", tag = "rooms", security(("session" = []), ("pat" = []), ("device" = [])),
+    params(("id" = String, Path, description = "room id"), ("message_id" = String, Path, description = "message id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn delete_message(
+    ChatPost(auth): ChatPost,
+    core: web::Data<Core>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (room, message) = path.into_inner();
+    let room = room_id(&room)?;
+    let message = path_uuid(&message, "no such message").map(MessageId)?;
+    core.delete_message(&auth, room, message).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// History, newest first, only what the caller may see: a member, current or former, reads
 /// the events of their own membership periods (as WebSocket resume does); a never-member
 /// gets 404 for a private room, 403 `not_a_member` for a public one.
@@ -223,7 +244,10 @@ async fn history(
                 m.message_id.to_string(),
                 Some(m.seq),
                 m.sender.to_string(),
-                m.body,
+                match m.body {
+                    RowBody::Inline(text) => Some(text),
+                    RowBody::Detached | RowBody::Deleted => None,
+                },
                 m.target_user_ids.iter().map(|u| u.to_string()).collect(),
                 m.reply_to.map(|r| r.to_string()),
                 m.sent_at,
