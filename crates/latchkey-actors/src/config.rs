@@ -68,6 +68,11 @@ pub struct CoreConfig {
     pub sweep_every: Duration,
     /// Bound of each WebSocket connection's queue of pending event frames.
     pub ws_queue: usize,
+    /// How long terminal pairing streams (and superseded `TokenUsed` events) stay in the
+    /// log before the scheduled compaction drops them; `None`: never compact.
+    pub retain_pairings: Option<Duration>,
+    /// How often, on the core's clock, the scheduled compaction runs.
+    pub compact_every: Duration,
     /// Every read of time: the system clock, or a `ManualClock` in tests.
     pub clock: SharedClock,
     /// Every secret random value (token secrets, nonces): the OS CSPRNG by default.
@@ -88,6 +93,8 @@ impl CoreConfig {
             arbiters: 0,
             sweep_every: Duration::from_secs(1),
             ws_queue: 1024,
+            retain_pairings: Some(Duration::from_secs(30 * 24 * 3600)),
+            compact_every: Duration::from_secs(24 * 3600),
             clock: SystemClock::shared(),
             entropy: Arc::new(OsEntropy),
         }

@@ -1,12 +1,12 @@
 //! Whole-log tools: replay into another store, rebuild the read models in place, and one
 //! export line per envelope (its JSON and its exact bytes, base64) and back.
 
-use crate::read::log_entry;
+use crate::read::any_entry;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use latchkey_actors::readmodel::projections;
 use latchkey_store::projection::Projector;
-use latchkey_store::{copy_prefix, EventStore, Recorded, StoreError, StoreResult};
+use latchkey_store::{copy_prefix, Entry, EventStore, StoreError, StoreResult};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,11 +86,12 @@ pub fn rebuild(store: &Arc<dyn EventStore>) -> StoreResult<BTreeMap<String, Rebu
     Ok(report)
 }
 
-/// One export line: the log entry's JSON plus `envelope`, its exact bytes in base64.
+/// One export line: the log entry's JSON (a tombstone's too) plus `envelope`, its exact
+/// bytes in base64.
 pub fn export_line(seq: u64, bytes: &[u8]) -> StoreResult<Value> {
-    let rec = Recorded::decode(seq, bytes)?;
+    let entry = Entry::decode(seq, bytes)?;
     let mut line =
-        serde_json::to_value(log_entry(&rec)).map_err(|e| StoreError::Encode(e.to_string()))?;
+        serde_json::to_value(any_entry(&entry)).map_err(|e| StoreError::Encode(e.to_string()))?;
     line["envelope"] = Value::String(B64.encode(bytes));
     Ok(line)
 }

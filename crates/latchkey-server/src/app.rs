@@ -144,6 +144,7 @@ fn start_core(
     core_config.ip_retention = config.ip_retention;
     core_config.challenge_ttl = config.challenge_ttl;
     core_config.session_ttl = config.session_ttl;
+    core_config.retain_pairings = config.retain_pairings;
     core_config.clock = clock;
     let core = Core::start(
         store.clone(),

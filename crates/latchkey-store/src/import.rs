@@ -1,12 +1,13 @@
 //! Importing a log: envelopes written back byte for byte into an empty store, checked on
 //! the way (contiguous seqs, an unbroken hash chain, every payload decodes), so an export
-//! re-imported elsewhere is the same log, hashes and all. The prefix copy behind `latchkey admin
+//! re-imported elsewhere is the same log, hashes and all. Tombstones come across as they
+//! are: they keep their seq, version and hash, and index no stream version. The prefix copy behind `latchkey admin
 //! replay` is `crate::copy_prefix` on top of it.
 
-use crate::codec::u64_key;
-use crate::envelope::{self, Recorded};
+use crate::codec::{self, u64_key};
+use crate::envelope::{self, CompactionMark, Entry};
 use crate::error::{StoreError, StoreResult};
-use crate::journal::{encode_head, META_CHAIN_HEAD};
+use crate::journal::{encode_head, META_CHAIN_HEAD, META_COMPACTION};
 use crate::sled_store::{stream_key, SledStore};
 use crate::EventStore;
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ impl SledStore {
         let mut log = sled::Batch::default();
         let mut streams = sled::Batch::default();
         let mut pending = 0usize;
+        let mut mark = CompactionMark::default();
         let flush = |log: &mut sled::Batch, streams: &mut sled::Batch| -> StoreResult<()> {
             let map = |e| StoreError::from_sled(e, self.dir());
             trees.log.apply_batch(std::mem::take(log)).map_err(map)?;
@@ -47,35 +49,42 @@ impl SledStore {
         };
         for bytes in envelopes {
             let bytes = bytes?;
-            let rec = Recorded::decode(expected, &bytes)?;
-            let env = &rec.envelope;
-            if env.seq != expected {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!("expected seq {expected}, found {}", env.seq),
-                });
+            let entry = Entry::decode(expected, &bytes)?;
+            let seq = entry.seq();
+            let corrupt = |detail: String| StoreError::Corruption {
+                path: "import".into(),
+                detail,
+            };
+            if seq != expected {
+                return Err(corrupt(format!("expected seq {expected}, found {seq}")));
             }
-            if env.prev_hash != chain {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!("the hash chain breaks before seq {}", env.seq),
-                });
+            if entry.prev_hash() != chain {
+                return Err(corrupt(format!("the hash chain breaks before seq {seq}")));
             }
-            let head = heads.entry(env.stream.0.clone()).or_insert((0, 0));
-            if env.version != head.0 + 1 {
-                return Err(StoreError::Corruption {
-                    path: "import".into(),
-                    detail: format!(
-                        "stream {} jumps to version {} at seq {}",
-                        env.stream, env.version, env.seq
-                    ),
-                });
+            let stream = entry.stream();
+            let head = heads.entry(stream.0.clone()).or_insert((0, 0));
+            if entry.version() != head.0 + 1 {
+                return Err(corrupt(format!(
+                    "stream {stream} jumps to version {} at seq {seq}",
+                    entry.version()
+                )));
             }
-            *head = (env.version, env.seq);
-            chain = envelope::hash(&bytes);
-            log.insert(&u64_key(env.seq), bytes.as_slice());
-            streams.insert(stream_key(&env.stream, env.version), &u64_key(env.seq));
-            progress(env.seq);
+            *head = (entry.version(), seq);
+            chain = match &entry {
+                Entry::Event(_) => envelope::hash(&bytes),
+                Entry::Tombstone(t) => {
+                    // What the original's mark said is not exported: the import assumes
+                    // the least, that states before the last tombstone may lack facts.
+                    mark.exact_from = seq;
+                    *mark.dropped.entry(t.why.clone()).or_default() += 1;
+                    t.hash
+                }
+            };
+            log.insert(&u64_key(seq), bytes.as_slice());
+            if let Entry::Event(_) = entry {
+                streams.insert(stream_key(stream, entry.version()), &u64_key(seq));
+            }
+            progress(seq);
             expected += 1;
             pending += 1;
             if pending == BATCH {
@@ -94,6 +103,12 @@ impl SledStore {
             .meta
             .insert(META_CHAIN_HEAD, &chain[..])
             .map_err(map)?;
+        if mark != CompactionMark::default() {
+            trees
+                .meta
+                .insert(META_COMPACTION, codec::encode(&mark)?)
+                .map_err(map)?;
+        }
         self.sync_all()?;
         let written = expected - 1;
         self.publish_head(written);

@@ -7,13 +7,13 @@
 
 use crate::clock::WallClock;
 use crate::codec::{self, key_u64, u64_key};
-use crate::envelope::Recorded;
+use crate::envelope::{is_tombstone, CompactionMark, Entry, Recorded};
 use crate::error::{AppendError, StoreError, StoreResult};
 use crate::journal::{self, JournalHandle};
 use crate::lock::DataDirLock;
 use crate::projection::{ReadModel, TREE_PREFIX};
 use crate::verify::VerifyReport;
-use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore, RawIter};
+use crate::{AppendFuture, AppendRequest, Appended, EntryIter, EventIter, EventStore, RawIter};
 use latchkey_domain::StreamId;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -132,6 +132,7 @@ impl SledStore {
             source,
         })?;
         let lock = DataDirLock::acquire(dir)?;
+        crate::reclaim::recover(dir)?;
         let sled_path = sled_dir(dir);
         let db = open_sled(&sled_path, opts.cache_capacity)?;
         let map = |e| StoreError::from_sled(e, &sled_path);
@@ -172,7 +173,7 @@ impl SledStore {
     /// Opens the store in `dir` if it exists: the read-only admin commands treat a missing
     /// data dir as an empty store (`Ok(None)`).
     pub fn open_existing(dir: &Path, opts: StoreOptions) -> StoreResult<Option<Self>> {
-        if !sled_dir(dir).exists() {
+        if !sled_dir(dir).exists() && !dir.join("sled.new").exists() {
             return Ok(None);
         }
         Self::open(dir, opts).map(Some)
@@ -237,14 +238,52 @@ impl SledStore {
         r.map_err(|e| StoreError::from_sled(e, &self.inner.sled_path))
     }
 
-    fn decode_entry(&self, entry: sled::Result<(sled::IVec, sled::IVec)>) -> StoreResult<Recorded> {
+    /// Decodes one `log` entry, telling tombstones from envelopes.
+    fn decode_entry(&self, entry: sled::Result<(sled::IVec, sled::IVec)>) -> StoreResult<Entry> {
         let (k, v) = self.sled(entry)?;
         let seq = key_u64(&k).ok_or_else(|| StoreError::Corruption {
             path: "tree log".into(),
             detail: "a key is not 8 bytes".into(),
         })?;
-        Recorded::decode(seq, &v)
+        Entry::decode(seq, &v)
     }
+
+    /// Decodes one `log` entry as a live event; `None` for a tombstone (never decoded).
+    fn decode_event(
+        &self,
+        entry: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Option<StoreResult<Recorded>> {
+        let (k, v) = match self.sled(entry) {
+            Ok(kv) => kv,
+            Err(e) => return Some(Err(e)),
+        };
+        if is_tombstone(&v) {
+            return None;
+        }
+        Some(log_key(&k).and_then(|seq| Recorded::decode(seq, &v)))
+    }
+
+    /// Replaces the envelopes at `seqs` by tombstones saying `why`, and drops their
+    /// stream index entries, in one atomic, durable write through the journal thread (so it
+    /// never races an append). Seqs already tombstoned are skipped; a seq past the head is
+    /// an error. Returns how many envelopes were replaced. Callers pass modest sets (a few
+    /// thousand seqs): the whole set is one transaction.
+    pub fn tombstone_blocking(&self, seqs: &[u64], why: &str, exact_from: u64) -> StoreResult<u64> {
+        let rx = {
+            let guard = self.journal.lock().map_err(|_| StoreError::Closed)?;
+            let journal = guard.as_ref().ok_or(StoreError::Closed)?;
+            journal.tombstone(seqs.to_vec(), why.to_string(), exact_from)?
+        };
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The seq of a `log` key.
+fn log_key(k: &[u8]) -> StoreResult<u64> {
+    key_u64(k).ok_or_else(|| StoreError::Corruption {
+        path: "tree log".into(),
+        detail: "a key is not 8 bytes".into(),
+    })
 }
 
 impl Drop for SledStore {
@@ -313,8 +352,9 @@ impl EventStore for SledStore {
                         path: "tree log".into(),
                         detail: format!("seq {seq} is indexed by a stream but missing"),
                     })?;
-                Recorded::decode(seq, &bytes)
-            });
+                Ok(Entry::decode(seq, &bytes)?.event())
+            })
+            .filter_map(Result::transpose);
         Ok(Box::new(iter))
     }
 
@@ -324,8 +364,29 @@ impl EventStore for SledStore {
             .trees
             .log
             .range(u64_key(from_seq.max(1))..)
+            .filter_map(move |entry| self.decode_event(entry));
+        Ok(Box::new(iter))
+    }
+
+    fn read_log(&self, from_seq: u64) -> StoreResult<EntryIter<'_>> {
+        let iter = self
+            .inner
+            .trees
+            .log
+            .range(u64_key(from_seq.max(1))..)
             .map(move |entry| self.decode_entry(entry));
         Ok(Box::new(iter))
+    }
+
+    fn tombstone(&self, seqs: &[u64], why: &str, exact_from: u64) -> StoreResult<u64> {
+        self.tombstone_blocking(seqs, why, exact_from)
+    }
+
+    fn compaction_mark(&self) -> StoreResult<CompactionMark> {
+        match self.sled(self.inner.trees.meta.get(journal::META_COMPACTION))? {
+            Some(b) => codec::decode(&b, "tree meta: compaction"),
+            None => Ok(CompactionMark::default()),
+        }
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
@@ -429,7 +490,7 @@ impl EventStore for SledStore {
 }
 
 /// Bytes under a directory.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
