@@ -111,6 +111,9 @@ impl Schedule {
 }
 
 #[cfg(test)]
+mod budget;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

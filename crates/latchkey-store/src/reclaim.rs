@@ -22,6 +22,8 @@ pub struct Reclaimed {
     pub before: u64,
     /// Bytes after.
     pub after: u64,
+    /// Entries copied (every tree's).
+    pub entries: u64,
 }
 
 fn new_dir(dir: &Path) -> PathBuf {
@@ -61,12 +63,12 @@ pub fn rewrite(dir: &Path, progress: &mut dyn FnMut(u64)) -> StoreResult<Reclaim
     recover(dir)?;
     let before = crate::sled_store::dir_size(dir);
     let (live, new, old) = (sled_dir(dir), new_dir(dir), old_dir(dir));
+    let mut copied = 0u64;
     {
         let map_live = |e| StoreError::from_sled(e, &live);
         let map_new = |e| StoreError::from_sled(e, &new);
         let from = sled::Config::new().path(&live).open().map_err(map_live)?;
         let into = sled::Config::new().path(&new).open().map_err(map_new)?;
-        let mut copied = 0u64;
         for name in from.tree_names() {
             let src = from.open_tree(&name).map_err(map_live)?;
             let dst = into.open_tree(&name).map_err(map_new)?;
@@ -99,5 +101,6 @@ pub fn rewrite(dir: &Path, progress: &mut dyn FnMut(u64)) -> StoreResult<Reclaim
     Ok(Reclaimed {
         before,
         after: crate::sled_store::dir_size(dir),
+        entries: copied,
     })
 }

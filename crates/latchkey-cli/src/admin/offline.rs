@@ -207,7 +207,7 @@ fn compact(dir: &Path, store: Store, a: &CompactArgs, as_json: bool) -> anyhow::
     } else {
         let walk = Walk::new("rewrote", 0);
         let r = latchkey_store::reclaim::rewrite(dir, &mut |n| walk.at(n))?;
-        walk.finish(0);
+        walk.finish(r.entries);
         Some(r)
     };
     let doc = serde_json::json!({
