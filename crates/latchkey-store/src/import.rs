@@ -51,25 +51,8 @@ impl SledStore {
             let bytes = bytes?;
             let entry = Entry::decode(expected, &bytes)?;
             let seq = entry.seq();
-            let corrupt = |detail: String| StoreError::Corruption {
-                path: "import".into(),
-                detail,
-            };
-            if seq != expected {
-                return Err(corrupt(format!("expected seq {expected}, found {seq}")));
-            }
-            if entry.prev_hash() != chain {
-                return Err(corrupt(format!("the hash chain breaks before seq {seq}")));
-            }
+            check(&entry, expected, chain, &mut heads)?;
             let stream = entry.stream();
-            let head = heads.entry(stream.0.clone()).or_insert((0, 0));
-            if entry.version() != head.0 + 1 {
-                return Err(corrupt(format!(
-                    "stream {stream} jumps to version {} at seq {seq}",
-                    entry.version()
-                )));
-            }
-            *head = (entry.version(), seq);
             chain = match &entry {
                 Entry::Event(_) => envelope::hash(&bytes),
                 Entry::Tombstone(t) => {
@@ -114,4 +97,35 @@ impl SledStore {
         self.publish_head(written);
         Ok(written)
     }
+}
+
+/// Checks one imported entry against the log so far: its seq, its link to the chain, and
+/// its stream version (which it then takes in `heads`).
+fn check(
+    entry: &Entry,
+    expected: u64,
+    chain: [u8; 32],
+    heads: &mut HashMap<String, (u64, u64)>,
+) -> StoreResult<()> {
+    let seq = entry.seq();
+    let corrupt = |detail: String| StoreError::Corruption {
+        path: "import".into(),
+        detail,
+    };
+    if seq != expected {
+        return Err(corrupt(format!("expected seq {expected}, found {seq}")));
+    }
+    if entry.prev_hash() != chain {
+        return Err(corrupt(format!("the hash chain breaks before seq {seq}")));
+    }
+    let stream = entry.stream();
+    let head = heads.entry(stream.0.clone()).or_insert((0, 0));
+    if entry.version() != head.0 + 1 {
+        return Err(corrupt(format!(
+            "stream {stream} jumps to version {} at seq {seq}",
+            entry.version()
+        )));
+    }
+    *head = (entry.version(), seq);
+    Ok(())
 }

@@ -130,6 +130,8 @@ fn per(bytes_before: u64, bytes_after: u64, n: usize) -> f64 {
     (bytes_after as f64 - bytes_before as f64) / n as f64
 }
 
+// tidy: long function: one measurement, phase after phase (sign-ins, messages, token
+// uses, compaction, rewrite), each printed as it ends; split up it would read worse.
 #[test]
 #[ignore = "writes a large log; run by hand (see the module doc)"]
 fn budget() {
