@@ -11,6 +11,7 @@ mod backup;
 mod browser;
 mod chat;
 mod client;
+mod compaction;
 mod crash;
 mod credentials;
 mod device;

@@ -71,6 +71,11 @@ pub struct CoreConfig {
     /// A user or room entity snapshots its state every this many events (0: never), so a
     /// long stream rehydrates from the snapshot plus the tail (DESIGN §15).
     pub snapshot_every: u64,
+    /// How long terminal pairing streams (and superseded `TokenUsed` events) stay in the
+    /// log before the scheduled compaction drops them; `None`: never compact.
+    pub retain_pairings: Option<Duration>,
+    /// How often, on the core's clock, the scheduled compaction runs.
+    pub compact_every: Duration,
     /// Every read of time: the system clock, or a `ManualClock` in tests.
     pub clock: SharedClock,
     /// Every secret random value (token secrets, nonces): the OS CSPRNG by default.
@@ -92,6 +97,8 @@ impl CoreConfig {
             sweep_every: Duration::from_secs(1),
             ws_queue: 1024,
             snapshot_every: 500,
+            retain_pairings: Some(Duration::from_secs(30 * 24 * 3600)),
+            compact_every: Duration::from_secs(24 * 3600),
             clock: SystemClock::shared(),
             entropy: Arc::new(OsEntropy),
         }

@@ -44,6 +44,8 @@ pub struct Core {
     device: crate::device::DeviceBook,
     projector: Mutex<Option<ProjectorHandle>>,
     sweeper: Mutex<Option<Addr<Sweeper>>>,
+    /// When the sweeper runs a compaction (none when retention is off).
+    compaction: Option<crate::compactor::Schedule>,
 }
 
 /// Holds a key's registration lock; removes the map entry when nobody else waits.
@@ -120,6 +122,9 @@ impl Core {
             &handles,
             settings(<RoomDecider as crate::kind::Kind>::PASSIVATE_AFTER),
         );
+        let config_schedule = config.retain_pairings.map(|retain| {
+            crate::compactor::Schedule::new(retain, config.compact_every, config.clock.now())
+        });
         let core = Arc::new(Self {
             store,
             models,
@@ -137,6 +142,7 @@ impl Core {
             device: crate::device::DeviceBook::default(),
             projector: Mutex::new(Some(projector)),
             sweeper: Mutex::new(None),
+            compaction: config_schedule,
         });
         let sweeper = Sweeper::new(Arc::downgrade(&core), core.config.sweep_every).start();
         if let Ok(mut s) = core.sweeper.lock() {
@@ -176,6 +182,42 @@ impl Core {
     /// Now, on the core's clock.
     pub fn now(&self) -> Timestamp {
         self.config.clock.now()
+    }
+
+    /// Runs the scheduled compaction if one is due on the core's clock, on a blocking
+    /// thread, and waits for it (the sweeper's tick and the test clock call this).
+    pub async fn compact_if_due(&self) -> Result<(), CoreError> {
+        let Some(schedule) = &self.compaction else {
+            return Ok(());
+        };
+        // Held until the run ends: a second caller waits, then finds nothing due.
+        let mut last = schedule.last.lock().await;
+        let now = self.now();
+        let Some(before) = schedule.due(*last, now) else {
+            return Ok(());
+        };
+        *last = now;
+        let store = self.store.clone();
+        let run = tokio::task::spawn_blocking(move || {
+            crate::compactor::compact(store.as_ref(), before, &mut |_| {})
+        });
+        match run.await {
+            Ok(Ok(c)) => {
+                tracing::info!(
+                    pairing_streams = c.pairing_streams,
+                    pairing_events = c.pairing_events,
+                    token_used = c.token_used,
+                    exact_from = c.exact_from,
+                    "compacted the log"
+                );
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "the compaction thread failed");
+                Ok(())
+            }
+        }
     }
 
     /// 32 secret random bytes from the core's entropy source.

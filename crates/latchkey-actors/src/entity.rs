@@ -149,7 +149,12 @@ impl<D: Kind> Loaded<D> {
     /// Folds a stream into (state, version) (version 0 and the default state when empty),
     /// from its snapshot when it has a usable one.
     pub fn load(store: &dyn EventStore, stream: StreamId) -> Result<Self, StoreError> {
-        Self::load_until(store, stream, u64::MAX)
+        // The head is read first: a stream whose last events compaction dropped (a
+        // terminal pairing) keeps its version, so a later append cannot reuse a version.
+        let (head, _) = store.stream_head(&stream)?;
+        let mut loaded = Self::load_until(store, stream, u64::MAX)?;
+        loaded.version = loaded.version.max(head);
+        Ok(loaded)
     }
 
     /// Folds the stream's events with seq <= `max_seq`: the state as of that seq. Starts

@@ -20,6 +20,8 @@
 //!   see it, by membership; closes revoked credentials' connections.
 //! - `sweeper`: emits `ChallengeExpired`, `DeviceAuthorizationExpired` and `TokenExpired`
 //!   for what has lapsed.
+//! - `compactor`: compaction over the store (the domain's drop rule, tombstones in
+//!   chunks) and the server's schedule for it, run by the sweeper.
 //! - `core`: `Core`: start-up, shutdown, registries, clock, `wait_applied`.
 //! - `config`: `CoreConfig` (with the injected clock and entropy), `Registration`,
 //!   `IpRetention`.
@@ -46,6 +48,7 @@ pub mod auth;
 pub mod clock;
 pub mod close;
 pub mod codemodel;
+pub mod compactor;
 pub mod config;
 pub mod core;
 pub mod credentials;

@@ -59,7 +59,7 @@ pub async fn sweep(core: &Core) -> Result<(), CoreError> {
             tracing::warn!(user = %user, error = %e, "expiring tokens failed");
         }
     }
-    Ok(())
+    core.compact_if_due().await
 }
 
 impl Sweeper {

@@ -288,7 +288,8 @@ fn room_json(e: &RoomEvent) -> Value {
     }
 }
 
-fn hex_hash(h: &[u8; 32]) -> String {
+/// A hash as lowercase hex.
+pub fn hex_hash(h: &[u8; 32]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -10,7 +10,7 @@ use latchkey_domain::user::{TokenRecord, TokenStatus};
 use latchkey_domain::{Event, Timestamp, TokenId, UserDecider, UserEvent, UserId};
 use latchkey_proto as proto;
 use latchkey_proto::admin::*;
-use latchkey_store::{EventStore, Recorded, StoreResult};
+use latchkey_store::{Entry, EventStore, Recorded, StoreResult, Tombstone};
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -34,38 +34,75 @@ pub fn log_entry(rec: &Recorded) -> LogEntry {
     }
 }
 
+/// The `event_type` a tombstone is listed under.
+pub const TOMBSTONE_TYPE: &str = "tombstone";
+
+/// A tombstone as admins see it: type `tombstone`, its seq, stream and version, and in
+/// `data` the dropped event's hash, type and why it was dropped.
+pub fn tombstone_entry(t: &Tombstone) -> LogEntry {
+    LogEntry {
+        seq: t.seq,
+        recorded_at: rfc3339(t.recorded_at),
+        stream: t.stream.0.clone(),
+        version: t.version,
+        event_type: TOMBSTONE_TYPE.to_string(),
+        event_id: String::new(),
+        command_id: String::new(),
+        actor: String::new(),
+        schema: 0,
+        data: serde_json::json!({
+            "hash": crate::json::hex_hash(&t.hash),
+            "dropped_type": t.event_type,
+            "why": t.why,
+        }),
+    }
+}
+
+/// Any log entry as admins see it: an event, or a tombstone.
+pub fn any_entry(entry: &Entry) -> LogEntry {
+    match entry {
+        Entry::Event(rec) => log_entry(rec),
+        Entry::Tombstone(t) => tombstone_entry(t),
+    }
+}
+
 /// Whether a `--stream` filter (a full name or just the uuid) matches a stream.
 pub fn stream_matches(filter: &str, stream: &str) -> bool {
     stream == filter || stream.rsplit('/').next() == Some(filter)
 }
 
-/// Walks the log with the filters of `q`, calling `each` for every match, up to `limit`
-/// matches; returns the seq to continue from when the limit stopped the walk.
+/// Walks the log, tombstones included (type `tombstone`), with the filters of `q`,
+/// calling `each` for every match, up to `limit` matches; returns the seq to continue from
+/// when the limit stopped the walk.
 pub fn walk_log(
     store: &dyn EventStore,
     q: &LogQuery,
     limit: usize,
-    mut each: impl FnMut(&Recorded),
+    mut each: impl FnMut(&Entry),
 ) -> StoreResult<Option<u64>> {
     let to = q.to.unwrap_or(u64::MAX);
     let mut n = 0usize;
-    for rec in store.read_all(q.from.unwrap_or(1))? {
-        let rec = rec?;
-        let env = &rec.envelope;
-        if env.seq > to {
+    for entry in store.read_log(q.from.unwrap_or(1))? {
+        let entry = entry?;
+        let seq = entry.seq();
+        if seq > to {
             break;
         }
+        let event_type = match &entry {
+            Entry::Event(rec) => rec.envelope.event_type.as_str(),
+            Entry::Tombstone(_) => TOMBSTONE_TYPE,
+        };
         if q.stream
             .as_deref()
-            .is_some_and(|s| !stream_matches(s, env.stream.as_str()))
-            || q.event_type.as_deref().is_some_and(|t| t != env.event_type)
+            .is_some_and(|s| !stream_matches(s, entry.stream().as_str()))
+            || q.event_type.as_deref().is_some_and(|t| t != event_type)
         {
             continue;
         }
         if n == limit {
-            return Ok(Some(env.seq));
+            return Ok(Some(seq));
         }
-        each(&rec);
+        each(&entry);
         n += 1;
     }
     Ok(None)
@@ -75,7 +112,7 @@ pub fn walk_log(
 pub fn log_page(store: &dyn EventStore, q: &LogQuery) -> StoreResult<LogPage> {
     let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let mut events = Vec::new();
-    let next_from = walk_log(store, q, limit, |r| events.push(log_entry(r)))?;
+    let next_from = walk_log(store, q, limit, |e| events.push(any_entry(e)))?;
     Ok(LogPage { events, next_from })
 }
 
@@ -193,13 +230,13 @@ pub fn resolve_user(models: &ReadModels, who: &str) -> StoreResult<Option<UserId
     models.user_by_handle(who)
 }
 
-/// When the event at `seq` was recorded.
+/// When the entry at `seq` (an event or a tombstone) was recorded.
 fn recorded_at(store: &dyn EventStore, seq: u64) -> StoreResult<Option<Timestamp>> {
     Ok(store
-        .read_all(seq)?
+        .read_log(seq)?
         .next()
         .transpose()?
-        .map(|r| r.envelope.recorded_at))
+        .map(|e| e.recorded_at()))
 }
 
 /// The last seq recorded at or before `at` (all of the log when `at` is `None`). A binary
@@ -318,6 +355,19 @@ pub fn state_user(
         keys,
         tokens,
         rooms: rooms_at(models, user_id, as_of)?,
+        compacted: compacted_before(store, as_of)?,
+    }))
+}
+
+/// What a state as of `as_of` lacks because compaction dropped it; `None` when exact.
+fn compacted_before(store: &dyn EventStore, as_of: u64) -> StoreResult<Option<StateCompacted>> {
+    let mark = store.compaction_mark()?;
+    if mark.dropped.is_empty() || as_of >= mark.exact_from {
+        return Ok(None);
+    }
+    Ok(Some(StateCompacted {
+        before_seq: mark.exact_from,
+        dropped: mark.dropped,
     }))
 }
 

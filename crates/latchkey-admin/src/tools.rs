@@ -2,13 +2,13 @@
 //! export line per envelope (its JSON, its exact bytes in base64, and a detached message
 //! body that is not erased) and back.
 
-use crate::read::log_entry;
+use crate::read::any_entry;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use latchkey_actors::readmodel::projections;
 use latchkey_domain::{Event, MessageBody, RoomEvent};
 use latchkey_store::projection::Projector;
-use latchkey_store::{copy_prefix, EventStore, RawEntry, Recorded, StoreError, StoreResult};
+use latchkey_store::{copy_prefix, Entry, EventStore, RawEntry, StoreError, StoreResult};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,17 +88,19 @@ pub fn rebuild(store: &Arc<dyn EventStore>) -> StoreResult<BTreeMap<String, Rebu
     Ok(report)
 }
 
-/// One export line: the log entry's JSON (`data.body` the live body, null once erased)
-/// plus `envelope`, its exact bytes in base64, and for a live detached body
-/// `body_secret`, the secret that salts its hash (base64), so an import restores a body
-/// that verifies. An erased body leaves no trace in the line.
+/// One export line: the log entry's JSON (a tombstone's too; `data.body` the live body,
+/// null once erased) plus `envelope`, its exact bytes in base64, and for a live detached
+/// body `body_secret`, the secret that salts its hash (base64), so an import restores a
+/// body that verifies. An erased body leaves no trace in the line.
 pub fn export_line(entry: &RawEntry) -> StoreResult<Value> {
-    let mut rec = Recorded::decode(entry.seq, &entry.envelope)?;
-    if let Event::Room(RoomEvent::MessagePostedV2 { body, .. }) = &mut rec.event {
-        body.clone_from(&entry.body);
+    let mut decoded = Entry::decode(entry.seq, &entry.envelope)?;
+    if let Entry::Event(rec) = &mut decoded {
+        if let Event::Room(RoomEvent::MessagePostedV2 { body, .. }) = &mut rec.event {
+            body.clone_from(&entry.body);
+        }
     }
     let mut line =
-        serde_json::to_value(log_entry(&rec)).map_err(|e| StoreError::Encode(e.to_string()))?;
+        serde_json::to_value(any_entry(&decoded)).map_err(|e| StoreError::Encode(e.to_string()))?;
     line["envelope"] = Value::String(B64.encode(&entry.envelope));
     if let Some(b) = &entry.body {
         line["body_secret"] = Value::String(B64.encode(b.secret));

@@ -13,9 +13,7 @@ use latchkey_domain::{
     UserEvent, UserId,
 };
 use latchkey_store::projection::Projector;
-use latchkey_store::{
-    AppendRequest, EventStore, ExpectedVersion, Recorded, SledStore, StoreOptions,
-};
+use latchkey_store::{AppendRequest, Entry, EventStore, ExpectedVersion, SledStore, StoreOptions};
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -221,8 +219,8 @@ fn raw_scan(store: &SledStore) -> anyhow::Result<u64> {
             .try_into()
             .map(u64::from_be_bytes)
             .map_err(|_| anyhow::anyhow!("a log key is not 8 bytes"))?;
-        let rec = Recorded::decode(seq, &v)?;
-        n += u64::from(rec.seq() == seq);
+        let entry = Entry::decode(seq, &v)?;
+        n += u64::from(entry.seq() == seq);
     }
     Ok(n)
 }

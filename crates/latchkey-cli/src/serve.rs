@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// comma-separated in the variable.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXY", value_delimiter = ',')]
     trusted_proxy: Vec<String>,
+    /// How long terminal pairings (and superseded token uses) stay in the log before the
+    /// daily compaction drops them, e.g. `30d`, `12h`; `off` never compacts.
+    #[arg(long, env = "LATCHKEY_RETAIN_PAIRINGS", default_value = "30d", value_parser = parse_retention)]
+    retain_pairings: Retention,
     /// Oldest WebSocket resume accepted, in events behind the head (older: resume_failed).
     #[arg(long, env = "LATCHKEY_RESUME_WINDOW", default_value_t = 100_000)]
     resume_window: u64,
@@ -112,6 +116,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     config.challenge_ttl = Duration::from_secs(args.challenge_ttl.max(1));
     config.session_ttl = Duration::from_secs(args.session_ttl.max(1));
+    config.retain_pairings = args.retain_pairings.0;
     config.workers = args.workers;
     config.resume_window = args.resume_window;
     config.snapshot_every = args.snapshot_every;
@@ -122,4 +127,45 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxy)
         .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
     actix_rt::System::new().block_on(latchkey_server::run(config))
+}
+
+/// A retention window: a duration, or `None` for `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+/// Parses a retention window: a number with a unit (`s`, `m`, `h`, `d`), or `off`.
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
+    if s == "off" {
+        return Ok(Retention(None));
+    }
+    let bad = || format!("{s:?} is not a duration like 30d, 12h, 90m or 3600s (or off)");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(secs)
+        .map(|t| Retention(Some(Duration::from_secs(t))))
+        .ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn retention_windows_parse() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(parse_retention("30d"), Ok(Retention(Some(30 * day))));
+        assert_eq!(parse_retention("12h"), Ok(Retention(Some(day / 2))));
+        assert_eq!(parse_retention("off"), Ok(Retention(None)));
+        for bad in ["", "30", "d", "3x", "-1d", "99999999999999999999d"] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
+        }
+    }
 }

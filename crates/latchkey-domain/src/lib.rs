@@ -10,6 +10,7 @@
 //! # Layout
 //! - `ids`: ids, stream names, timestamps, actors.
 //! - `events`: every stored event type.
+//! - `compaction`: what compaction may drop from the log (`DropRule`).
 //! - `decider`: the `Decider` trait, `fold`, and the given/when/then test helpers
 //!   (`decider::testing`, public with the `testing` feature).
 //! - `user`: the User aggregate: keys, tokens, disabling.
@@ -25,6 +26,7 @@
 //! - `handle`: handle syntax and derivation from a key comment.
 
 pub mod challenge;
+pub mod compaction;
 pub mod decider;
 pub mod device;
 pub mod events;

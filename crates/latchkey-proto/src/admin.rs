@@ -194,6 +194,21 @@ pub struct StateDoc {
     pub tokens: Vec<StateToken>,
     /// Rooms the user was a member of then.
     pub rooms: Vec<StateRoom>,
+    /// Set when compaction dropped facts this point may lack (DESIGN §15): the answer is
+    /// then incomplete, and this says what is missing. Null when the state is exact.
+    #[serde(default)]
+    pub compacted: Option<StateCompacted>,
+}
+
+/// What compaction dropped that a state as of an earlier point no longer has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StateCompacted {
+    /// States as of seqs below this may lack dropped facts.
+    pub before_seq: u64,
+    /// Events dropped from the whole log, by reason: `pairing` (events of terminal
+    /// pairings: sign-in challenges, device requests, pairing codes) and `token_used`
+    /// (superseded token uses: a token's earlier `last_used_at` values).
+    pub dropped: std::collections::BTreeMap<String, u64>,
 }
 
 /// Query of `GET /api/admin/users/{user}/state`.

@@ -145,6 +145,7 @@ fn start_core(
     core_config.challenge_ttl = config.challenge_ttl;
     core_config.snapshot_every = config.snapshot_every;
     core_config.session_ttl = config.session_ttl;
+    core_config.retain_pairings = config.retain_pairings;
     core_config.clock = clock;
     let core = Core::start(
         store.clone(),

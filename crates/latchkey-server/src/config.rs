@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub challenge_ttl: Duration,
     /// Session lifetime.
     pub session_ttl: Duration,
+    /// How long terminal pairings stay in the log before the scheduled compaction drops
+    /// them (`None`: never compact).
+    pub retain_pairings: Option<Duration>,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
     /// Rate limits (`LimitConfig::disabled()` for `--no-rate-limit`).
@@ -61,6 +64,7 @@ impl ServerConfig {
             ip_retention: IpRetention::Truncated,
             challenge_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(30 * 24 * 3600),
+            retain_pairings: Some(Duration::from_secs(30 * 24 * 3600)),
             workers: 0,
             limits: LimitConfig::default(),
             trusted_proxies: TrustedProxies::none(),

@@ -1,13 +1,14 @@
 //! Importing a log: envelopes written back byte for byte into an empty store, checked on
 //! the way (contiguous seqs, an unbroken hash chain, every payload decodes, every detached
 //! body matches its hash), so an export re-imported elsewhere is the same log, hashes and
-//! all, with the bodies that were not erased. The prefix copy behind `latchkey admin
+//! all, with the bodies that were not erased. Tombstones come across as they are: they keep
+//! their seq, version and hash, and index no stream version. The prefix copy behind `latchkey admin
 //! replay` is `crate::copy_prefix` on top of it.
 
-use crate::codec::u64_key;
-use crate::envelope::{self, Recorded};
+use crate::codec::{self, u64_key};
+use crate::envelope::{self, CompactionMark, Entry, Recorded};
 use crate::error::{StoreError, StoreResult};
-use crate::journal::{encode_head, META_CHAIN_HEAD};
+use crate::journal::{encode_head, META_CHAIN_HEAD, META_COMPACTION};
 use crate::sled_store::{stream_key, SledStore};
 use crate::{EventStore, RawEntry};
 use latchkey_domain::{Event, RoomEvent};
@@ -39,6 +40,7 @@ impl SledStore {
         let mut streams = sled::Batch::default();
         let mut bodies = sled::Batch::default();
         let mut pending = 0usize;
+        let mut mark = CompactionMark::default();
         let flush = |log: &mut sled::Batch,
                      streams: &mut sled::Batch,
                      bodies: &mut sled::Batch|
@@ -55,23 +57,42 @@ impl SledStore {
                 .map_err(map)?;
             Ok(())
         };
-        for entry in envelopes {
+        for raw in envelopes {
             let RawEntry {
                 envelope: bytes,
                 body,
                 ..
-            } = entry?;
-            let mut rec = Recorded::decode(expected, &bytes)?;
-            check_next(&rec.envelope, expected, &chain, &mut heads)?;
-            chain = envelope::hash(&bytes);
-            if let Some(w) = import_body(&mut rec, body, &trees.bodies)? {
-                w.write_key(self.keys())?;
-                w.add_to(&mut bodies);
+            } = raw?;
+            let mut entry = Entry::decode(expected, &bytes)?;
+            let seq = entry.seq();
+            check(&entry, expected, chain, &mut heads)?;
+            chain = match &mut entry {
+                Entry::Event(rec) => {
+                    if let Some(w) = import_body(rec, body, &trees.bodies)? {
+                        w.write_key(self.keys())?;
+                        w.add_to(&mut bodies);
+                    }
+                    envelope::hash(&bytes)
+                }
+                Entry::Tombstone(t) => {
+                    if body.is_some() {
+                        return Err(StoreError::Corruption {
+                            path: "import".into(),
+                            detail: format!("seq {seq} is a tombstone but carries a body"),
+                        });
+                    }
+                    // What the original's mark said is not exported: the import assumes
+                    // the least, that states before the last tombstone may lack facts.
+                    mark.exact_from = seq;
+                    *mark.dropped.entry(t.why.clone()).or_default() += 1;
+                    t.hash
+                }
+            };
+            log.insert(&u64_key(seq), bytes.as_slice());
+            if let Entry::Event(_) = entry {
+                streams.insert(stream_key(entry.stream(), entry.version()), &u64_key(seq));
             }
-            let env = &rec.envelope;
-            log.insert(&u64_key(env.seq), bytes.as_slice());
-            streams.insert(stream_key(&env.stream, env.version), &u64_key(env.seq));
-            progress(env.seq);
+            progress(seq);
             expected += 1;
             pending += 1;
             if pending == BATCH {
@@ -90,6 +111,12 @@ impl SledStore {
             .meta
             .insert(META_CHAIN_HEAD, &chain[..])
             .map_err(map)?;
+        if mark != CompactionMark::default() {
+            trees
+                .meta
+                .insert(META_COMPACTION, codec::encode(&mark)?)
+                .map_err(map)?;
+        }
         self.sync_all()?;
         let written = expected - 1;
         self.publish_head(written);
@@ -97,38 +124,34 @@ impl SledStore {
     }
 }
 
-/// Checks that `env` continues the imported log: the expected seq, the chain, and its
-/// stream's next version (which it then records in `heads`).
-fn check_next(
-    env: &crate::Envelope,
+/// Checks one imported entry against the log so far: its seq, its link to the chain, and
+/// its stream version (which it then takes in `heads`).
+fn check(
+    entry: &Entry,
     expected: u64,
-    chain: &[u8; 32],
+    chain: [u8; 32],
     heads: &mut HashMap<String, (u64, u64)>,
 ) -> StoreResult<()> {
-    let broken = |detail: String| StoreError::Corruption {
+    let seq = entry.seq();
+    let corrupt = |detail: String| StoreError::Corruption {
         path: "import".into(),
         detail,
     };
-    if env.seq != expected {
-        return Err(broken(format!(
-            "expected seq {expected}, found {}",
-            env.seq
+    if seq != expected {
+        return Err(corrupt(format!("expected seq {expected}, found {seq}")));
+    }
+    if entry.prev_hash() != chain {
+        return Err(corrupt(format!("the hash chain breaks before seq {seq}")));
+    }
+    let stream = entry.stream();
+    let head = heads.entry(stream.0.clone()).or_insert((0, 0));
+    if entry.version() != head.0 + 1 {
+        return Err(corrupt(format!(
+            "stream {stream} jumps to version {} at seq {seq}",
+            entry.version()
         )));
     }
-    if env.prev_hash != *chain {
-        return Err(broken(format!(
-            "the hash chain breaks before seq {}",
-            env.seq
-        )));
-    }
-    let head = heads.entry(env.stream.0.clone()).or_insert((0, 0));
-    if env.version != head.0 + 1 {
-        return Err(broken(format!(
-            "stream {} jumps to version {} at seq {}",
-            env.stream, env.version, env.seq
-        )));
-    }
-    *head = (env.version, env.seq);
+    *head = (entry.version(), seq);
     Ok(())
 }
 

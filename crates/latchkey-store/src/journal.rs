@@ -5,12 +5,12 @@
 //! one sled transaction over the log trees and the `bodies` tree, one flush, one
 //! `sync_data()` on sled's data file), checks expected versions, assigns contiguous seqs, chains hashes,
 //! and acknowledges only after the data is durable. It runs on its own OS thread because
-//! sled calls block.
+//! sled calls block. It also writes tombstones (compaction), in order with the appends.
 
 use crate::bodies::{self, BodyWrite};
 use crate::clock::WallClock;
 use crate::codec::{self, u64_key};
-use crate::envelope::{self, Envelope, FORMAT};
+use crate::envelope::{self, is_tombstone, CompactionMark, Envelope, Tombstone, FORMAT};
 use crate::error::{AppendError, StoreError, StoreResult};
 use crate::sled_store::{decode_command, stream_key, Inner, StoreOptions};
 use crate::{AppendRequest, Appended, ExpectedVersion};
@@ -30,12 +30,22 @@ use uuid::Uuid;
 pub(crate) const META_FORMAT: &[u8] = b"format";
 pub(crate) const META_CHAIN_HEAD: &[u8] = b"chain_head";
 pub(crate) const META_SERVER_ID: &[u8] = b"server_id";
+pub(crate) const META_COMPACTION: &[u8] = b"compaction";
 
 type Reply = oneshot::Sender<Result<Appended, AppendError>>;
 
 enum Msg {
     Append(AppendRequest, Reply),
+    Tombstone(TombstoneRequest),
     Stop,
+}
+
+/// Seqs to replace by tombstones, and where to say how many were.
+struct TombstoneRequest {
+    seqs: Vec<u64>,
+    why: String,
+    exact_from: u64,
+    reply: oneshot::Sender<StoreResult<u64>>,
 }
 
 /// What `commands` remembers of an append, for idempotent retries.
@@ -78,6 +88,27 @@ impl JournalHandle {
             Err(TrySendError::Full(_)) => Err(StoreError::Busy.into()),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed.into()),
         }
+    }
+
+    /// Queues a tombstone write (see `SledStore::tombstone_blocking`). It waits for room
+    /// in the queue rather than refusing: compaction is not latency-bound.
+    pub fn tombstone(
+        &self,
+        seqs: Vec<u64>,
+        why: String,
+        exact_from: u64,
+    ) -> StoreResult<oneshot::Receiver<StoreResult<u64>>> {
+        let (reply, rx) = oneshot::channel();
+        let req = TombstoneRequest {
+            seqs,
+            why,
+            exact_from,
+            reply,
+        };
+        self.tx
+            .send(Msg::Tombstone(req))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
     }
 
     /// Asks the thread to stop after what is queued, and waits for it.
@@ -148,8 +179,8 @@ pub(crate) fn start(
     // A last entry that does not decode must not keep the store from opening: `verify`
     // has to be able to name it. Appends then stamp times from the clock alone.
     let last_recorded_at = match inner.trees.log.last().map_err(map)? {
-        Some((_, v)) => codec::decode::<Envelope>(&v, "last log entry")
-            .map(|e| e.recorded_at.0)
+        Some((k, v)) => envelope::Entry::decode(codec::key_u64(&k).unwrap_or(0), &v)
+            .map(|e| e.recorded_at().0)
             .unwrap_or(0),
         None => 0,
     };
@@ -315,13 +346,17 @@ impl Writer {
         while !stop {
             let Ok(first) = rx.recv() else { break };
             let mut group = Vec::new();
+            // A tombstone request ends the group: it is written after the appends before it.
+            let mut tombstone = None;
             match first {
                 Msg::Append(r, reply) => group.push((r, reply)),
+                Msg::Tombstone(t) => tombstone = Some(t),
                 Msg::Stop => stop = true,
             }
-            while group.len() < max_batch {
+            while tombstone.is_none() && group.len() < max_batch {
                 match rx.try_recv() {
                     Ok(Msg::Append(r, reply)) => group.push((r, reply)),
+                    Ok(Msg::Tombstone(t)) => tombstone = Some(t),
                     Ok(Msg::Stop) => {
                         stop = true;
                         break;
@@ -337,13 +372,25 @@ impl Writer {
             if !group.is_empty() {
                 self.commit_group(group);
             }
+            if let Some(t) = tombstone {
+                let result = self.tombstone(&t);
+                let _ = t.reply.send(result);
+            }
             if self.last_prune.elapsed() > Duration::from_secs(600) {
                 self.prune_commands();
             }
         }
         // Drain anything sent after Stop so no caller waits forever.
-        while let Ok(Msg::Append(_, reply)) = rx.try_recv() {
-            let _ = reply.send(Err(StoreError::Closed.into()));
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Append(_, reply) => {
+                    let _ = reply.send(Err(StoreError::Closed.into()));
+                }
+                Msg::Tombstone(t) => {
+                    let _ = t.reply.send(Err(StoreError::Closed));
+                }
+                Msg::Stop => {}
+            }
         }
     }
 
@@ -553,20 +600,88 @@ impl Writer {
                 return Err(not_written(StoreError::Sled("transaction aborted".into())))
             }
         }
-        let written = |error| Failure {
+        self.flush_and_sync().map_err(|error| Failure {
             written: true,
             error,
-        };
-        self.sled(self.inner.db.flush()).map_err(written)?;
+        })
+    }
+
+    /// Flushes sled and `sync_data()`s its data file.
+    fn flush_and_sync(&self) -> StoreResult<()> {
+        self.sled(self.inner.db.flush())?;
         if let Some(f) = &self.data_file {
-            f.sync_data().map_err(|source| {
-                written(StoreError::Io {
-                    context: "sync_data on sled's data file".into(),
-                    source,
-                })
+            f.sync_data().map_err(|source| StoreError::Io {
+                context: "sync_data on sled's data file".into(),
+                source,
             })?;
         }
         Ok(())
+    }
+
+    /// Replaces the envelopes at `seqs` by tombstones and removes their stream index
+    /// entries, in one transaction with the updated compaction mark, made durable before
+    /// the reply. `heads` and the chain head stay: a tombstone keeps its version and hash.
+    fn tombstone(&mut self, req: &TombstoneRequest) -> StoreResult<u64> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        let why = req.why.as_str();
+        let t = &self.inner.trees;
+        let mut seqs = req.seqs.clone();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut log = sled::Batch::default();
+        let mut streams = sled::Batch::default();
+        let mut n = 0u64;
+        for seq in seqs {
+            let missing = || StoreError::Encode(format!("no event at seq {seq} to tombstone"));
+            if seq == 0 || seq > self.head {
+                return Err(missing());
+            }
+            let bytes = self.sled(t.log.get(u64_key(seq)))?.ok_or_else(missing)?;
+            if is_tombstone(&bytes) {
+                continue;
+            }
+            let env: Envelope = codec::decode(&bytes, &format!("log seq {seq}"))?;
+            log.insert(
+                &u64_key(seq),
+                codec::encode(&Tombstone::of(&env, &bytes, why))?,
+            );
+            streams.remove(stream_key(&env.stream, env.version));
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        let mut mark: CompactionMark = match self.sled(t.meta.get(META_COMPACTION))? {
+            Some(b) => codec::decode(&b, "tree meta: compaction")?,
+            None => CompactionMark::default(),
+        };
+        mark.exact_from = mark.exact_from.max(req.exact_from);
+        *mark.dropped.entry(why.to_string()).or_default() += n;
+        let mark = codec::encode(&mark)?;
+        let result: sled::transaction::TransactionResult<(), ()> = (&t.log, &t.streams, &t.meta)
+            .transaction(|(tl, ts, tm)| {
+                tl.apply_batch(&log)?;
+                ts.apply_batch(&streams)?;
+                tm.insert(META_COMPACTION, mark.as_slice())?;
+                Ok(())
+            });
+        match result {
+            Ok(()) => {}
+            Err(sled::transaction::TransactionError::Storage(e)) => {
+                return Err(StoreError::from_sled(e, &self.inner.sled_path))
+            }
+            Err(sled::transaction::TransactionError::Abort(())) => {
+                return Err(StoreError::Sled("transaction aborted".into()))
+            }
+        }
+        if let Err(e) = self.flush_and_sync() {
+            // As for appends: after a failed fsync nothing more is trusted until a restart.
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(n)
     }
 
     /// Forgets command ids older than the retention (bounded idempotency memory).

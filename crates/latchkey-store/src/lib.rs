@@ -17,6 +17,8 @@
 //! - `snapshot`: the `snapshots` tree, derived and discardable states of long streams.
 //! - `import`: envelopes written back byte for byte (export/import, replay copies).
 //! - `verify`: the hash-chain and consistency check behind `latchkey admin verify`.
+//! - `reclaim`: rewriting a compacted data dir into a fresh sled database, to give the
+//!   space sled keeps back to the file system.
 
 mod bodies;
 pub mod clock;
@@ -27,11 +29,12 @@ mod import;
 mod journal;
 pub mod lock;
 pub mod projection;
+pub mod reclaim;
 pub mod sled_store;
 pub mod snapshot;
 pub mod verify;
 
-pub use envelope::{Envelope, Recorded};
+pub use envelope::{CompactionMark, Entry, Envelope, Recorded, Tombstone};
 pub use error::{AppendError, StoreError, StoreResult};
 pub use sled_store::{JournalStats, SledStore, StoreOptions};
 pub use snapshot::Snapshot;
@@ -89,7 +92,7 @@ pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Appended, AppendError
 /// An iterator over recorded events, in order.
 pub type EventIter<'a> = Box<dyn Iterator<Item = StoreResult<Recorded>> + Send + 'a>;
 
-/// One stored envelope as its exact bytes, with its seq and, for a message posted with a
+/// One stored log entry (an envelope or a tombstone) as its exact bytes, with its seq and, for a message posted with a
 /// detached body (`MessagePostedV2`), that body unless it was erased.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawEntry {
@@ -104,17 +107,38 @@ pub struct RawEntry {
 /// An iterator over stored envelopes, in order.
 pub type RawIter<'a> = Box<dyn Iterator<Item = StoreResult<RawEntry>> + Send + 'a>;
 
+/// An iterator over log entries (live events and tombstones), in seq order.
+pub type EntryIter<'a> = Box<dyn Iterator<Item = StoreResult<Entry>> + Send + 'a>;
+
 /// The event log, whatever its backend (sled now; NATS JetStream later, DESIGN §11).
 pub trait EventStore: Send + Sync {
     /// Appends events after checking the expected version. Resolves after the events are
     /// durable (flushed and fsynced); a version mismatch resolves to `AppendError::Conflict`.
     fn append(&self, req: AppendRequest) -> AppendFuture;
 
-    /// The events of one stream with version >= `from_version` (versions start at 1).
+    /// The live events of one stream with version >= `from_version` (versions start at
+    /// 1). Versions of dropped events are missing: the stream's head still counts them.
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> StoreResult<EventIter<'_>>;
 
-    /// Every event with seq >= `from_seq` (seqs start at 1), in seq order.
+    /// Every live event with seq >= `from_seq` (seqs start at 1), in seq order. Tombstones
+    /// are skipped: deciders and projections see only what the log still holds.
     fn read_all(&self, from_seq: u64) -> StoreResult<EventIter<'_>>;
+
+    /// Every log entry with seq >= `from_seq`, tombstones included (`admin log`, verify).
+    fn read_log(&self, from_seq: u64) -> StoreResult<EntryIter<'_>>;
+
+    /// Replaces the events at `seqs` by tombstones saying `why` (their seq, stream,
+    /// version, type, time and hash), dropping their stream index entries, atomically and
+    /// durably, in order with appends. Already tombstoned seqs are skipped; returns how many
+    /// events were replaced. The one way anything leaves the log (DESIGN §15).
+    ///
+    /// `exact_from` is the first seq whose as-of state does not depend on what is dropped
+    /// (at least the largest seq in `seqs`); the [`CompactionMark`] keeps the largest.
+    /// The whole set is one transaction: pass a few thousand seqs at a time.
+    fn tombstone(&self, seqs: &[u64], why: &str, exact_from: u64) -> StoreResult<u64>;
+
+    /// What compaction has dropped so far (default when nothing).
+    fn compaction_mark(&self) -> StoreResult<CompactionMark>;
 
     /// A watch of the newest durable seq (0 for an empty log).
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
@@ -134,8 +158,8 @@ pub trait EventStore: Send + Sync {
     /// The hash of the newest envelope (all zeros for an empty log).
     fn chain_head(&self) -> StoreResult<[u8; 32]>;
 
-    /// Every stored envelope with seq >= `from_seq`, byte for byte, with its detached
-    /// body (export, replay copies).
+    /// Every stored entry with seq >= `from_seq`, byte for byte, tombstones included, with
+    /// its detached body (export, replay copies).
     fn read_raw(&self, from_seq: u64) -> StoreResult<RawIter<'_>>;
 
     /// Appends stored envelope bytes, in order, to this store, which must be empty; each

@@ -7,7 +7,7 @@
 //! gives the same state.
 
 use crate::codec::{key_u64, u64_key};
-use crate::envelope::Recorded;
+use crate::envelope::{Entry, Recorded};
 use crate::error::{StoreError, StoreResult};
 use crate::EventStore;
 use std::collections::BTreeMap;
@@ -298,13 +298,17 @@ impl Projector {
     fn step(&mut self) -> StoreResult<usize> {
         let from = self.applied_seq() + 1;
         let store = self.store.clone();
-        let chunk: Vec<Recorded> = store
-            .read_all(from)?
+        // Tombstones are read too, so the checkpoint moves past them (a log that ends in
+        // tombstones is still applied to its head); projections see only live events.
+        let entries: Vec<Entry> = store
+            .read_log(from)?
             .take(CHUNK)
             .collect::<StoreResult<_>>()?;
-        let Some(last) = chunk.last().map(Recorded::seq) else {
+        let Some(last) = entries.last().map(Entry::seq) else {
             return Ok(0);
         };
+        let read = entries.len();
+        let chunk: Vec<Recorded> = entries.into_iter().filter_map(Entry::event).collect();
         for (projection, model) in &mut self.projections {
             let checkpoint = model.checkpoint()?;
             if checkpoint >= last {
@@ -324,7 +328,7 @@ impl Projector {
             hook(&chunk);
         }
         self.applied.send_replace(last);
-        Ok(chunk.len())
+        Ok(read)
     }
 
     /// Runs the projector on its own thread until stopped.

@@ -9,14 +9,16 @@
 
 use crate::clock::WallClock;
 use crate::codec::{self, key_u64, u64_key};
-use crate::envelope::Recorded;
+use crate::envelope::{is_tombstone, CompactionMark, Entry, Recorded};
 use crate::error::{AppendError, StoreError, StoreResult};
 use crate::journal::{self, JournalHandle};
 use crate::lock::DataDirLock;
 use crate::projection::{ReadModel, TREE_PREFIX};
 use crate::snapshot::{self, Snapshot};
 use crate::verify::VerifyReport;
-use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore, RawEntry, RawIter};
+use crate::{
+    AppendFuture, AppendRequest, Appended, EntryIter, EventIter, EventStore, RawEntry, RawIter,
+};
 use latchkey_domain::{MessageBody, StreamId};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -139,6 +141,7 @@ impl SledStore {
             source,
         })?;
         let lock = DataDirLock::acquire(dir)?;
+        crate::reclaim::recover(dir)?;
         let sled_path = sled_dir(dir);
         let db = open_sled(&sled_path, opts.cache_capacity)?;
         let map = |e| StoreError::from_sled(e, &sled_path);
@@ -183,7 +186,7 @@ impl SledStore {
     /// Opens the store in `dir` if it exists: the read-only admin commands treat a missing
     /// data dir as an empty store (`Ok(None)`).
     pub fn open_existing(dir: &Path, opts: StoreOptions) -> StoreResult<Option<Self>> {
-        if !sled_dir(dir).exists() {
+        if !sled_dir(dir).exists() && !dir.join("sled.new").exists() {
             return Ok(None);
         }
         Self::open(dir, opts).map(Some)
@@ -253,13 +256,17 @@ impl SledStore {
         r.map_err(|e| StoreError::from_sled(e, &self.inner.sled_path))
     }
 
-    fn decode_entry(&self, entry: sled::Result<(sled::IVec, sled::IVec)>) -> StoreResult<Recorded> {
+    /// Decodes one `log` entry, telling tombstones from envelopes.
+    fn decode_entry(&self, entry: sled::Result<(sled::IVec, sled::IVec)>) -> StoreResult<Entry> {
         let (k, v) = self.sled(entry)?;
         let seq = key_u64(&k).ok_or_else(|| StoreError::Corruption {
             path: "tree log".into(),
             detail: "a key is not 8 bytes".into(),
         })?;
-        self.joined(Recorded::decode(seq, &v)?)
+        match Entry::decode(seq, &v)? {
+            Entry::Event(rec) => Ok(Entry::Event(self.joined(rec)?)),
+            tombstone => Ok(tombstone),
+        }
     }
 
     /// The detached body of a message, `None` once erased (or for a legacy message).
@@ -281,6 +288,47 @@ impl SledStore {
         }
         Ok(rec)
     }
+
+    /// Decodes one `log` entry as a live event; `None` for a tombstone (never decoded).
+    fn decode_event(
+        &self,
+        entry: sled::Result<(sled::IVec, sled::IVec)>,
+    ) -> Option<StoreResult<Recorded>> {
+        let (k, v) = match self.sled(entry) {
+            Ok(kv) => kv,
+            Err(e) => return Some(Err(e)),
+        };
+        if is_tombstone(&v) {
+            return None;
+        }
+        Some(
+            log_key(&k)
+                .and_then(|seq| Recorded::decode(seq, &v))
+                .and_then(|rec| self.joined(rec)),
+        )
+    }
+
+    /// Replaces the envelopes at `seqs` by tombstones saying `why`, and drops their
+    /// stream index entries, in one atomic, durable write through the journal thread (so it
+    /// never races an append). Seqs already tombstoned are skipped; a seq past the head is
+    /// an error. Returns how many envelopes were replaced. Callers pass modest sets (a few
+    /// thousand seqs): the whole set is one transaction.
+    pub fn tombstone_blocking(&self, seqs: &[u64], why: &str, exact_from: u64) -> StoreResult<u64> {
+        let rx = {
+            let guard = self.journal.lock().map_err(|_| StoreError::Closed)?;
+            let journal = guard.as_ref().ok_or(StoreError::Closed)?;
+            journal.tombstone(seqs.to_vec(), why.to_string(), exact_from)?
+        };
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The seq of a `log` key.
+fn log_key(k: &[u8]) -> StoreResult<u64> {
+    key_u64(k).ok_or_else(|| StoreError::Corruption {
+        path: "tree log".into(),
+        detail: "a key is not 8 bytes".into(),
+    })
 }
 
 impl Drop for SledStore {
@@ -349,8 +397,12 @@ impl EventStore for SledStore {
                         path: "tree log".into(),
                         detail: format!("seq {seq} is indexed by a stream but missing"),
                     })?;
-                self.joined(Recorded::decode(seq, &bytes)?)
-            });
+                match Entry::decode(seq, &bytes)?.event() {
+                    Some(rec) => self.joined(rec).map(Some),
+                    None => Ok(None),
+                }
+            })
+            .filter_map(Result::transpose);
         Ok(Box::new(iter))
     }
 
@@ -360,8 +412,29 @@ impl EventStore for SledStore {
             .trees
             .log
             .range(u64_key(from_seq.max(1))..)
+            .filter_map(move |entry| self.decode_event(entry));
+        Ok(Box::new(iter))
+    }
+
+    fn read_log(&self, from_seq: u64) -> StoreResult<EntryIter<'_>> {
+        let iter = self
+            .inner
+            .trees
+            .log
+            .range(u64_key(from_seq.max(1))..)
             .map(move |entry| self.decode_entry(entry));
         Ok(Box::new(iter))
+    }
+
+    fn tombstone(&self, seqs: &[u64], why: &str, exact_from: u64) -> StoreResult<u64> {
+        self.tombstone_blocking(seqs, why, exact_from)
+    }
+
+    fn compaction_mark(&self) -> StoreResult<CompactionMark> {
+        match self.sled(self.inner.trees.meta.get(journal::META_COMPACTION))? {
+            Some(b) => codec::decode(&b, "tree meta: compaction"),
+            None => Ok(CompactionMark::default()),
+        }
     }
 
     fn subscribe(&self) -> watch::Receiver<u64> {
@@ -411,7 +484,10 @@ impl EventStore for SledStore {
                     path: "tree log".into(),
                     detail: "a key is not 8 bytes".into(),
                 })?;
-                let body = self.body_of(&Recorded::decode(seq, &v)?.event)?;
+                let body = match Entry::decode(seq, &v)? {
+                    Entry::Event(rec) => self.body_of(&rec.event)?,
+                    Entry::Tombstone(_) => None,
+                };
                 Ok(RawEntry {
                     seq,
                     envelope: v.to_vec(),
@@ -499,7 +575,7 @@ impl EventStore for SledStore {
 }
 
 /// Bytes under a directory.
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };

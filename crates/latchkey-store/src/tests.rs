@@ -621,3 +621,127 @@ fn an_erased_secret_is_gone_from_every_file_while_a_live_one_is_found() {
     assert!(has([0xA1; 32]), "control: a live secret is found");
     assert!(!has([0xB2; 32]), "the erased secret is still on disk");
 }
+
+/// Two streams interleaved: a = seqs 1, 3, 5 (v1..v3), b = seqs 2, 4, 6 (v1..v3).
+fn interleaved(store: &SledStore) -> (StreamId, StreamId) {
+    let (a, b) = (user_stream(), user_stream());
+    for i in 0..3u64 {
+        for s in [&a, &b] {
+            store
+                .append_blocking(req(s, ExpectedVersion::Exact(i), vec![disabled(i as i64)]))
+                .unwrap();
+        }
+    }
+    (a, b)
+}
+
+#[test]
+fn tombstones_keep_seqs_versions_and_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, b) = interleaved(&store);
+    let dropped = store.log_tree().get(codec::u64_key(3)).unwrap().unwrap();
+    let chain_before = store.chain_head().unwrap();
+
+    // seq 3 (a v2) and seq 6 (b v3, the log's last entry); 3 again is skipped.
+    assert_eq!(store.tombstone(&[3, 6, 3], "test", 7).unwrap(), 2);
+    assert_eq!(store.tombstone(&[3], "test", 0).unwrap(), 0);
+    assert!(store.tombstone(&[7], "test", 0).is_err(), "past the head");
+    let mark = store.compaction_mark().unwrap();
+    assert_eq!((mark.exact_from, mark.dropped.get("test")), (7, Some(&2)));
+
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!((report.events, report.tombstones), (6, 2));
+    assert_eq!(store.chain_head().unwrap(), chain_before);
+
+    let live: Vec<u64> = store
+        .read_all(1)
+        .unwrap()
+        .map(|r| r.unwrap().seq())
+        .collect();
+    assert_eq!(live, vec![1, 2, 4, 5]);
+    let a_versions: Vec<u64> = store
+        .read_stream(&a, 1)
+        .unwrap()
+        .map(|r| r.unwrap().envelope.version)
+        .collect();
+    assert_eq!(a_versions, vec![1, 3]);
+    // The head still counts dropped versions, so the next append takes version 4.
+    assert_eq!(store.stream_head(&b).unwrap(), (3, 6));
+    store
+        .append_blocking(req(&b, ExpectedVersion::Exact(3), vec![disabled(9)]))
+        .unwrap();
+
+    let entries: Vec<Entry> = store.read_log(1).unwrap().map(|r| r.unwrap()).collect();
+    assert_eq!(entries.len(), 7);
+    match &entries[2] {
+        Entry::Tombstone(t) => {
+            assert_eq!((t.seq, t.version, &t.stream), (3, 2, &a));
+            assert_eq!(t.hash, envelope::hash(&dropped));
+            assert_eq!(t.event_type, "user.disabled");
+        }
+        other => panic!("seq 3 is not a tombstone: {other:?}"),
+    }
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.head, 7);
+}
+
+#[test]
+fn verify_finds_a_tombstone_that_lies_about_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    interleaved(&store);
+    store.tombstone(&[4], "test", 0).unwrap();
+    let key = codec::u64_key(4);
+    let bytes = store.log_tree().get(key).unwrap().unwrap();
+    let mut t: Tombstone = codec::decode(&bytes, "test").unwrap();
+    t.hash[0] ^= 1;
+    store
+        .log_tree()
+        .insert(key, codec::encode(&t).unwrap())
+        .unwrap();
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(!report.ok());
+    assert_eq!(report.problems[0].seq, Some(4), "{:?}", report.problems);
+}
+
+#[test]
+fn a_compacted_log_exports_and_imports_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (a, _) = interleaved(&store);
+    store.tombstone(&[1, 2, 5], "test", 0).unwrap();
+    let raw: Vec<RawEntry> = store.read_raw(1).unwrap().map(Result::unwrap).collect();
+    assert_eq!(raw.len(), 6);
+
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = open(copy_dir.path());
+    let mut it = raw.clone().into_iter().map(Ok);
+    assert_eq!(copy.import_envelopes(&mut it, &mut |_| {}).unwrap(), 6);
+    let report = verify(&copy, &mut |_| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.tombstones, 3);
+    assert_eq!(
+        copy.compaction_mark().unwrap().dropped.get("test"),
+        Some(&3)
+    );
+    assert_eq!(copy.chain_head().unwrap(), store.chain_head().unwrap());
+    assert_eq!(
+        copy.stream_head(&a).unwrap(),
+        store.stream_head(&a).unwrap()
+    );
+    let copied: Vec<RawEntry> = copy.read_raw(1).unwrap().map(Result::unwrap).collect();
+    assert_eq!(copied, raw);
+
+    // A tombstone whose hash was altered breaks the import.
+    let mut bad = raw;
+    let mut t: Tombstone = codec::decode(&bad[1].envelope, "test").unwrap();
+    t.hash[5] ^= 1;
+    bad[1].envelope = codec::encode(&t).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let other = open(other.path());
+    let mut it = bad.into_iter().map(Ok);
+    assert!(other.import_envelopes(&mut it, &mut |_| {}).is_err());
+}

@@ -1,9 +1,14 @@
 //! The consistency check behind `latchkey admin verify`: hash chain, contiguous seqs,
 //! stream versions and index, every payload decodes, every detached message body still
 //! stored matches the hash its envelope holds, and read-model checkpoints <= head.
+//!
+//! A tombstone stands in for its dropped envelope: its `prev_hash` must link to the entry
+//! before, the next entry's `prev_hash` must equal the hash it keeps, it takes its
+//! stream's next version, and no stream index entry points at it. So the chain is proven
+//! across every gap compaction leaves.
 
 use crate::codec::key_u64;
-use crate::envelope::{self, Envelope};
+use crate::envelope::{self, Envelope, Tombstone};
 use crate::error::StoreResult;
 use crate::projection;
 use crate::sled_store::{stream_key, SledStore, Trees};
@@ -22,8 +27,10 @@ pub struct Problem {
 /// The outcome of a verification.
 #[derive(Clone, Debug, Default)]
 pub struct VerifyReport {
-    /// Events read.
+    /// Log entries read (live events and tombstones).
     pub events: u64,
+    /// Of those, tombstones.
+    pub tombstones: u64,
     /// Distinct streams seen.
     pub streams: u64,
     /// The last seq.
@@ -68,6 +75,10 @@ impl Walk<'_> {
             );
         }
         self.expected_seq = seq + 1;
+        if envelope::is_tombstone(bytes) {
+            self.tombstone(seq, bytes);
+            return;
+        }
         let hash = envelope::hash(bytes);
         let env = match crate::codec::decode::<Envelope>(bytes, &format!("log seq {seq}")) {
             Ok(env) => env,
@@ -77,19 +88,71 @@ impl Walk<'_> {
                 return;
             }
         };
-        let prev_hash = self.prev.map(|(_, h)| h).unwrap_or(envelope::GENESIS);
-        if env.prev_hash != prev_hash {
-            let (at, message) = match self.prev {
-                Some((p, _)) => (
-                    p,
-                    format!("hash chain breaks at seq {p}: its stored bytes do not match the prev_hash recorded by seq {seq}"),
-                ),
-                None => (seq, format!("hash chain breaks at seq {seq}: the first envelope's prev_hash is not zero")),
-            };
-            self.problem(Some(at), message);
-        }
+        self.link(seq, env.prev_hash);
         self.prev = Some((seq, hash));
         self.envelope(seq, &env);
+    }
+
+    /// Checks that an entry's `prev_hash` is the link the entry before left.
+    fn link(&mut self, seq: u64, prev_hash: [u8; 32]) {
+        if prev_hash == self.prev.map(|(_, h)| h).unwrap_or(envelope::GENESIS) {
+            return;
+        }
+        let (at, message) = match self.prev {
+            Some((p, _)) => (
+                p,
+                format!("hash chain breaks at seq {p}: its stored bytes do not match the prev_hash recorded by seq {seq}"),
+            ),
+            None => (seq, format!("hash chain breaks at seq {seq}: the first envelope's prev_hash is not zero")),
+        };
+        self.problem(Some(at), message);
+    }
+
+    /// Checks a tombstone: its seq, its link to the entry before, its stream version, and
+    /// that no stream index entry still points at it. Its kept hash is the next link.
+    fn tombstone(&mut self, seq: u64, bytes: &[u8]) {
+        self.report.tombstones += 1;
+        let t = match crate::codec::decode::<Tombstone>(bytes, &format!("log seq {seq}")) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(Some(seq), format!("tombstone does not decode: {e}"));
+                self.prev = Some((seq, envelope::hash(bytes)));
+                return;
+            }
+        };
+        if t.seq != seq {
+            self.problem(
+                Some(seq),
+                format!("tombstone says seq {} under key {seq}", t.seq),
+            );
+        }
+        self.link(seq, t.prev_hash);
+        self.prev = Some((seq, t.hash));
+        self.version(seq, &t.stream.0, t.version);
+        if let Ok(Some(v)) = self.trees.streams.get(stream_key(&t.stream, t.version)) {
+            if key_u64(&v) == Some(seq) {
+                self.problem(
+                    Some(seq),
+                    format!(
+                        "stream index of {} v{} still points at tombstoned seq {seq}",
+                        t.stream, t.version
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Records a stream's next version, which must follow the last one seen.
+    fn version(&mut self, seq: u64, stream: &str, version: u64) {
+        let head = self.streams.entry(stream.to_string()).or_insert((0, 0));
+        let last = head.0;
+        *head = (version, seq);
+        if version != last + 1 {
+            self.problem(
+                Some(seq),
+                format!("stream {stream} jumps from version {last} to {version}"),
+            );
+        }
     }
 
     /// Checks an envelope's seq, payload, stream version and stream index entry.
@@ -112,18 +175,7 @@ impl Walk<'_> {
             Ok(ev) => self.body(seq, &ev),
             Err(e) => self.problem(Some(seq), format!("payload does not decode: {e}")),
         }
-        let head = self.streams.entry(env.stream.0.clone()).or_insert((0, 0));
-        let last = head.0;
-        *head = (env.version, seq);
-        if env.version != last + 1 {
-            self.problem(
-                Some(seq),
-                format!(
-                    "stream {} jumps from version {last} to {}",
-                    env.stream, env.version
-                ),
-            );
-        }
+        self.version(seq, &env.stream.0, env.version);
         match self.trees.streams.get(stream_key(&env.stream, env.version)) {
             Ok(Some(v)) if key_u64(&v) == Some(seq) => {}
             _ => self.problem(

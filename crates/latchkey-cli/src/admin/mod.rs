@@ -89,6 +89,9 @@ pub enum AdminCommand {
     Backup(BackupArgs),
     /// Events by type, streams, size on disk, tokens.
     Stats,
+    /// Drop terminal pairings and superseded token uses that ended before a time, leaving
+    /// tombstones, then give the freed space back to the disk (offline).
+    Compact(CompactArgs),
     /// Add, disable or enable users, or erase their messages.
     User {
         #[command(subcommand)]
@@ -130,6 +133,26 @@ pub struct ReplayArgs {
     /// Where to build the read models (must not exist or be empty); a temp dir otherwise.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `compact` arguments.
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// Drop what ended before this time (RFC 3339; a future time means now). Default:
+    /// now minus --retain-pairings.
+    #[arg(long)]
+    pub before: Option<String>,
+    /// The retention window used when --before is not given (e.g. 30d, 12h).
+    #[arg(
+        long,
+        env = "LATCHKEY_RETAIN_PAIRINGS",
+        default_value = "30d",
+        value_parser = crate::serve::parse_retention
+    )]
+    pub retain_pairings: crate::serve::Retention,
+    /// Leave the freed space inside sled's files (for reuse) instead of rewriting them.
+    #[arg(long)]
+    pub no_reclaim: bool,
 }
 
 /// `state` subjects.

@@ -1,7 +1,10 @@
 //! The offline form: every command on a stopped server's data dir. Read-only commands
 //! treat a missing data dir as an empty log; `user add` and `import` create it.
 
-use super::{print, AdminCommand, ExportArgs, LogArgs, ReplayArgs, StateWhat, TokenWhat, UserWhat};
+use super::{
+    print, AdminCommand, CompactArgs, ExportArgs, LogArgs, ReplayArgs, StateWhat, TokenWhat,
+    UserWhat,
+};
 use crate::output::Walk;
 use anyhow::{bail, Context};
 use latchkey_actors::clock;
@@ -100,6 +103,7 @@ pub fn run(dir: &Path, as_json: bool, cmd: AdminCommand) -> anyhow::Result<ExitC
             "backup reads a running server (--server URL --token-file F); \
              with the server stopped, use export"
         ),
+        AdminCommand::Compact(a) => compact(dir, need(open(dir)?, dir)?, &a, as_json)?,
         AdminCommand::User { what } => user(dir, what, as_json)?,
         AdminCommand::Token {
             what: TokenWhat::Revoke { token_id },
@@ -158,7 +162,7 @@ fn log(store: Option<Store>, a: &LogArgs, as_json: bool) -> anyhow::Result<()> {
         limit: None,
     };
     read::walk_log(store.as_ref(), &q, usize::MAX, |r| {
-        print::log_entry(&read::log_entry(r), as_json)
+        print::log_entry(&read::any_entry(r), as_json)
     })?;
     Ok(())
 }
@@ -192,6 +196,56 @@ fn replay(store: Store, a: &ReplayArgs, as_json: bool) -> anyhow::Result<()> {
         eprintln!("read models as of seq {to} are in {}", out.display());
     }
     print::stats(&doc, as_json);
+    Ok(())
+}
+
+/// Compacts, closes the store, then rewrites the sled database to give the space back.
+fn compact(dir: &Path, store: Store, a: &CompactArgs, as_json: bool) -> anyhow::Result<()> {
+    let now = clock::now();
+    let before = match (time_arg(a.before.as_deref())?, a.retain_pairings.0) {
+        (Some(t), _) => t.min(now),
+        (None, Some(window)) => latchkey_domain::Timestamp(now.0 - window.as_millis() as i64),
+        (None, None) => bail!("--retain-pairings is off: give --before TIME"),
+    };
+    let walk = Walk::new("compacted", store.head());
+    let done = latchkey_actors::compactor::compact(store.as_ref(), before, &mut |s| walk.at(s))?;
+    walk.finish(done.scanned);
+    let size_compacted = store.size_on_disk();
+    drop(store);
+    let reclaimed = if a.no_reclaim {
+        None
+    } else {
+        let walk = Walk::new("rewrote", 0);
+        let r = latchkey_store::reclaim::rewrite(dir, &mut |n| walk.at(n))?;
+        walk.finish(r.entries);
+        Some(r)
+    };
+    let doc = serde_json::json!({
+        "before": latchkey_admin::json::rfc3339(before),
+        "scanned": done.scanned,
+        "dropped": {
+            "pairing_streams": done.pairing_streams,
+            "pairing": done.pairing_events,
+            "token_used": done.token_used,
+        },
+        "exact_from_seq": done.exact_from,
+        "size_before": reclaimed.map_or(size_compacted, |r| r.before),
+        "size_after": reclaimed.map_or(size_compacted, |r| r.after),
+    });
+    if as_json {
+        print::json(&doc);
+    } else {
+        println!("before         {}", latchkey_admin::json::rfc3339(before));
+        println!(
+            "dropped        {} pairing streams ({} events), {} token uses",
+            done.pairing_streams, done.pairing_events, done.token_used
+        );
+        println!("exact from     seq {}", done.exact_from);
+        match reclaimed {
+            Some(r) => println!("size on disk   {} -> {} bytes", r.before, r.after),
+            None => println!("size on disk   {size_compacted} bytes (not reclaimed)"),
+        }
+    }
     Ok(())
 }
 

@@ -116,6 +116,7 @@ pub fn run(
         AdminCommand::Replay(_)
         | AdminCommand::Rebuild
         | AdminCommand::Export(_)
+        | AdminCommand::Compact(_)
         | AdminCommand::Import { .. } => {
             bail!("this command rewrites or copies the data dir: stop the server and run it with --data-dir")
         }

@@ -23,21 +23,26 @@ pub fn log_header() {
     );
 }
 
-/// One log entry, as a table row or a JSON line.
+/// One log entry, as a table row or a JSON line. A tombstone's row ends with the dropped
+/// event's hash instead of an actor.
 pub fn log_entry(e: &LogEntry, as_json: bool) {
     if as_json {
         json(e);
-    } else {
-        println!(
-            "{:>8}  {:<24}  {:<44}  {:>4}  {:<18}  {}",
-            e.seq,
-            e.recorded_at,
-            p(&e.stream),
-            e.version,
-            p(&e.event_type),
-            p(&e.actor)
-        );
+        return;
     }
+    let last = match e.data.get("hash").and_then(|h| h.as_str()) {
+        Some(hash) if e.event_type == "tombstone" => format!("hash {hash}"),
+        _ => e.actor.clone(),
+    };
+    println!(
+        "{:>8}  {:<24}  {:<44}  {:>4}  {:<18}  {}",
+        e.seq,
+        e.recorded_at,
+        p(&e.stream),
+        e.version,
+        p(&e.event_type),
+        p(&last)
+    );
 }
 
 /// Stats.
@@ -107,6 +112,15 @@ pub fn state(d: &StateDoc, as_json: bool) {
         if u.admin { ", admin" } else { "" },
         if u.disabled { ", DISABLED" } else { "" }
     );
+    if let Some(c) = &d.compacted {
+        let dropped: Vec<String> = c.dropped.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "compacted: events before seq {} were dropped ({}); facts they held (sign-in \
+             pairings, earlier token uses) are missing from this state",
+            c.before_seq,
+            dropped.join(", ")
+        );
+    }
     println!("keys");
     for k in &d.keys {
         println!(
