@@ -20,6 +20,8 @@
 //!   see it, by membership; closes revoked credentials' connections.
 //! - `sweeper`: emits `ChallengeExpired`, `DeviceAuthorizationExpired` and `TokenExpired`
 //!   for what has lapsed.
+//! - `erasure`: a legacy message's deletion tombstones its post, whose envelope holds
+//!   the body.
 //! - `compactor`: compaction over the store (the domain's drop rule, tombstones in
 //!   chunks) and the server's schedule for it, run by the sweeper.
 //! - `core`: `Core`: start-up, shutdown, registries, clock, `wait_applied`.
@@ -55,6 +57,7 @@ pub mod credentials;
 pub mod device;
 pub mod devicemodel;
 pub mod entity;
+pub mod erasure;
 pub mod error;
 pub mod hub;
 pub mod kind;

@@ -255,7 +255,9 @@ impl RoomsProjection {
         )
     }
 
-    /// A deleted message keeps its row (its seq, sender and audience) without its body.
+    /// A deleted message keeps its row (its seq, sender and audience) without its body. A
+    /// legacy post (body inline) loses its row and index: its envelope becomes a
+    /// tombstone (`crate::erasure`), which a rebuild skips, so both paths agree.
     fn forget_body(rm: &mut ReadModelWriter<'_>, room: RoomId, id: MessageId) -> StoreResult<()> {
         let Some(seq) = rm
             .get(&message_index_key(room, id))?
@@ -268,6 +270,10 @@ impl RoomsProjection {
             return Ok(());
         };
         let mut row: MessageRow = codec::decode(&bytes, "message row")?;
+        if let RowBody::Inline(_) = row.body {
+            rm.remove(message_key(room, seq))?;
+            return rm.remove(message_index_key(room, id));
+        }
         row.body = RowBody::Deleted;
         rm.insert(message_key(room, seq), codec::encode(&row)?)
     }
@@ -318,6 +324,15 @@ impl Rooms {
             }
         }
         Ok(out)
+    }
+
+    /// The seq of a message's post in `room`, from the id index.
+    pub fn message_seq(&self, room: RoomId, id: MessageId) -> StoreResult<Option<u64>> {
+        Ok(self
+            .model
+            .get(&message_index_key(room, id))?
+            .as_deref()
+            .and_then(seq_of))
     }
 
     /// Whether a user is a member now.

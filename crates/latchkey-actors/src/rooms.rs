@@ -5,6 +5,7 @@
 
 use crate::auth::Auth;
 use crate::core::Core;
+use crate::erasure;
 use crate::error::CoreError;
 pub use crate::roommodel::HistoryPage;
 use crate::roommodel::{self, RoomRow, RowBody, MAX_SCAN};
@@ -185,12 +186,35 @@ impl Core {
         if self.store().stream_head(&room.stream())?.0 == 0 {
             return Err(CoreError::NotFound("no such room"));
         }
+        let legacy = erasure::legacy_post(
+            self.store().as_ref(),
+            self.models().rooms(),
+            room,
+            message_id,
+        )?;
         let cmd = RoomCommand::Delete {
             message_id,
             by: auth.user_id,
             now: self.now(),
         };
-        self.room_command(auth, room, cmd).await.map(|_| ())
+        let (events, _) = self.room_command(auth, room, cmd).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.drop_legacy_bodies(legacy.into_iter().collect()).await
+    }
+
+    /// Tombstones legacy posts whose deletions are in the log (see `erasure`), on the
+    /// blocking pool: the tombstone waits for the journal thread.
+    async fn drop_legacy_bodies(&self, seqs: Vec<u64>) -> Result<(), CoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let store = self.store().clone();
+        tokio::task::spawn_blocking(move || erasure::drop_legacy_bodies(store.as_ref(), &seqs))
+            .await
+            .map_err(|e| CoreError::Internal(format!("the erasure thread failed: {e}")))??;
+        Ok(())
     }
 
     /// An admin erases every message `user` sent, in every room they were ever a member
@@ -204,6 +228,7 @@ impl Core {
         let rooms = self.models().rooms().rooms_ever(user)?;
         let (mut erased, mut seq) = (0u64, 0u64);
         for room in rooms {
+            let legacy = erasure::legacy_posts_by(self.store().as_ref(), room, user)?;
             let cmd = RoomCommand::EraseSender {
                 user_id: user,
                 by: Some(admin),
@@ -216,6 +241,7 @@ impl Core {
             self.wait_applied(out.last_seq).await?;
             erased += out.events.len() as u64;
             seq = seq.max(out.last_seq);
+            self.drop_legacy_bodies(legacy).await?;
         }
         Ok((erased, seq))
     }

@@ -66,28 +66,7 @@ impl SledStore {
             let mut entry = Entry::decode(expected, &bytes)?;
             let seq = entry.seq();
             check(&entry, expected, chain, &mut heads)?;
-            chain = match &mut entry {
-                Entry::Event(rec) => {
-                    if let Some(w) = import_body(rec, body, &trees.bodies)? {
-                        w.write_key(self.keys())?;
-                        w.add_to(&mut bodies);
-                    }
-                    envelope::hash(&bytes)
-                }
-                Entry::Tombstone(t) => {
-                    if body.is_some() {
-                        return Err(StoreError::Corruption {
-                            path: "import".into(),
-                            detail: format!("seq {seq} is a tombstone but carries a body"),
-                        });
-                    }
-                    // What the original's mark said is not exported: the import assumes
-                    // the least, that states before the last tombstone may lack facts.
-                    mark.exact_from = seq;
-                    *mark.dropped.entry(t.why.clone()).or_default() += 1;
-                    t.hash
-                }
-            };
+            chain = self.link(&mut entry, &bytes, body, &mut mark, &mut bodies)?;
             log.insert(&u64_key(seq), bytes.as_slice());
             if let Entry::Event(_) = entry {
                 streams.insert(stream_key(entry.stream(), entry.version()), &u64_key(seq));
@@ -101,9 +80,59 @@ impl SledStore {
             }
         }
         flush(&mut log, &mut streams, &mut bodies)?;
+        self.write_heads(&heads, chain, &mark)?;
+        self.sync_all()?;
+        let written = expected - 1;
+        self.publish_head(written);
+        Ok(written)
+    }
+
+    /// Takes one checked entry into the import: a live event's detached body (its key
+    /// written now, its record into `bodies`), a tombstone's count into `mark`. Returns the
+    /// hash the next entry must link to.
+    fn link(
+        &self,
+        entry: &mut Entry,
+        bytes: &[u8],
+        body: Option<latchkey_domain::MessageBody>,
+        mark: &mut CompactionMark,
+        bodies: &mut sled::Batch,
+    ) -> StoreResult<[u8; 32]> {
+        match entry {
+            Entry::Event(rec) => {
+                if let Some(w) = import_body(rec, body, &self.trees().bodies)? {
+                    w.write_key(self.keys())?;
+                    w.add_to(bodies);
+                }
+                Ok(envelope::hash(bytes))
+            }
+            Entry::Tombstone(t) => {
+                if body.is_some() {
+                    return Err(StoreError::Corruption {
+                        path: "import".into(),
+                        detail: format!("seq {} is a tombstone but carries a body", t.seq),
+                    });
+                }
+                // What the original's mark said is not exported: the import assumes the
+                // least, that states before the last tombstone may lack facts.
+                mark.exact_from = t.seq;
+                *mark.dropped.entry(t.why.clone()).or_default() += 1;
+                Ok(t.hash)
+            }
+        }
+    }
+
+    /// Writes the imported streams' heads, the chain head and the compaction mark.
+    fn write_heads(
+        &self,
+        heads: &HashMap<String, (u64, u64)>,
+        chain: [u8; 32],
+        mark: &CompactionMark,
+    ) -> StoreResult<()> {
+        let trees = self.trees();
         let map = |e| StoreError::from_sled(e, self.dir());
         let mut hb = sled::Batch::default();
-        for (stream, (version, seq)) in &heads {
+        for (stream, (version, seq)) in heads {
             hb.insert(stream.as_bytes(), &encode_head(*version, *seq));
         }
         trees.heads.apply_batch(hb).map_err(map)?;
@@ -111,16 +140,13 @@ impl SledStore {
             .meta
             .insert(META_CHAIN_HEAD, &chain[..])
             .map_err(map)?;
-        if mark != CompactionMark::default() {
+        if *mark != CompactionMark::default() {
             trees
                 .meta
-                .insert(META_COMPACTION, codec::encode(&mark)?)
+                .insert(META_COMPACTION, codec::encode(mark)?)
                 .map_err(map)?;
         }
-        self.sync_all()?;
-        let written = expected - 1;
-        self.publish_head(written);
-        Ok(written)
+        Ok(())
     }
 }
 
