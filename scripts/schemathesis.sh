@@ -10,7 +10,8 @@
 #   SECONDS        time budget of the run (default 120; scripts/test.sh's bounded run)
 #   MAX_EXAMPLES   cases per operation and phase (default 30)
 # The server runs with --no-rate-limit: with limits on, most cases would only see 429.
-# LATCHKEY_BIN picks the binary (default target/debug/latchkey, built when missing).
+# LATCHKEY_BIN picks the binary (default target/debug/latchkey, built when missing);
+# ST_CHECKS replaces the list of checks (e.g. `all`) for exploring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,7 +75,7 @@ set +e
 "$venv/bin/st" run proto-docs/openapi.json \
   --url "$url" \
   -H "Authorization: Bearer $token" \
-  --checks not_a_server_error,response_schema_conformance \
+  --checks "${ST_CHECKS:-not_a_server_error,response_schema_conformance}" \
   --max-examples "$max_examples" \
   --max-time "$seconds" \
   --workers 2 \
@@ -86,6 +87,11 @@ set +e
   --output-sanitize true
 status=$?
 set -e
+
+# What the server answered, by status (so a run of nothing but 401s would show).
+echo "server answers by status:"
+jq -rR 'fromjson? | select(.target == "latchkey::access") | .fields.status' "$work/server.log" \
+  | sort | uniq -c | sort -rn | awk '{printf "  %s x%s\n", $2, $1}'
 
 # A panic inside a handler can be caught by actix and answered without a 5xx; the log
 # tells.
