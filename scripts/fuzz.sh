@@ -9,7 +9,8 @@
 #   SECONDS_PER_TARGET  default 600; also the schemathesis budget
 #   TARGET              default: every target (sshsig token challenge codec ws_frame
 #                       device_form)
-# FUZZ_SKIP_SCHEMATHESIS=1 runs only the afl targets.
+# FUZZ_SKIP_SCHEMATHESIS=1 runs only the afl targets; FUZZ_NO_BUILD=1 reuses the driver
+# already built.
 # A crash input is left in target/fuzz/<target>/default/crashes/: fix the bug, then copy
 # the input into crates/latchkey-fuzz/corpus/<target>/ so `cargo test` replays it.
 set -euo pipefail
@@ -35,9 +36,11 @@ fi
 
 # Instrumented builds get their own target dir, so they never invalidate the normal one.
 export CARGO_TARGET_DIR="$PWD/target/afl"
-echo "== cargo afl build"
-cargo afl build --release --locked -p latchkey-fuzz --features afl
 driver="$CARGO_TARGET_DIR/release/latchkey-fuzz"
+if [ "${FUZZ_NO_BUILD:-0}" != 1 ] || [ ! -x "$driver" ]; then
+  echo "== cargo afl build"
+  cargo afl build --release --locked -p latchkey-fuzz --features afl
+fi
 
 # No frequency scaling or core dump pattern to set on a shared machine; no CPU pinning
 # (other work shares the cores); no curses UI.
