@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints, then every test (unit, given/when/then,
-# property, black-box and crash tests). Called by .ci/run; run it before every commit.
+# property, black-box and crash tests, the fuzz corpora's replay) and a bounded
+# Schemathesis run. Called by .ci/run; run it before every commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,8 @@ command -v jq >/dev/null 2>&1 || missing+=(jq)
 # chromedriver (package chromium-driver).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# Schemathesis (scripts/schemathesis.sh) is installed from PyPI into a virtualenv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3 python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
@@ -31,3 +34,8 @@ export LATCHKEY_BIN="$PWD/target/debug/latchkey"
 
 echo "== tests"
 cargo test --workspace --locked
+
+# The bounded schema-driven run (the long one is scripts/fuzz.sh): zero 5xx, zero
+# responses outside their declared schema, zero panics.
+echo "== schemathesis (bounded)"
+scripts/schemathesis.sh 120 30

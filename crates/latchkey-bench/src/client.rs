@@ -13,6 +13,7 @@ use std::time::Duration;
 pub const NAMESPACE: &str = "latchkey-auth";
 
 /// A key pair a benchmark user signs in with.
+#[derive(Clone)]
 pub struct Identity {
     key: PrivateKey,
     public: String,
@@ -160,4 +161,70 @@ pub fn logout(agent: &ureq::Agent, url: &str, token: &str) -> anyhow::Result<()>
         .set("Authorization", &bearer(token))
         .call()?;
     Ok(())
+}
+
+/// Posts a message and returns the acknowledgement: the message id and its seq.
+pub fn post_message_acked(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    room: &str,
+    body: &str,
+) -> anyhow::Result<latchkey_proto::PostMessageResponse> {
+    Ok(agent
+        .post(&format!("{url}/api/native/rooms/{room}/messages"))
+        .set("Authorization", &bearer(token))
+        .send_json(PostMessageRequest {
+            body: body.into(),
+            target_user_ids: None,
+            reply_to: None,
+        })?
+        .into_json()?)
+}
+
+/// Creates a room of the given visibility; its id.
+pub fn create_room_with(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    name: &str,
+    visibility: latchkey_proto::RoomVisibility,
+) -> anyhow::Result<String> {
+    let room: RoomInfo = agent
+        .post(&format!("{url}/api/native/rooms"))
+        .set("Authorization", &bearer(token))
+        .send_json(CreateRoomRequest {
+            name: name.into(),
+            visibility,
+        })?
+        .into_json()?;
+    Ok(room.id)
+}
+
+/// Joins a public room.
+pub fn join_room(agent: &ureq::Agent, url: &str, token: &str, room: &str) -> anyhow::Result<()> {
+    agent
+        .post(&format!("{url}/api/native/rooms/{room}/join"))
+        .set("Authorization", &bearer(token))
+        .call()?;
+    Ok(())
+}
+
+/// The newest message of the room at or below `seq` that the token may see, if any.
+pub fn message_at_or_below(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    room: &str,
+    seq: u64,
+) -> anyhow::Result<Option<latchkey_proto::Message>> {
+    let history: latchkey_proto::History = agent
+        .get(&format!(
+            "{url}/api/native/rooms/{room}/messages?before={}&limit=1",
+            seq + 1
+        ))
+        .set("Authorization", &bearer(token))
+        .call()?
+        .into_json()?;
+    Ok(history.messages.into_iter().next())
 }

@@ -12,6 +12,9 @@
 //! - `fanout`: WebSocket fanout to C connections, latchkey (`fanout::ours`) vs nats-server
 //!   over WebSocket (`fanout::nats`), same shape and schedule (`fanout`).
 //! - `revoke`: from `DELETE /api/native/token` to the WS 4001 close and to the next 401.
+//! - `crash`, `soak`: checks rather than figures (`scripts/crash.sh`, `scripts/soak.sh`):
+//!   `kill -9` rounds under mixed load with every acknowledged write checked, and a steady
+//!   load with WebSocket churn bounded in RSS growth and fds.
 //! - `client`: the HTTP calls a user makes (sign-in with an in-process SSH key, rooms, posts).
 //! - `server`: starts a real `latchkey serve` on a loopback port; finds other programs.
 //! - `report`: the table (figure, ours, reference, ratio), notes, and `results.md`.
@@ -23,6 +26,7 @@ mod append;
 mod authed;
 mod chart;
 mod client;
+mod crash;
 mod fanout;
 mod login;
 mod machine;
@@ -30,6 +34,7 @@ mod replay;
 mod report;
 mod revoke;
 mod server;
+mod soak;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -101,6 +106,38 @@ enum Scenario {
     FanoutPeer,
     /// Time from token revocation to the WS 4001 close and to the next 401.
     Revoke,
+    /// Not a figure: kill -9 rounds under mixed load; every acknowledged write must
+    /// survive, `admin verify` pass and `admin rebuild` find the read models identical.
+    Crash {
+        /// Kill -9 rounds.
+        #[arg(long, default_value_t = 100)]
+        rounds: usize,
+        /// Concurrent load threads.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// A clean stop and `admin rebuild` every this many rounds (and after the last).
+        #[arg(long, default_value_t = 10)]
+        rebuild_every: usize,
+    },
+    /// Not a figure: steady mixed load with WebSocket churn; RSS, fds and p99 each minute,
+    /// failing on RSS growth over 10% after the warm-up or on an fd leak.
+    Soak {
+        /// Length of the run, in minutes.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Warm-up minutes before the RSS baseline (default: 2, or 1 for short runs).
+        #[arg(long)]
+        warmup: Option<u64>,
+        /// HTTP requests per second, over all workers.
+        #[arg(long, default_value_t = 60)]
+        rate: u64,
+        /// Long-lived WebSocket connections receiving the fanout.
+        #[arg(long, default_value_t = 16)]
+        ws_pool: usize,
+        /// WebSocket connect/subscribe/close cycles per second.
+        #[arg(long, default_value_t = 4)]
+        ws_churn: u64,
+    },
 }
 
 /// The sizes of a run, with the quick/full defaults applied.
@@ -143,6 +180,7 @@ fn run_one(scenario: Scenario, cli: &Cli, s: &Settings, report: &mut Report) -> 
         Scenario::Fanout { no_peer } => fanout::run(s.shape, &bin()?, !no_peer, report),
         Scenario::FanoutPeer => fanout::run_peer_only(s.shape, report),
         Scenario::Revoke => revoke::run(s.revocations, &bin()?, report),
+        Scenario::Crash { .. } | Scenario::Soak { .. } => Ok(()),
     }
 }
 
@@ -162,8 +200,49 @@ fn recorded_args() -> Vec<String> {
     out
 }
 
+/// Runs `crash` or `soak`, the checks that report no figures; false for the others.
+fn run_check(cli: &Cli) -> anyhow::Result<bool> {
+    let bin = || server::latchkey_bin(cli.bin.clone());
+    match cli.scenario {
+        Scenario::Crash {
+            rounds,
+            workers,
+            rebuild_every,
+        } => crash::run(
+            crash::Options {
+                rounds,
+                workers,
+                rebuild_every,
+            },
+            &bin()?,
+        )?,
+        Scenario::Soak {
+            minutes,
+            warmup,
+            rate,
+            ws_pool,
+            ws_churn,
+        } => soak::run(
+            soak::Options {
+                minutes,
+                warmup: warmup.unwrap_or(if minutes >= 10 { 2 } else { 1 }),
+                rate: rate as f64,
+                ws_pool,
+                ws_churn: ws_churn as f64,
+            },
+            &bin()?,
+        )?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    raise_fd_limit();
+    if run_check(&cli)? {
+        return Ok(());
+    }
     let settings = Settings::from(&cli);
     let machine = machine::Machine::detect();
     let fds = raise_fd_limit();

@@ -57,8 +57,7 @@ async fn method_not_allowed() -> HttpResponse {
     OAuthFailure::method_not_allowed().response()
 }
 
-/// Reads a body of at most 64 KiB and parses it as form-encoded or JSON, by its
-/// Content-Type (JSON when none is given and it starts with `{`).
+/// Reads a body of at most 64 KiB and parses it with [`parse_body`].
 async fn read_body<T: DeserializeOwned>(
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -75,14 +74,23 @@ async fn read_body<T: DeserializeOwned>(
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
+        .and_then(|v| v.to_str().ok());
+    parse_body(content_type, &body)
+}
+
+/// Parses a device-flow body as form-encoded or JSON, by its Content-Type header value
+/// (JSON when none is given and it starts with `{`). Pure, so the fuzz targets call it.
+pub fn parse_body<T: DeserializeOwned>(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<T, OAuthFailure> {
+    let content_type = content_type.map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     let json = match content_type.as_deref() {
         Some("application/x-www-form-urlencoded") => false,
         Some("application/json") => true,
@@ -94,15 +102,15 @@ async fn read_body<T: DeserializeOwned>(
         }
     };
     if json {
-        serde_json::from_slice(&body).map_err(|_| {
+        serde_json::from_slice(body).map_err(|_| {
             OAuthFailure::invalid_request("the body is not a valid JSON object of strings")
         })
-    } else if !form_is_utf8(&body) {
+    } else if !form_is_utf8(body) {
         Err(OAuthFailure::invalid_request(
             "form parameters must be percent-encoded UTF-8",
         ))
     } else {
-        serde_urlencoded::from_bytes(&body).map_err(|_| {
+        serde_urlencoded::from_bytes(body).map_err(|_| {
             OAuthFailure::invalid_request(
                 "the body is not valid form data (each parameter at most once)",
             )
