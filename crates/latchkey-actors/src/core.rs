@@ -18,7 +18,11 @@ use latchkey_store::projection::{Projector, ProjectorHandle};
 use latchkey_store::EventStore;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::watch;
+
+/// How long a shutdown waits for the projector to apply the durable head.
+const SHUTDOWN_CATCH_UP: Duration = Duration::from_secs(5);
 
 /// latchkey's operations, shared by every HTTP worker (build it once, outside
 /// `HttpServer::new`).
@@ -158,6 +162,14 @@ impl Core {
         }
         for a in &self.arbiters {
             a.stop();
+        }
+        // Let the read models reach what is durable before the projector stops, so a clean
+        // stop leaves them equal to a rebuild (a start would catch up anyway). Bounded: a
+        // stop never hangs on a stuck projector.
+        let head = self.store.head();
+        let deadline = std::time::Instant::now() + SHUTDOWN_CATCH_UP;
+        while self.applied_seq() < head && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
         }
         if let Some(p) = self.projector.lock().ok().and_then(|mut p| p.take()) {
             p.stop();
