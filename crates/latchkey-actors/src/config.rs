@@ -45,6 +45,9 @@ impl IpRetention {
     }
 }
 
+/// Events between two snapshots of a user or room stream, unless configured.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 500;
+
 /// Settings of the core.
 #[derive(Clone, Debug)]
 pub struct CoreConfig {
@@ -96,7 +99,7 @@ impl CoreConfig {
             arbiters: 0,
             sweep_every: Duration::from_secs(1),
             ws_queue: 1024,
-            snapshot_every: 500,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             retain_pairings: Some(Duration::from_secs(30 * 24 * 3600)),
             compact_every: Duration::from_secs(24 * 3600),
             clock: SystemClock::shared(),

@@ -137,6 +137,47 @@ impl<D: Kind> PendingSnapshot<D> {
     }
 }
 
+/// Takes a fresh snapshot of every user and room stream with at least `every` live events
+/// (what `latchkey admin rebuild` does after clearing the `snapshots` tree): one walk of
+/// the log to count, then one fold per long stream. Returns how many were written.
+pub fn remake_snapshots(store: &dyn EventStore, every: u64) -> Result<u64, StoreError> {
+    if every == 0 {
+        return Ok(0);
+    }
+    let mut lengths: HashMap<StreamId, u64> = HashMap::new();
+    for rec in store.read_all(1)? {
+        *lengths.entry(rec?.envelope.stream).or_default() += 1;
+    }
+    let mut written = 0;
+    for (stream, len) in lengths {
+        if len < every {
+            continue;
+        }
+        written += match stream.kind() {
+            "user" => remake::<latchkey_domain::UserDecider>(store, stream, every)?,
+            "room" => remake::<latchkey_domain::RoomDecider>(store, stream, every)?,
+            _ => 0,
+        };
+    }
+    Ok(written)
+}
+
+/// Folds one stream and writes its snapshot when it is due.
+fn remake<D: Kind>(
+    store: &dyn EventStore,
+    stream: StreamId,
+    every: u64,
+) -> Result<u64, StoreError> {
+    let mut loaded = Loaded::<D>::load(store, stream)?;
+    Ok(match loaded.snapshot_due(every) {
+        Some(pending) => {
+            pending.write(store);
+            1
+        }
+        None => 0,
+    })
+}
+
 /// What a command decided on a loaded state comes to.
 pub enum Decided<D: Kind> {
     /// The command changed nothing: nothing to append.

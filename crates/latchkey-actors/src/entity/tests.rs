@@ -347,3 +347,24 @@ fn rehydration_of_a_100k_event_user_stream() {
     assert_eq!(fast.snapshot_version, 99_900);
     assert_eq!(fast.state, full.state);
 }
+
+#[test]
+fn rebuild_remakes_the_snapshots_of_long_streams_only() {
+    let (_dir, store, user, seqs, full) = twenty();
+    let short = UserId(Uuid::new_v4());
+    append(store.as_ref(), short, vec![registered(short)]);
+    store.clear_snapshots().unwrap();
+    // 21 events: due at every 10 and at every 21, not at every 22.
+    assert_eq!(
+        super::remake_snapshots(store.as_ref(), 22).unwrap(),
+        0,
+        "no stream is 22 events long"
+    );
+    assert_eq!(super::remake_snapshots(store.as_ref(), 10).unwrap(), 1);
+    let snap = store.snapshot(&user.stream()).unwrap().expect("a snapshot");
+    assert_eq!((snap.version, snap.seq), (21, seqs[20]));
+    assert!(store.snapshot(&short.stream()).unwrap().is_none());
+    let loaded = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
+    assert_eq!(loaded.snapshot_version, 21, "the load starts from it");
+    assert_eq!(loaded.state, full.state);
+}

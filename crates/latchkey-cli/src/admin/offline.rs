@@ -252,9 +252,13 @@ fn compact(dir: &Path, store: Store, a: &CompactArgs, as_json: bool) -> anyhow::
 fn rebuild(store: Store, as_json: bool) -> anyhow::Result<()> {
     let walk = Walk::new("rebuilt", store.head());
     let started = std::time::Instant::now();
-    // Snapshots are derived too: cleared here, taken again as entities' streams grow.
+    // Snapshots are derived too: cleared here, then taken afresh for every long stream.
     let snapshots = store.clear_snapshots()?;
     let report = tools::rebuild(&store)?;
+    let remade = latchkey_actors::entity::remake_snapshots(
+        store.as_ref(),
+        latchkey_actors::config::DEFAULT_SNAPSHOT_EVERY,
+    )?;
     walk.finish(store.head());
     let secs = started.elapsed().as_secs_f64();
     let mut lines = std::collections::BTreeMap::new();
@@ -277,13 +281,13 @@ fn rebuild(store: Store, as_json: bool) -> anyhow::Result<()> {
     if as_json {
         print::json(
             &serde_json::json!({"events": store.head(), "seconds": secs, "read_models": lines,
-                "snapshots_cleared": snapshots}),
+                "snapshots_cleared": snapshots, "snapshots_written": remade}),
         );
     } else {
         for (name, line) in &lines {
             println!("{name:<16} {line}");
         }
-        println!("{:<16} {snapshots} cleared", "snapshots");
+        println!("{:<16} {snapshots} cleared, {remade} written", "snapshots");
     }
     Ok(())
 }
