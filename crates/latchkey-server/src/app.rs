@@ -95,6 +95,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     core.shutdown();
     drop(core);
     store.close()?;
+    // Appends that were in flight when the actors stopped are durable now, after the
+    // projector stopped: one last pass, so a clean stop leaves the read models at the
+    // head (equal to a rebuild), then flush again.
+    let log: Arc<dyn EventStore> = store.clone();
+    latchkey_admin::write::catch_up(&log).context("projecting the last appends")?;
+    store.close()?;
     tracing::info!("stopped");
     result.context("server")
 }
