@@ -91,6 +91,13 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     println!("latchkey listening on http://{addr}");
     std::io::stdout().flush()?;
     let result = server.await;
+    drain(core, &store)?;
+    result.context("server")
+}
+
+/// After the HTTP server has stopped: stops the actors and the projector, lets the journal
+/// finish what is queued, and flushes.
+fn drain(core: Arc<Core>, store: &Arc<SledStore>) -> anyhow::Result<()> {
     tracing::info!("draining: stopping actors and flushing the log");
     core.shutdown();
     drop(core);
@@ -102,7 +109,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     latchkey_admin::write::catch_up(&log).context("projecting the last appends")?;
     store.close()?;
     tracing::info!("stopped");
-    result.context("server")
+    Ok(())
 }
 
 /// The data dir's store, stamping `recorded_at` with the server's clock.
