@@ -71,8 +71,11 @@ curl -sS --fail-with-body -H "Authorization: Bearer $token" "$url/api/native/me"
 # Operations that would end the run's own credential are left out: logging out, revoking
 # every token of the session's user, and disabling a user (the only user id the run could
 # name is its own). Everything else is generated, positive and negative.
+# Schemathesis and Hypothesis keep their caches (.schemathesis/, .hypothesis/) in the
+# working directory: run from the temp dir so nothing lands in the repository.
 set +e
-"$venv/bin/st" run proto-docs/openapi.json \
+spec="$PWD/proto-docs/openapi.json"
+(cd "$work" && "$venv/bin/st" run "$spec" \
   --url "$url" \
   -H "Authorization: Bearer $token" \
   --checks "${ST_CHECKS:-not_a_server_error,response_schema_conformance}" \
@@ -84,7 +87,7 @@ set +e
   --exclude-operation-id revoke_all \
   --exclude-operation-id disable \
   --warnings off \
-  --output-sanitize true
+  --output-sanitize true)
 status=$?
 set -e
 
