@@ -155,37 +155,9 @@ mod replay_and_online {
     //! Issue 6: replay, state, rebuild, export/import, and the online form.
 
     use crate::server::{Key, Server};
-    use crate::support::{latchkey, stderr, stdout};
+    use crate::support::{admin, admin_json, latchkey, log_json, stderr, stdout};
     use serde_json::{json, Value};
     use std::path::Path;
-
-    fn admin(dir: &Path, args: &[&str]) -> std::process::Output {
-        let mut all = vec!["admin", "--data-dir"];
-        let d = dir.display().to_string();
-        all.push(&d);
-        all.extend_from_slice(args);
-        latchkey(&all)
-    }
-
-    fn admin_json(dir: &Path, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = admin(dir, &all);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
-    }
-
-    fn log_json(dir: &Path, args: &[&str]) -> Vec<Value> {
-        let mut all = vec!["log", "--json"];
-        all.extend_from_slice(args);
-        let out = admin(dir, &all);
-        assert!(out.status.success(), "{}", stderr(&out));
-        stdout(&out)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
 
     #[test]
     fn replay_at_a_time_between_mint_and_revoke_shows_the_token_valid() {

@@ -4,28 +4,13 @@
 //! on it serves the same history up to N. Only an admin session may take one.
 
 use crate::server::{Key, Server};
-use crate::support::{latchkey, stderr, stdout, wait_until};
+use crate::support::{admin, admin_json, latchkey, stderr, stdout, wait_until};
 use latchkey_store::{EventStore, SledStore, StoreOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
-
-fn admin(dir: &Path, args: &[&str]) -> std::process::Output {
-    let d = dir.display().to_string();
-    let mut all = vec!["admin", "--data-dir", &d];
-    all.extend_from_slice(args);
-    latchkey(&all)
-}
-
-fn admin_json(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = admin(dir, &all);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)))
-}
 
 /// A server whose first admin `root` was added offline; returns it and root's session.
 fn server_with_admin(tmp: &Path) -> (Server, String) {

@@ -3,40 +3,13 @@
 //! leave tombstones that `verify` proves and `log` lists, and change no read model.
 
 use crate::server::{parse_time, Key, Server};
-use crate::support::{latchkey, stderr, stdout, wait_until};
+use crate::support::{admin, admin_json, log_json, stderr, stdout, wait_until};
 use latchkey_proto::native::TokenList;
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 
 const DAY: u64 = 86_400;
-
-fn admin(dir: &Path, args: &[&str]) -> std::process::Output {
-    let d = dir.display().to_string();
-    let mut all = vec!["admin", "--data-dir", d.as_str()];
-    all.extend_from_slice(args);
-    latchkey(&all)
-}
-
-fn admin_json(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = admin(dir, &all);
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
-}
-
-fn log_json(dir: &Path, args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["log", "--json"];
-    all.extend_from_slice(args);
-    let out = admin(dir, &all);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// The token's `last_used_at` as the server lists it (this request uses the token too).
 fn last_used(server: &Server, token: &str, token_id: &str) -> Option<i64> {

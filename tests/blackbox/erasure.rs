@@ -5,16 +5,9 @@
 
 use crate::chat::{connect, create_room, join, posted, room_path, User, FRAME_DEADLINE};
 use crate::server::{Key, Server};
-use crate::support::{latchkey, stderr, stdout};
+use crate::support::{admin, latchkey, stderr, stdout};
 use serde_json::{json, Value};
 use std::path::Path;
-
-fn admin(dir: &Path, args: &[&str]) -> std::process::Output {
-    let d = dir.display().to_string();
-    let mut all = vec!["admin", "--data-dir", &d];
-    all.extend_from_slice(args);
-    latchkey(&all)
-}
 
 /// Every byte of every file under `dir`, concatenated.
 fn raw_bytes(dir: &Path) -> Vec<u8> {

@@ -5,9 +5,8 @@
 //! to its payload.
 
 use crate::server::{Key, Server, NAMESPACE};
-use crate::support::{latchkey, stderr, stdout, wait_until};
+use crate::support::{admin, latchkey, stderr, stdout, wait_until};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -336,13 +335,6 @@ fn qr_text(out: &str) -> String {
         .split_once("\n\n")
         .expect("a blank line before the QR code");
     blocks.trim_end_matches('\n').to_string()
-}
-
-fn admin(dir: &Path, args: &[&str]) -> std::process::Output {
-    let d = dir.display().to_string();
-    let mut all = vec!["admin", "--data-dir", &d];
-    all.extend_from_slice(args);
-    latchkey(&all)
 }
 
 #[test]

@@ -59,3 +59,33 @@ pub fn wait_until(deadline: std::time::Duration, mut cond: impl FnMut() -> bool)
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `latchkey admin --data-dir DIR ARGS...`, offline.
+pub fn admin(dir: &std::path::Path, args: &[&str]) -> Output {
+    let d = dir.display().to_string();
+    let mut all = vec!["admin", "--data-dir", &d];
+    all.extend_from_slice(args);
+    latchkey(&all)
+}
+
+/// An offline admin command with `--json` that must succeed: its one JSON document.
+pub fn admin_json(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = admin(dir, &all);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
+}
+
+/// `admin log --json ARGS...` offline, one JSON value per line.
+pub fn log_json(dir: &std::path::Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["log", "--json"];
+    all.extend_from_slice(args);
+    let out = admin(dir, &all);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
