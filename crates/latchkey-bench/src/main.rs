@@ -128,9 +128,10 @@ enum Scenario {
         /// Warm-up minutes before the RSS baseline (default: 2, or 1 for short runs).
         #[arg(long)]
         warmup: Option<u64>,
-        /// HTTP requests per second, over all workers.
+        /// HTTP requests per second, over all workers. (Not `--rate`: that global flag is
+        /// the fanout's publish rate, and a subcommand flag of the same name would shadow it.)
         #[arg(long, default_value_t = 60)]
-        rate: u64,
+        request_rate: u64,
         /// Long-lived WebSocket connections receiving the fanout.
         #[arg(long, default_value_t = 16)]
         ws_pool: usize,
@@ -219,14 +220,14 @@ fn run_check(cli: &Cli) -> anyhow::Result<bool> {
         Scenario::Soak {
             minutes,
             warmup,
-            rate,
+            request_rate,
             ws_pool,
             ws_churn,
         } => soak::run(
             soak::Options {
                 minutes,
                 warmup: warmup.unwrap_or(if minutes >= 10 { 2 } else { 1 }),
-                rate: rate as f64,
+                rate: request_rate as f64,
                 ws_pool,
                 ws_churn: ws_churn as f64,
             },
@@ -306,4 +307,37 @@ fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(failed == 0, "{failed} scenario(s) failed; see the notes");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks the definition only when a subcommand is parsed; this checks all of them,
+    /// so two flags of one name (a global and a subcommand's) fail here, not at run time.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_long_run_parses() {
+        use clap::Parser;
+        for args in [
+            &["latchkey-bench", "soak", "--minutes", "3"][..],
+            &[
+                "latchkey-bench",
+                "soak",
+                "--minutes",
+                "3",
+                "--request-rate",
+                "10",
+            ],
+            &["latchkey-bench", "crash", "--rounds", "2"],
+            &["latchkey-bench", "all", "--quick", "--rate", "100"],
+        ] {
+            let parsed = super::Cli::try_parse_from(args);
+            assert!(parsed.is_ok(), "{args:?}: {:?}", parsed.err());
+        }
+    }
 }
