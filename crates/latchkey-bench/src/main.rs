@@ -125,9 +125,14 @@ enum Scenario {
         /// Length of the run, in minutes.
         #[arg(long, default_value_t = 30)]
         minutes: u64,
-        /// Warm-up minutes before the RSS baseline (default: 2, or 1 for short runs).
+        /// Warm-up minutes before the RSS baseline (default: 5 for runs of 20 minutes or
+        /// more, 2 from 10 minutes, else 1).
         #[arg(long)]
         warmup: Option<u64>,
+        /// The server's page cache in MiB (`serve --cache-mib`), small so that it fills
+        /// during the warm-up.
+        #[arg(long, default_value_t = 8)]
+        cache_mib: u64,
         /// HTTP requests per second, over all workers. (Not `--rate`: that global flag is
         /// the fanout's publish rate, and a subcommand flag of the same name would shadow it.)
         #[arg(long, default_value_t = 60)]
@@ -223,13 +228,19 @@ fn run_check(cli: &Cli) -> anyhow::Result<bool> {
             request_rate,
             ws_pool,
             ws_churn,
+            cache_mib,
         } => soak::run(
             soak::Options {
                 minutes,
-                warmup: warmup.unwrap_or(if minutes >= 10 { 2 } else { 1 }),
+                warmup: warmup.unwrap_or(match minutes {
+                    20.. => 5,
+                    10.. => 2,
+                    _ => 1,
+                }),
                 rate: request_rate as f64,
                 ws_pool,
                 ws_churn: ws_churn as f64,
+                cache_mib,
             },
             &bin()?,
         )?,

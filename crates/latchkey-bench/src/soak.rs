@@ -35,6 +35,9 @@ pub struct Options {
     pub ws_pool: usize,
     /// WebSocket connect/subscribe/close cycles per second.
     pub ws_churn: f64,
+    /// The server's page cache (`serve --cache-mib`). A small cache fills during the
+    /// warm-up, so growth after it is the server's own and not pages of a growing log.
+    pub cache_mib: u64,
 }
 
 /// Shared between the load threads and the monitor.
@@ -80,23 +83,25 @@ pub fn run(opts: Options, bin: &Path) -> anyhow::Result<()> {
     );
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("server.log");
+    let cache = opts.cache_mib.to_string();
     let server = Server::start_in(
         bin,
         &dir.path().join("data"),
         Some(&log),
-        &["--no-rate-limit"],
+        &["--no-rate-limit", "--cache-mib", &cache],
     )?;
     let (url, pid) = (server.url().to_string(), server.pid());
     let users = setup(&url, 8)?;
     let idle_fds = open_fds(pid);
     println!(
-        "soak: {} min ({} warm-up), {} req/s, {} pooled WebSockets, {} WS cycles/s; pid {pid}, \
-         idle fds {idle_fds}, RSS {:.1} MiB",
+        "soak: {} min ({} warm-up), {} req/s, {} pooled WebSockets, {} WS cycles/s, server cache \
+         {} MiB; pid {pid}, idle fds {idle_fds}, RSS {:.1} MiB",
         opts.minutes,
         opts.warmup,
         opts.rate,
         opts.ws_pool,
         opts.ws_churn,
+        opts.cache_mib,
         mib(machine::rss_bytes(pid))
     );
     let shared = Arc::new(Shared::default());

@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// stream rehydrates from the snapshot plus the tail (0: no snapshots).
     #[arg(long, env = "LATCHKEY_SNAPSHOT_EVERY", default_value_t = 500)]
     snapshot_every: u64,
+    /// The store's page cache in MiB: the most memory it keeps of log and read-model pages.
+    /// Memory then grows with load, not with the size of the data dir.
+    #[arg(long, env = "LATCHKEY_CACHE_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    cache_mib: u64,
     /// Test only: a manual clock moved by `POST /api/test/clock` (hidden from --help).
     #[arg(long, env = "LATCHKEY_TEST_CLOCK", hide = true)]
     test_clock: bool,
@@ -98,6 +102,12 @@ pub struct ServeArgs {
 
 /// Runs the server until SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = config(args)?;
+    actix_rt::System::new().block_on(latchkey_server::run(config))
+}
+
+/// The server's configuration from the flags.
+fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     let mut config = ServerConfig::new(args.data_dir);
     config.bind = args.bind;
     config.registration = match args.registration {
@@ -120,13 +130,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.workers = args.workers;
     config.resume_window = args.resume_window;
     config.snapshot_every = args.snapshot_every;
+    config.cache_bytes = args.cache_mib << 20;
     config.test_clock = args.test_clock;
     if args.no_rate_limit {
         config.limits = LimitConfig::disabled();
     }
     config.trusted_proxies = TrustedProxies::parse(&args.trusted_proxy)
         .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
-    actix_rt::System::new().block_on(latchkey_server::run(config))
+    Ok(config)
 }
 
 /// A retention window: a duration, or `None` for `off`.
@@ -167,5 +178,35 @@ mod retention_tests {
         for bad in ["", "30", "d", "3x", "-1d", "99999999999999999999d"] {
             assert!(parse_retention(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).map(|c| c.serve)
+    }
+
+    #[test]
+    fn the_page_cache_is_256_mib_unless_set_in_mib() {
+        let default = config(parse(&[]).unwrap()).unwrap();
+        assert_eq!(default.cache_bytes, 256 << 20);
+        let small = config(parse(&["--cache-mib", "8"]).unwrap()).unwrap();
+        assert_eq!(small.cache_bytes, 8 << 20);
+    }
+
+    #[test]
+    fn a_page_cache_of_zero_is_refused_at_parse() {
+        let err = parse(&["--cache-mib", "0"]).err().unwrap().to_string();
+        assert!(err.contains("--cache-mib"), "{err}");
     }
 }

@@ -116,6 +116,7 @@ fn drain(core: Arc<Core>, store: &Arc<SledStore>) -> anyhow::Result<()> {
 fn open_store(config: &ServerConfig, clock: SharedClock) -> anyhow::Result<Arc<SledStore>> {
     let options = StoreOptions {
         clock: Arc::new(move || clock.now().0),
+        cache_capacity: config.cache_bytes,
         ..StoreOptions::default()
     };
     let store = SledStore::open(&config.data_dir, options)

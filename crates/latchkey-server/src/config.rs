@@ -47,6 +47,9 @@ pub struct ServerConfig {
     pub resume_window: u64,
     /// Events between two snapshots of a user or room stream (0: none), DESIGN §15.
     pub snapshot_every: u64,
+    /// The sled page cache, in bytes: an upper bound on the memory the store keeps of
+    /// pages it has read or written (DESIGN §9; default 256 MiB).
+    pub cache_bytes: u64,
     /// Test-only (`serve --test-clock`): run on a manual clock that starts at the real
     /// time and moves only through `POST /api/test/clock`. Never on by default.
     pub test_clock: bool,
@@ -70,6 +73,7 @@ impl ServerConfig {
             trusted_proxies: TrustedProxies::none(),
             resume_window: crate::routes::ws::RESUME_WINDOW,
             snapshot_every: 500,
+            cache_bytes: latchkey_store::StoreOptions::default().cache_capacity,
             test_clock: false,
         }
     }
