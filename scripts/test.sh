@@ -14,6 +14,8 @@ command -v jq >/dev/null 2>&1 || missing+=(jq)
 # chromedriver (package chromium-driver).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# The cluster tests run real JetStream servers (DESIGN §11): Debian's nats-server (2.9+).
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}"
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"

@@ -10,6 +10,7 @@ mod auth;
 mod browser;
 mod chat;
 mod client;
+mod cluster;
 mod crash;
 mod credentials;
 mod device;

@@ -45,6 +45,7 @@
 pub mod auth;
 pub mod clock;
 pub mod close;
+pub mod cluster;
 pub mod codemodel;
 pub mod config;
 pub mod core;

@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use latchkey_actors::clock::{ManualClock, SharedClock, SystemClock};
 use latchkey_actors::{Core, CoreConfig};
-use latchkey_store::{EventStore, SledStore, StoreOptions};
+use latchkey_store::{EventStore, NatsOptions, NatsStore, SledStore, StoreOptions};
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -94,17 +94,25 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!("draining: stopping actors and flushing the log");
     core.shutdown();
     drop(core);
-    store.close()?;
+    store.shutdown()?;
     tracing::info!("stopped");
     result.context("server")
 }
 
-/// The data dir's store, stamping `recorded_at` with the server's clock.
-fn open_store(config: &ServerConfig, clock: SharedClock) -> anyhow::Result<Arc<SledStore>> {
+/// The data dir's store, or (`--store nats://...`) the JetStream log with this node's copy
+/// in the data dir; either stamps `recorded_at` with the server's clock.
+fn open_store(config: &ServerConfig, clock: SharedClock) -> anyhow::Result<Arc<dyn EventStore>> {
     let options = StoreOptions {
         clock: Arc::new(move || clock.now().0),
         ..StoreOptions::default()
     };
+    if let Some(urls) = &config.store {
+        let mut nats = NatsOptions::new(urls);
+        nats.replicas = config.store_replicas;
+        let store = NatsStore::open(&config.data_dir, nats, options)
+            .with_context(|| format!("opening the JetStream log at {urls}"))?;
+        return Ok(Arc::new(store));
+    }
     let store = SledStore::open(&config.data_dir, options)
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
     Ok(Arc::new(store))
@@ -132,7 +140,7 @@ fn choose_clock(config: &ServerConfig) -> (SharedClock, Option<Arc<ManualClock>>
 /// outside the per-worker closure: one registry, one read model, one core.
 fn start_core(
     config: &ServerConfig,
-    store: &Arc<SledStore>,
+    store: &Arc<dyn EventStore>,
     clock: SharedClock,
 ) -> anyhow::Result<Arc<Core>> {
     let server_line = match &config.public_url {

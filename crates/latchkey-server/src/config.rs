@@ -42,6 +42,11 @@ pub struct ServerConfig {
     pub trusted_proxies: TrustedProxies,
     /// Oldest WebSocket `resume`, in events behind the head.
     pub resume_window: u64,
+    /// `nats://HOST:PORT[,...]`: the log lives in a JetStream stream shared by every node
+    /// (DESIGN §11), and `data_dir` holds this node's copy and read models. `None`: sled.
+    pub store: Option<String>,
+    /// Replicas of the JetStream stream when this node creates it.
+    pub store_replicas: usize,
     /// Test-only (`serve --test-clock`): run on a manual clock that starts at the real
     /// time and moves only through `POST /api/test/clock`. Never on by default.
     pub test_clock: bool,
@@ -63,6 +68,8 @@ impl ServerConfig {
             limits: LimitConfig::default(),
             trusted_proxies: TrustedProxies::none(),
             resume_window: crate::routes::ws::RESUME_WINDOW,
+            store: None,
+            store_replicas: 1,
             test_clock: false,
         }
     }

@@ -1,0 +1,208 @@
+//! Publishing an append to JetStream and waiting for it to come back through the local
+//! copy; and catch-up, the wait for the stream's last sequence.
+
+use super::mirror;
+use super::wire::{self, Batch, BatchEvent};
+use super::Shared;
+use crate::codec;
+use crate::error::{AppendError, StoreError, StoreResult};
+use crate::journal::CommandRecord;
+use crate::{AppendRequest, Appended, EventStore, ExpectedVersion};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::HeaderMap;
+use latchkey_domain::{Timestamp, SCHEMA};
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Appends one command's events as one message; resolves after JetStream acknowledged it
+/// and this node applied it.
+pub(crate) async fn append(
+    shared: Arc<Shared>,
+    req: AppendRequest,
+) -> Result<Appended, AppendError> {
+    if let Some(done) = known_command(&shared, &req)? {
+        return Ok(done);
+    }
+    let (version, _) = shared.local.stream_head(&req.stream)?;
+    let expected_subject_seq = match req.expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::Exact(v) if v == version => {
+            Some(mirror::subject_seq(&shared.nats, &req.stream)?)
+        }
+        ExpectedVersion::Exact(v) => return Err(conflict(&shared, &req, v).await),
+    };
+    if req.events.is_empty() {
+        return Ok(Appended {
+            first_version: version + 1,
+            last_version: version,
+            first_seq: 0,
+            last_seq: 0,
+            replayed: false,
+        });
+    }
+    let body = batch(&shared, &req)?.encode()?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", req.command_id.to_string().as_str());
+    if let Some(seq) = expected_subject_seq {
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            seq.to_string().as_str(),
+        );
+    }
+    let subject = wire::subject(&req.stream);
+    let ack = async {
+        shared
+            .js
+            .publish_with_headers(subject, headers, body.into())
+            .await?
+            .await
+    };
+    let ack = match tokio::time::timeout(shared.opts.timeout, ack).await {
+        Ok(Ok(ack)) => ack,
+        Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            let expected = match req.expected {
+                ExpectedVersion::Exact(v) => v,
+                ExpectedVersion::Any => version,
+            };
+            return Err(conflict(&shared, &req, expected).await);
+        }
+        Ok(Err(e)) => return Err(unavailable(format!("publish: {e}"))),
+        Err(_) => {
+            return Err(unavailable(format!(
+                "JetStream did not acknowledge within {:?}",
+                shared.opts.timeout
+            )))
+        }
+    };
+    shared.wanted.send_if_modified(|w| {
+        let more = ack.sequence > *w;
+        *w = (*w).max(ack.sequence);
+        more
+    });
+    wait_applied(&shared, ack.sequence, shared.opts.timeout).await?;
+    let record =
+        command_record(&shared, &req.command_id)?.ok_or_else(|| StoreError::Corruption {
+            path: "tree commands".into(),
+            detail: format!("stream message {} has no command record", ack.sequence),
+        })?;
+    if record.stream != req.stream {
+        return Err(AppendError::CommandReused {
+            command_id: req.command_id,
+            stream: record.stream,
+        });
+    }
+    Ok(Appended {
+        first_version: record.first_version,
+        last_version: record.last_version,
+        first_seq: record.first_seq,
+        last_seq: record.last_seq,
+        replayed: ack.duplicate,
+    })
+}
+
+fn batch(shared: &Shared, req: &AppendRequest) -> StoreResult<Batch> {
+    let events = req
+        .events
+        .iter()
+        .map(|e| {
+            Ok(BatchEvent {
+                event_id: Uuid::now_v7(),
+                event_type: e.event_type().to_string(),
+                schema: SCHEMA,
+                payload: codec::encode(e)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Batch {
+        format: wire::BATCH_FORMAT,
+        stream: req.stream.clone(),
+        command_id: req.command_id,
+        recorded_at: Timestamp((shared.clock)()),
+        actor: req.actor,
+        events,
+    })
+}
+
+/// A command id this node has already applied: its first result (or a refusal when it
+/// was used on another stream), as the sled journal answers.
+fn known_command(shared: &Shared, req: &AppendRequest) -> Result<Option<Appended>, AppendError> {
+    let Some(rec) = command_record(shared, &req.command_id)? else {
+        return Ok(None);
+    };
+    if rec.stream != req.stream {
+        return Err(AppendError::CommandReused {
+            command_id: req.command_id,
+            stream: rec.stream,
+        });
+    }
+    Ok(Some(Appended {
+        first_version: rec.first_version,
+        last_version: rec.last_version,
+        first_seq: rec.first_seq,
+        last_seq: rec.last_seq,
+        replayed: true,
+    }))
+}
+
+fn command_record(shared: &Shared, id: &Uuid) -> StoreResult<Option<CommandRecord>> {
+    let v = shared
+        .local
+        .trees()
+        .commands
+        .get(id.as_bytes())
+        .map_err(|e| StoreError::from_sled(e, shared.local.dir()))?;
+    v.map(|b| codec::decode(&b, "tree commands")).transpose()
+}
+
+/// Another node wrote to the stream first: catch up so that the caller's reload sees it,
+/// and report the version found.
+async fn conflict(shared: &Arc<Shared>, req: &AppendRequest, expected: u64) -> AppendError {
+    if let Err(e) = catch_up(shared.clone(), shared.opts.timeout).await {
+        return e.into();
+    }
+    match shared.local.stream_head(&req.stream) {
+        Ok((actual, _)) => AppendError::Conflict {
+            stream: req.stream.clone(),
+            expected,
+            actual,
+        },
+        Err(e) => e.into(),
+    }
+}
+
+fn unavailable(msg: String) -> AppendError {
+    AppendError::Store(StoreError::Unavailable(msg))
+}
+
+/// Waits until the local copy has applied stream sequence `seq`.
+async fn wait_applied(shared: &Shared, seq: u64, timeout: Duration) -> StoreResult<()> {
+    let mut rx = shared.applied.subscribe();
+    let waited = tokio::time::timeout(timeout, rx.wait_for(|a| *a >= seq))
+        .await
+        .map(|r| r.map(|_| ()));
+    match waited {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(StoreError::Closed),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "this node has not received stream message {seq} within {timeout:?}"
+        ))),
+    }
+}
+
+/// Asks the stream for its last sequence and waits until the local copy has applied it;
+/// returns the local head.
+pub(crate) async fn catch_up(shared: Arc<Shared>, timeout: Duration) -> StoreResult<u64> {
+    let last = tokio::time::timeout(timeout, async {
+        let stream = shared
+            .js
+            .get_stream(&shared.opts.stream)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("stream {}: {e}", shared.opts.stream)))?;
+        Ok::<_, StoreError>(stream.cached_info().state.last_sequence)
+    })
+    .await
+    .map_err(|_| StoreError::Unavailable("JetStream did not answer in time".into()))??;
+    wait_applied(&shared, last, timeout).await?;
+    Ok(shared.local.head())
+}
