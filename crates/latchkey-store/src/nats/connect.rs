@@ -173,7 +173,7 @@ pub async fn ensure_stream(
             tracing::info!(stream = %opts.stream, replicas = opts.replicas, "created the JetStream stream");
             s.info()
                 .await
-                .map(|i| i.clone())
+                .cloned()
                 .map_err(|e| unavailable(format!("stream {}: {e}", opts.stream)))
         }
         Err(e) => Err(unavailable(format!(
