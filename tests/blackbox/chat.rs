@@ -227,6 +227,7 @@ pub enum Incoming {
 enum Out {
     Text(String),
     Binary(Vec<u8>),
+    Ping(Vec<u8>),
     Close,
 }
 
@@ -310,6 +311,7 @@ fn pump(mut ws: WebSocket<TcpStream>, out: Receiver<Out>, inbox: Sender<Incoming
             let sent = match out.try_recv() {
                 Ok(Out::Text(t)) => ws.send(Message::text(t)),
                 Ok(Out::Binary(b)) => ws.send(Message::binary(b)),
+                Ok(Out::Ping(b)) => ws.send(Message::Ping(b.into())),
                 Ok(Out::Close) => match ws.close(None) {
                     Ok(()) | Err(WsError::AlreadyClosed) | Err(WsError::ConnectionClosed) => {
                         ws.flush()
@@ -384,6 +386,13 @@ impl Ws {
     pub fn send_binary(&self, bytes: &[u8]) {
         if let Some(out) = &self.out {
             let _ = out.send(Out::Binary(bytes.to_vec()));
+        }
+    }
+
+    /// Sends a WebSocket ping control frame (not the `{"op":"ping"}` text frame).
+    pub fn send_ping(&self, payload: &[u8]) {
+        if let Some(out) = &self.out {
+            let _ = out.send(Out::Ping(payload.to_vec()));
         }
     }
 

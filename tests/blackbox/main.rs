@@ -7,6 +7,7 @@
 
 mod admin;
 mod auth;
+mod backup;
 mod browser;
 mod chat;
 mod client;
@@ -16,12 +17,14 @@ mod credentials;
 mod device;
 mod docs;
 mod golden;
+mod hardening;
 mod limits;
 mod model;
 mod openapi;
 mod pairing_codes;
 mod rooms;
 mod server;
+mod snapshots;
 mod support;
 mod tidy;
 mod ws;

@@ -48,6 +48,8 @@ struct Room {
     public: bool,
     /// Current members, as the model predicts them.
     members: BTreeSet<usize>,
+    /// Everyone who was ever a member (current ones included): they may read history.
+    ever: BTreeSet<usize>,
 }
 
 /// A room event made by an accepted operation.
@@ -273,6 +275,7 @@ impl Run {
             owner,
             public,
             members: BTreeSet::from([owner]),
+            ever: BTreeSet::from([owner]),
         });
         self.events.push(Event {
             room: self.rooms.len() - 1,
@@ -289,6 +292,7 @@ impl Run {
             return expect(&resp, 404, "not_found");
         }
         expect(&resp, 200, "");
+        room.ever.insert(u);
         if room.members.insert(u) {
             self.events.push(Event {
                 room: r,
@@ -336,6 +340,7 @@ impl Run {
             return expect(&resp, 403, "forbidden");
         }
         expect(&resp, 204, "");
+        room.ever.insert(x);
         if room.members.insert(x) {
             self.events.push(Event {
                 room: r,
@@ -848,7 +853,9 @@ impl Run {
             want.sort();
             assert_eq!(mine, want, "m{u}: GET /rooms");
             for (r, room) in self.rooms.iter().enumerate() {
-                if !room.members.contains(&u) {
+                // The visibility rule alone decides (DESIGN §7): a former member reads their
+                // own membership periods; only a never-member is refused.
+                if !room.ever.contains(&u) {
                     let resp = self
                         .server
                         .get(&room_path(&room.id, "/messages"), Some(self.token(u)));

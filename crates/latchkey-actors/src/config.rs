@@ -68,6 +68,9 @@ pub struct CoreConfig {
     pub sweep_every: Duration,
     /// Bound of each WebSocket connection's queue of pending event frames.
     pub ws_queue: usize,
+    /// A user or room entity snapshots its state every this many events (0: never), so a
+    /// long stream rehydrates from the snapshot plus the tail (DESIGN §15).
+    pub snapshot_every: u64,
     /// Every read of time: the system clock, or a `ManualClock` in tests.
     pub clock: SharedClock,
     /// Every secret random value (token secrets, nonces): the OS CSPRNG by default.
@@ -88,6 +91,7 @@ impl CoreConfig {
             arbiters: 0,
             sweep_every: Duration::from_secs(1),
             ws_queue: 1024,
+            snapshot_every: 500,
             clock: SystemClock::shared(),
             entropy: Arc::new(OsEntropy),
         }

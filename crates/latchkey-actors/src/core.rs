@@ -103,6 +103,7 @@ impl Core {
         let settings = |after| EntitySettings {
             mailbox: config.mailbox,
             passivate_after: after,
+            snapshot_every: config.snapshot_every,
         };
         let users = Registry::new(
             store.clone(),

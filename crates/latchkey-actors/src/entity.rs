@@ -6,10 +6,12 @@
 //! themselves are [`Loaded`]'s, shared with [`execute_blocking`], the offline path.
 
 use crate::kind::Kind;
+use crate::registry::EntitySettings;
 use actix::prelude::*;
 use latchkey_domain::{evolve_all, StreamId};
 use latchkey_store::{
-    AppendError, AppendRequest, Appended, EventStore, ExpectedVersion, StoreError,
+    AppendError, AppendRequest, Appended, EventIter, EventStore, ExpectedVersion, Snapshot,
+    StoreError,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,6 +98,43 @@ pub struct Loaded<D: Kind> {
     pub state: D::State,
     /// The stream's version (0 when empty).
     pub version: u64,
+    /// The seq of the event at `version` (0 when empty).
+    pub seq: u64,
+    /// The version of the newest snapshot taken or restored (0: none).
+    pub snapshot_version: u64,
+}
+
+/// A snapshot to write, off the command's path: encoding and storing it happen after the
+/// reply. A failure only means the next rehydration folds more events.
+pub struct PendingSnapshot<D: Kind> {
+    stream: StreamId,
+    format: u32,
+    version: u64,
+    seq: u64,
+    state: D::State,
+}
+
+impl<D: Kind> PendingSnapshot<D> {
+    /// Encodes the state and stores it in the `snapshots` tree.
+    pub fn write(self, store: &dyn EventStore) {
+        let Some(encoded) = D::encode_state(&self.state) else {
+            return;
+        };
+        let result = encoded.and_then(|state| {
+            store.put_snapshot(
+                &self.stream,
+                &Snapshot {
+                    format: self.format,
+                    version: self.version,
+                    seq: self.seq,
+                    state,
+                },
+            )
+        });
+        if let Err(e) = result {
+            tracing::warn!(stream = %self.stream, error = %e, "snapshot not written");
+        }
+    }
 }
 
 /// What a command decided on a loaded state comes to.
@@ -107,33 +146,106 @@ pub enum Decided<D: Kind> {
 }
 
 impl<D: Kind> Loaded<D> {
-    /// Folds a stream into (state, version) (version 0 and the default state when empty).
+    /// Folds a stream into (state, version) (version 0 and the default state when empty),
+    /// from its snapshot when it has a usable one.
     pub fn load(store: &dyn EventStore, stream: StreamId) -> Result<Self, StoreError> {
         Self::load_until(store, stream, u64::MAX)
     }
 
-    /// Folds the stream's events with seq <= `max_seq`: the state as of that seq.
+    /// Folds the stream's events with seq <= `max_seq`: the state as of that seq. Starts
+    /// from the stream's snapshot when it is usable for that seq (see [`Self::restore`]),
+    /// from event 1 otherwise; the result is the same either way.
     pub fn load_until(
         store: &dyn EventStore,
         stream: StreamId,
         max_seq: u64,
     ) -> Result<Self, StoreError> {
-        let mut state = D::State::default();
-        let mut version = 0;
-        for rec in store.read_stream(&stream, 1)? {
+        if let Some(loaded) = Self::restore(store, &stream, max_seq)? {
+            return Ok(loaded);
+        }
+        let start = Self {
+            stream,
+            state: D::State::default(),
+            version: 0,
+            seq: 0,
+            snapshot_version: 0,
+        };
+        let events = store.read_stream(&start.stream, 1)?;
+        start.fold_tail(events, max_seq)
+    }
+
+    /// Folds `events` (the stream's next ones) onto this state, up to `max_seq`.
+    fn fold_tail(mut self, events: EventIter<'_>, max_seq: u64) -> Result<Self, StoreError> {
+        for rec in events {
             let rec = rec?;
             if rec.seq() > max_seq {
                 break;
             }
             if let Some(e) = D::extract(&rec.event) {
-                state = D::evolve(state, e);
+                self.state = D::evolve(std::mem::take(&mut self.state), e);
             }
-            version = rec.envelope.version;
+            self.version = rec.envelope.version;
+            self.seq = rec.seq();
         }
-        Ok(Self {
-            stream,
+        Ok(self)
+    }
+
+    /// The state from the stream's snapshot plus its tail, or `None` when there is no
+    /// usable snapshot: none stored, another format id, taken after `max_seq`, bytes that
+    /// do not decode, or a log that no longer holds the snapshot's version at its seq
+    /// (a restored or compacted log). A snapshot is only ever a shortcut.
+    fn restore(
+        store: &dyn EventStore,
+        stream: &StreamId,
+        max_seq: u64,
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(format) = D::SNAPSHOT_FORMAT else {
+            return Ok(None);
+        };
+        let Some(snap) = store.snapshot(stream)? else {
+            return Ok(None);
+        };
+        if snap.format != format || snap.seq > max_seq || snap.version == 0 {
+            return Ok(None);
+        }
+        let mut events = store.read_stream(stream, snap.version)?;
+        match events.next() {
+            Some(Ok(rec)) if rec.envelope.version == snap.version && rec.seq() == snap.seq => {}
+            _ => return Ok(None),
+        }
+        let state = match D::decode_state(&snap.state) {
+            Some(Ok(state)) => state,
+            Some(Err(e)) => {
+                tracing::warn!(%stream, error = %e, "ignoring a snapshot that does not decode");
+                return Ok(None);
+            }
+            None => return Ok(None),
+        };
+        let start = Self {
+            stream: stream.clone(),
             state,
-            version,
+            version: snap.version,
+            seq: snap.seq,
+            snapshot_version: snap.version,
+        };
+        start.fold_tail(events, max_seq).map(Some)
+    }
+
+    /// The snapshot of this state, when the stream has grown `every` events past its last
+    /// snapshot (and the kind takes snapshots; `every` 0 turns them off). Marks the
+    /// snapshot as taken.
+    pub fn snapshot_due(&mut self, every: u64) -> Option<PendingSnapshot<D>> {
+        let format = D::SNAPSHOT_FORMAT?;
+        if every == 0 || self.seq == 0 || self.version < self.snapshot_version + every {
+            return None;
+        }
+        self.snapshot_version = self.version;
+        Some(PendingSnapshot {
+            stream: self.stream.clone(),
+            format,
+            version: self.version,
+            seq: self.seq,
+            state: self.state.clone(),
         })
     }
 
@@ -174,6 +286,7 @@ impl<D: Kind> Loaded<D> {
                 } else {
                     self.state = evolve_all::<D>(std::mem::take(&mut self.state), &events);
                     self.version = appended.last_version;
+                    self.seq = appended.last_seq;
                 }
                 Ok(Executed {
                     events,
@@ -200,9 +313,7 @@ impl<D: Kind> Loaded<D> {
 
     /// Reloads from the log after another writer moved the stream.
     fn reload<E>(&mut self, store: &dyn EventStore) -> Result<(), ExecError<E>> {
-        let fresh = Self::load(store, self.stream.clone())?;
-        self.state = fresh.state;
-        self.version = fresh.version;
+        *self = Self::load(store, self.stream.clone())?;
         Ok(())
     }
 }
@@ -234,6 +345,7 @@ pub struct Entity<D: Kind> {
     store: Arc<dyn EventStore>,
     last_active: Instant,
     passivate_after: Duration,
+    snapshot_every: u64,
     shard: ShardMap<D>,
 }
 
@@ -242,16 +354,25 @@ impl<D: Kind> Entity<D> {
     pub(crate) fn rehydrate(
         stream: StreamId,
         store: Arc<dyn EventStore>,
-        passivate_after: Duration,
+        settings: &EntitySettings,
         shard: ShardMap<D>,
     ) -> Result<Self, StoreError> {
         Ok(Self {
             loaded: Loaded::load(store.as_ref(), stream)?,
             store,
             last_active: Instant::now(),
-            passivate_after,
+            passivate_after: settings.passivate_after,
+            snapshot_every: settings.snapshot_every,
             shard,
         })
+    }
+
+    /// Writes a snapshot on the blocking pool when one is due, so no command waits for it.
+    fn snapshot_if_due(&mut self) {
+        if let Some(pending) = self.loaded.snapshot_due(self.snapshot_every) {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || pending.write(store.as_ref()));
+        }
     }
 
     fn passivate(&mut self, ctx: &mut Context<Self>) {
@@ -273,6 +394,8 @@ impl<D: Kind> Actor for Entity<D> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // A long fold from event 1 (no snapshot, or an old one) is not repeated next time.
+        self.snapshot_if_due();
         let tick = (self.passivate_after / 4).max(Duration::from_millis(50));
         ctx.run_interval(tick, |act, ctx| {
             if act.last_active.elapsed() >= act.passivate_after {
@@ -381,9 +504,13 @@ impl<D: Kind> Entity<D> {
                     }
                     result => {
                         let _ = reply.send(result);
+                        act.snapshot_if_due();
                     }
                 }
             },
         )))
     }
 }
+
+#[cfg(test)]
+mod tests;

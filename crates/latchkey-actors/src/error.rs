@@ -101,7 +101,7 @@ impl From<UserError> for CoreError {
                 "expires_in is at most 10 years (315360000 seconds); omit it for no expiry".into(),
             ),
             UserError::InvalidTokenName => CoreError::InvalidRequest(format!(
-                "name must be 1..={MAX_PAT_NAME_CHARS} characters"
+                "name must be 1..={MAX_PAT_NAME_CHARS} printable characters (no control characters)"
             )),
             UserError::InvalidHandle(h) => CoreError::InvalidRequest(format!("handle: {h}")),
             // Ids are made fresh by the caller: a clash is a bug, not the client's doing.
@@ -173,7 +173,10 @@ impl From<RoomError> for CoreError {
             RoomError::NotFound => CoreError::NotFound("no such room"),
             RoomError::AlreadyExists => CoreError::Conflict("the room already exists"),
             RoomError::InvalidName => {
-                CoreError::InvalidRequest("name must be 1 to 100 characters".into())
+                CoreError::InvalidRequest(
+                "name must be 1 to 100 printable characters, at most 256 bytes (no control characters)"
+                    .into(),
+            )
             }
             RoomError::NotAMember => CoreError::NotAMember,
             RoomError::OwnerCannotLeave => {
@@ -247,7 +250,7 @@ mod tests {
         ));
         assert!(matches!(
             UserError::InvalidTokenName.into(),
-            CoreError::InvalidRequest(m) if m == "name must be 1..=64 characters"
+            CoreError::InvalidRequest(m) if m == "name must be 1..=64 printable characters (no control characters)"
         ));
         // Through the entity: the domain's error, or busy.
         let busy: CoreError = ExecError::<UserError>::Conflict.into();

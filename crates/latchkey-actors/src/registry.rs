@@ -26,6 +26,8 @@ pub struct EntitySettings {
     pub mailbox: usize,
     /// Idle time before an entity stops (defaults to the kind's).
     pub passivate_after: Duration,
+    /// Events between two snapshots of a stream (0: none); see `Loaded::snapshot_due`.
+    pub snapshot_every: u64,
 }
 
 struct Shard<D: Kind> {
@@ -162,7 +164,7 @@ impl<D: Kind> Registry<D> {
         let entity = Entity::<D>::rehydrate(
             stream.clone(),
             self.store.clone(),
-            self.settings.passivate_after,
+            &self.settings,
             shard.map.clone(),
         )?;
         let mailbox = self.settings.mailbox;

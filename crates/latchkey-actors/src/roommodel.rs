@@ -345,8 +345,9 @@ fn interval_row(k: &[u8], v: &[u8]) -> StoreResult<Option<(RoomId, UserId, Membe
     )))
 }
 
-/// Most messages a history request reads while filtering, so a member who sees little of
-/// a busy room cannot make one request scan all of it.
+/// Messages a history request reads per chunk while filtering; it reads a further chunk
+/// only while its page is still empty (see [`history`]), and never outside the caller's
+/// membership.
 pub const MAX_SCAN: usize = 2_000;
 
 /// A page of history.
@@ -354,13 +355,21 @@ pub const MAX_SCAN: usize = 2_000;
 pub struct HistoryPage {
     /// Newest first.
     pub messages: Vec<MessageRow>,
-    /// Pass as `before` for the next page; `None` when the room's start was reached.
+    /// Pass as `before` for the next page: the seq of the oldest message on this page (one
+    /// the viewer may see), or `None` when nothing older is left to read. It never names a
+    /// message the viewer may not see.
     pub next_before: Option<u64>,
 }
 
 /// **The history query.** The messages of `room` with `after < seq < before` that the
-/// visibility rule lets `viewer` see, newest first, at most `limit`, reading at most
-/// `scan` rows. Who may ask at all (a current member) is the caller's check.
+/// visibility rule lets `viewer` see, newest first, at most `limit`. Who may ask at all (a
+/// member, now or once) is the caller's check.
+///
+/// The scan is bounded by the viewer's membership: it starts at the last seq they may see
+/// and never reads below the first one, so a late joiner's pages cost nothing for what was
+/// posted before they joined. It reads `scan` rows at a time and stops after a chunk that
+/// left the page with at least one message: the cursor must name a visible message, so a
+/// chunk with none visible is followed by the next one (each is bounded by the membership).
 pub fn history(
     rooms: &Rooms,
     viewer: UserId,
@@ -370,34 +379,63 @@ pub fn history(
     scan: usize,
 ) -> StoreResult<HistoryPage> {
     let intervals = rooms.intervals(room, viewer)?;
-    let scanned = rooms.messages(room, before, after, scan)?;
-    let reached_start = scanned.len() < scan;
+    let Some((first, last)) = visible_span(&intervals) else {
+        return Ok(HistoryPage {
+            messages: Vec::new(),
+            next_before: None,
+        });
+    };
+    let after = Some(after.map_or(first - 1, |a| a.max(first - 1)));
+    let mut cursor = match (before, last) {
+        (Some(b), Some(l)) => Some(b.min(l.saturating_add(1))),
+        (None, Some(l)) => Some(l.saturating_add(1)),
+        (b, None) => b,
+    };
     let mut messages = Vec::with_capacity(limit);
-    let mut last_seen = None;
-    for m in scanned {
-        last_seen = Some(m.seq);
-        if may_see(
-            viewer,
-            &intervals,
-            m.seq,
-            Some(m.sender),
-            &m.target_user_ids,
-        ) {
-            messages.push(m);
-            if messages.len() == limit {
-                break;
+    loop {
+        let scanned = rooms.messages(room, cursor, after, scan.max(1))?;
+        let reached_start = scanned.len() < scan.max(1);
+        for m in scanned {
+            cursor = Some(m.seq);
+            let visible = may_see(
+                viewer,
+                &intervals,
+                m.seq,
+                Some(m.sender),
+                &m.target_user_ids,
+            );
+            if visible {
+                messages.push(m);
+                if messages.len() == limit {
+                    break;
+                }
             }
         }
+        let full = messages.len() == limit;
+        if full || reached_start || !messages.is_empty() {
+            let next_before = if reached_start && !full {
+                None
+            } else {
+                messages.last().map(|m| m.seq)
+            };
+            return Ok(HistoryPage {
+                messages,
+                next_before,
+            });
+        }
     }
-    let next_before = if messages.len() == limit || !reached_start {
-        last_seen
-    } else {
+}
+
+/// The first seq `intervals` let their user see, and the last (`None`: still a member);
+/// `None` when there is no interval.
+fn visible_span(intervals: &[MembershipInterval]) -> Option<(u64, Option<u64>)> {
+    let first = intervals.iter().map(|i| i.joined_seq).min()?;
+    let last = if intervals.iter().any(|i| i.left_seq.is_none()) {
         None
+    } else {
+        intervals.iter().filter_map(|i| i.left_seq).max()
     };
-    Ok(HistoryPage {
-        messages,
-        next_before,
-    })
+    Some((first.max(1), last))
 }
 
 /// Room events a resume replays, and where to continue.

@@ -172,8 +172,10 @@ impl Core {
         Ok((message_id, seq))
     }
 
-    /// History for a current member, filtered by the visibility rule: a former member of a
-    /// private room gets `NotFound`, of a public room `NotAMember`.
+    /// History, filtered by the visibility rule alone (DESIGN §7): a member, current or
+    /// former, reads the events of their own membership periods; a user who never was a
+    /// member gets `NotFound` for a private room and `NotAMember` for a public one. WS
+    /// resume follows the same rule.
     pub fn history(
         &self,
         auth: &Auth,
@@ -182,9 +184,11 @@ impl Core {
         after: Option<u64>,
         limit: usize,
     ) -> Result<HistoryPage, CoreError> {
-        let row = self.get_room(auth, room)?;
         let rooms = self.models().rooms();
-        if !rooms.is_member(room, auth.user_id)? {
+        let row = rooms
+            .room(room)?
+            .ok_or(CoreError::NotFound("no such room"))?;
+        if rooms.intervals(room, auth.user_id)?.is_empty() {
             return Err(match row.visibility {
                 RoomVisibility::Public => CoreError::NotAMember,
                 RoomVisibility::Private => CoreError::NotFound("no such room"),

@@ -11,8 +11,8 @@ use latchkey_domain::sshkey;
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::{session_scopes, MintToken};
 use latchkey_domain::{
-    handle, Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingId, StreamId, Timestamp,
-    TokenId, TokenKind, UserCommand, UserId,
+    handle, Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingId, PairingState,
+    StreamId, Timestamp, TokenId, TokenKind, UserCommand, UserId,
 };
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -157,21 +157,46 @@ impl Core {
         }
     }
 
-    /// The fingerprint of the key a challenge was issued for (for per-key rate limits);
-    /// `None` for an unknown challenge id.
-    pub async fn challenge_fingerprint(
+    /// The fingerprint of the key a challenge was issued for, while that challenge can
+    /// still be redeemed (for the per-key limit on failed sign-ins); `None` for an unknown,
+    /// spent or lapsed challenge id, which is looked up no further.
+    pub async fn pending_challenge_fingerprint(
         &self,
         challenge_id: &str,
     ) -> Result<Option<String>, CoreError> {
-        let loaded = self.load_challenge(challenge_id).await?;
-        Ok(loaded.map(|l| l.challenge.key.fingerprint))
+        let loaded = self.load_pending_challenge(challenge_id).await?;
+        Ok(loaded
+            .filter(|l| l.challenge.expires_at > self.now())
+            .map(|l| l.challenge.key.fingerprint))
+    }
+
+    /// Like [`Self::load_challenge`], but only a challenge nobody has presented yet: a
+    /// pairing stream whose one event is its `ChallengeIssued`. A spent challenge answers
+    /// `None` from the stream head alone, without spawning its actor.
+    async fn load_pending_challenge(
+        &self,
+        challenge_id: &str,
+    ) -> Result<Option<Loaded>, CoreError> {
+        let Ok(id) = Uuid::parse_str(challenge_id) else {
+            return Ok(None);
+        };
+        let stream = PairingId(id).stream();
+        if self.store().stream_head(&stream)?.0 != 1 {
+            return Ok(None);
+        }
+        let state = self.pairings().inspect(stream.clone()).await?;
+        Ok(match state {
+            PairingState::Issued(challenge) => Some(Loaded { stream, challenge }),
+            _ => None,
+        })
     }
 
     /// Redeems a challenge: verifies the signature, registers the user when registration
     /// is open and the key is new, and mints a session token.
     pub async fn sign_in(&self, req: SignIn<'_>) -> Result<SignedIn, CoreError> {
+        // An unknown or spent challenge answers the same, and costs no lookup of its key.
         let Loaded { stream, challenge } = self
-            .load_challenge(req.challenge_id)
+            .load_pending_challenge(req.challenge_id)
             .await?
             .ok_or(CoreError::ChallengeInvalid)?;
         let fingerprint = &challenge.key.fingerprint;
@@ -283,7 +308,7 @@ impl Core {
     ) -> Result<String, CoreError> {
         if let Some(h) = asked {
             handle::validate_handle(h)?;
-            if self.handle_taken(h)? {
+            if handle::is_reserved(h) || self.handle_taken(h)? {
                 return Err(CoreError::HandleTaken(h.to_string()));
             }
             return Ok(h.to_string());

@@ -47,6 +47,7 @@ fn registry(store: &Arc<SledStore>, passivate_after: Duration) -> Registry<UserD
         EntitySettings {
             mailbox: 16,
             passivate_after,
+            snapshot_every: 500,
         },
     )
 }

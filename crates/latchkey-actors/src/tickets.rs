@@ -3,7 +3,7 @@
 //! an event, and a restart simply makes clients ask for a new one.
 
 use latchkey_domain::{Timestamp, TokenId, UserId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 /// A ticket's lifetime in seconds.
@@ -11,6 +11,10 @@ pub const TICKET_TTL_SECS: i64 = 30;
 
 /// Most outstanding tickets; minting beyond this first drops the lapsed ones, then refuses.
 const MAX_TICKETS: usize = 100_000;
+
+/// Most outstanding tickets of one user; minting one more evicts that user's oldest, so a
+/// client that asks again always gets a working ticket and no user can fill the store.
+pub const MAX_TICKETS_PER_USER: usize = 32;
 
 /// What a ticket stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,31 +27,75 @@ pub struct Ticket {
     pub expires_at: Timestamp,
 }
 
-/// Outstanding tickets by SHA-256 of their raw value.
+/// Outstanding tickets by SHA-256 of their raw value, and each user's, oldest first.
 #[derive(Default)]
 pub struct Tickets {
-    by_hash: Mutex<HashMap<[u8; 32], Ticket>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_hash: HashMap<[u8; 32], Ticket>,
+    by_user: HashMap<UserId, VecDeque<[u8; 32]>>,
+}
+
+impl Inner {
+    fn remove(&mut self, hash: &[u8; 32]) -> Option<Ticket> {
+        let ticket = self.by_hash.remove(hash)?;
+        if let Some(list) = self.by_user.get_mut(&ticket.user_id) {
+            list.retain(|h| h != hash);
+            if list.is_empty() {
+                self.by_user.remove(&ticket.user_id);
+            }
+        }
+        Some(ticket)
+    }
+
+    fn drop_lapsed(&mut self, now: Timestamp) {
+        self.by_hash.retain(|_, t| t.expires_at > now);
+        let by_hash = &self.by_hash;
+        self.by_user.retain(|_, list| {
+            list.retain(|h| by_hash.contains_key(h));
+            !list.is_empty()
+        });
+    }
 }
 
 impl Tickets {
-    /// Stores a ticket; false when the store is full of live tickets.
+    /// Stores a ticket, evicting its user's oldest when they hold
+    /// [`MAX_TICKETS_PER_USER`]; false when the store is full of live tickets.
     pub fn insert(&self, hash: [u8; 32], ticket: Ticket, now: Timestamp) -> bool {
-        let Ok(mut map) = self.by_hash.lock() else {
+        let Ok(mut inner) = self.inner.lock() else {
             return false;
         };
-        if map.len() >= MAX_TICKETS {
-            map.retain(|_, t| t.expires_at > now);
-            if map.len() >= MAX_TICKETS {
+        if inner.by_hash.len() >= MAX_TICKETS {
+            inner.drop_lapsed(now);
+            if inner.by_hash.len() >= MAX_TICKETS {
                 return false;
             }
         }
-        map.insert(hash, ticket);
+        let held = inner.by_user.get(&ticket.user_id).map_or(0, VecDeque::len);
+        if held >= MAX_TICKETS_PER_USER {
+            let oldest = inner
+                .by_user
+                .get_mut(&ticket.user_id)
+                .and_then(VecDeque::pop_front);
+            if let Some(oldest) = oldest {
+                inner.remove(&oldest);
+            }
+        }
+        inner.by_hash.insert(hash, ticket);
+        inner
+            .by_user
+            .entry(ticket.user_id)
+            .or_default()
+            .push_back(hash);
         true
     }
 
-    /// Takes a ticket out (single use); `None` when unknown, used or lapsed.
+    /// Takes a ticket out (single use); `None` when unknown, used, evicted or lapsed.
     pub fn redeem(&self, hash: &[u8; 32], now: Timestamp) -> Option<Ticket> {
-        let ticket = self.by_hash.lock().ok()?.remove(hash)?;
+        let ticket = self.inner.lock().ok()?.remove(hash)?;
         (ticket.expires_at > now).then_some(ticket)
     }
 }
@@ -70,5 +118,32 @@ mod tests {
         assert_eq!(t.redeem(&[1; 32], Timestamp(1)), None, "single use");
         assert!(t.insert([2; 32], ticket, Timestamp(0)));
         assert_eq!(t.redeem(&[2; 32], Timestamp(30_000)), None, "lapsed");
+    }
+
+    #[test]
+    fn a_user_holds_at_most_32_tickets_and_the_oldest_goes_first() {
+        let t = Tickets::default();
+        let ticket = |user: u128| Ticket {
+            user_id: UserId(Uuid::from_u128(user)),
+            token_id: TokenId(Uuid::nil()),
+            expires_at: Timestamp(30_000),
+        };
+        for i in 0..=MAX_TICKETS_PER_USER as u8 {
+            assert!(t.insert([i; 32], ticket(1), Timestamp(0)));
+        }
+        assert!(t.insert([200; 32], ticket(2), Timestamp(0)));
+        assert_eq!(
+            t.redeem(&[0; 32], Timestamp(1)),
+            None,
+            "the oldest was evicted"
+        );
+        assert_eq!(t.redeem(&[1; 32], Timestamp(1)), Some(ticket(1)));
+        let last = MAX_TICKETS_PER_USER as u8;
+        assert_eq!(t.redeem(&[last; 32], Timestamp(1)), Some(ticket(1)));
+        assert_eq!(
+            t.redeem(&[200; 32], Timestamp(1)),
+            Some(ticket(2)),
+            "others keep theirs"
+        );
     }
 }

@@ -15,7 +15,9 @@
 //! - `write`: offline management (add, disable/enable user, revoke token).
 //! - `pairing_codes`: offline mint, list and revoke of admin pairing codes.
 //! - `tools`: replay, rebuild, export and import of a whole log.
+//! - `backup`: a hot backup, the log as of one seq, while the server appends.
 
+pub mod backup;
 pub mod json;
 pub mod pairing_codes;
 pub mod read;

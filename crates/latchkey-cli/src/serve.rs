@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// Replicas of the JetStream stream when this node creates it (3 on a 3-node cluster).
     #[arg(long, env = "LATCHKEY_STORE_REPLICAS", default_value_t = 1)]
     store_replicas: usize,
+    /// A user or room entity snapshots its state every this many events, so a long
+    /// stream rehydrates from the snapshot plus the tail (0: no snapshots).
+    #[arg(long, env = "LATCHKEY_SNAPSHOT_EVERY", default_value_t = 500)]
+    snapshot_every: u64,
     /// Test only: a manual clock moved by `POST /api/test/clock` (hidden from --help).
     #[arg(long, env = "LATCHKEY_TEST_CLOCK", hide = true)]
     test_clock: bool,
@@ -118,6 +122,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.session_ttl = Duration::from_secs(args.session_ttl.max(1));
     config.workers = args.workers;
     config.resume_window = args.resume_window;
+    config.snapshot_every = args.snapshot_every;
     config.test_clock = args.test_clock;
     config.store = args.store.filter(|s| !s.is_empty() && s != "sled");
     config.store_replicas = args.store_replicas.max(1);

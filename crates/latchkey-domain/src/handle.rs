@@ -1,4 +1,5 @@
-//! Handle syntax: validating a chosen handle and deriving one from a key's comment.
+//! Handle syntax: validating a chosen handle, the reserved handles, and deriving one from
+//! a key's comment.
 //!
 //! Must not: decide uniqueness. Whether a handle is taken is the read model's business;
 //! the caller checks it before registering.
@@ -20,6 +21,33 @@ pub enum HandleError {
     /// The handle holds a character outside `[a-z0-9_-]`.
     #[error("handle may only contain a-z, 0-9, '_' and '-' (found {0:?})")]
     InvalidChar(char),
+}
+
+/// Handles nobody may take for themselves (DESIGN §6): asking for one at sign-in answers
+/// `handle_taken`, and a derived handle is never one. An admin may still give one to a
+/// user (`latchkey admin user add`), since the operator decides who is `root`.
+pub const RESERVED: &[&str] = &[
+    "admin",
+    "administrator",
+    "root",
+    "latchkey",
+    "system",
+    "support",
+    "security",
+    "sysadmin",
+    "moderator",
+    "official",
+    "webmaster",
+    "postmaster",
+    "hostmaster",
+    "abuse",
+    "noreply",
+    "no-reply",
+];
+
+/// Whether `handle` is one of [`RESERVED`].
+pub fn is_reserved(handle: &str) -> bool {
+    RESERVED.contains(&handle)
 }
 
 fn is_handle_char(c: char) -> bool {
@@ -47,8 +75,11 @@ pub fn validate_handle(handle: &str) -> Result<(), HandleError> {
 /// nothing is left, falls back to `user-` and the first 8 alphanumerics of the key
 /// fingerprint, lowercased, so the same key always derives the same handle.
 ///
-/// The result always passes [`validate_handle`]; it may still be taken (see
-/// [`with_suffix`]).
+/// A reserved local part ([`RESERVED`]) takes the fallback too, so a comment such as
+/// `Administrator@host` never becomes `administrator`.
+///
+/// The result always passes [`validate_handle`] and is never reserved; it may still be
+/// taken (see [`with_suffix`]).
 pub fn derive_handle(comment: &str, fingerprint: &str) -> String {
     let local = comment.trim().split('@').next().unwrap_or("");
     let mut out = String::with_capacity(MAX_HANDLE_LEN);
@@ -64,7 +95,7 @@ pub fn derive_handle(comment: &str, fingerprint: &str) -> String {
         out.push(c);
     }
     let trimmed = out.trim_end_matches('-');
-    if !trimmed.is_empty() {
+    if !trimmed.is_empty() && !is_reserved(trimmed) {
         return trimmed.to_string();
     }
     fallback_handle(fingerprint)
@@ -96,6 +127,16 @@ mod tests {
     use super::*;
 
     const FP: &str = "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s";
+
+    #[test]
+    fn a_reserved_local_part_derives_the_fingerprint_handle() {
+        for comment in ["Administrator@host", "root@box", "admin", "SUPPORT@x"] {
+            let h = derive_handle(comment, FP);
+            assert!(!is_reserved(&h), "{comment} gave {h}");
+            assert!(h.starts_with("user-"), "{comment} gave {h}");
+        }
+        assert_eq!(derive_handle("rooted@box", FP), "rooted");
+    }
 
     #[test]
     fn valid_handles_pass() {

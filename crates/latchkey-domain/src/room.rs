@@ -13,6 +13,8 @@ use thiserror::Error;
 
 /// The longest room name, in characters, after trimming.
 pub const MAX_NAME_CHARS: usize = 100;
+/// The longest room name, in bytes of UTF-8 (the cap on every stored name, DESIGN §6).
+pub const MAX_NAME_BYTES: usize = 256;
 /// The longest message body, in bytes of UTF-8.
 pub const MAX_BODY_BYTES: usize = 4000;
 
@@ -21,7 +23,7 @@ pub const MAX_BODY_BYTES: usize = 4000;
 pub struct RoomDecider;
 
 /// A room stream's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RoomState {
     /// No `RoomCreated` yet.
     #[default]
@@ -41,7 +43,7 @@ impl RoomState {
 }
 
 /// A room as it is now.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Room {
     /// The room's id.
     pub id: RoomId,
@@ -155,7 +157,7 @@ pub enum RoomError {
     #[error("room already exists")]
     AlreadyExists,
     /// The name is empty or longer than 100 characters after trimming.
-    #[error("room name must be 1 to {MAX_NAME_CHARS} characters")]
+    #[error("room name must be 1 to {MAX_NAME_CHARS} printable characters ({MAX_NAME_BYTES} bytes at most)")]
     InvalidName,
     /// The caller (or the target of a removal) is not a member of this public room.
     #[error("not a member of this room")]
@@ -191,7 +193,8 @@ fn create(
         return Err(RoomError::AlreadyExists);
     }
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+    // DESIGN §6: names are at most 256 bytes and hold no control or invisible characters.
+    if !crate::device::valid_name(name, MAX_NAME_CHARS) || name.len() > MAX_NAME_BYTES {
         return Err(RoomError::InvalidName);
     }
     Ok(vec![RoomEvent::RoomCreated {

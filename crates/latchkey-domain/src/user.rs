@@ -38,8 +38,8 @@ pub const MAX_PAT_SECS: u64 = 10 * 365 * 24 * 3600;
 /// The longest personal access token name, in characters (after trimming).
 pub const MAX_PAT_NAME_CHARS: usize = 64;
 
-/// What a user asked for a personal access token, checked: a name of 1..=64 characters
-/// (trimmed), scopes (`chat:read chat:write` when none), and an expiry `expires_in` seconds
+/// What a user asked for a personal access token, checked: a name of 1..=64 printable
+/// characters (trimmed; no control or invisible characters), scopes (`chat:read chat:write` when none), and an expiry `expires_in` seconds
 /// after `now`, positive and at most 10 years (none: never expires).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatTerms {
@@ -60,7 +60,7 @@ impl PatTerms {
         now: Timestamp,
     ) -> Result<Self, UserError> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_PAT_NAME_CHARS {
+        if !crate::device::valid_name(name, MAX_PAT_NAME_CHARS) {
             return Err(UserError::InvalidTokenName);
         }
         let scopes = match scopes {
@@ -87,7 +87,7 @@ impl PatTerms {
 pub struct UserDecider;
 
 /// A user stream's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserState {
     /// No `UserRegistered` yet.
     #[default]
@@ -107,7 +107,7 @@ impl UserState {
 }
 
 /// A registered user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     /// The user's id.
     pub id: UserId,
@@ -125,7 +125,7 @@ pub struct User {
 }
 
 /// A registered key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserKey {
     /// The key's id (REST `key_id`).
     pub key_id: KeyId,

@@ -240,3 +240,49 @@ pub struct RevokedToken {
     /// Seq of the revocation (0: it was already revoked).
     pub seq: u64,
 }
+
+/// The first line of a backup (`admin backup`, `GET /api/admin/backup`): which point of
+/// the log the file holds. Every following line is an export line (`admin export`), one
+/// per seq from 1 to `seq`; `admin import` checks the count and the chain head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupHeader {
+    /// `latchkey-backup/1`.
+    pub format: String,
+    /// The backup holds seqs 1 to this one, all of them: the log as of this seq.
+    pub seq: u64,
+    /// Hex SHA-256 of the envelope at `seq` (all zeros for an empty log): the chain head
+    /// `admin verify` reports once the backup is imported.
+    pub chain_head: String,
+    /// The id of the server the log belongs to.
+    pub server_id: String,
+    /// RFC 3339: when the backup began.
+    pub taken_at: String,
+}
+
+/// The JSON line a backup starts with: `{"backup": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupLine {
+    /// The header.
+    pub backup: BackupHeader,
+}
+
+/// `admin backup --json`: what was written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BackupSummary {
+    /// The file written.
+    pub file: String,
+    /// The log as of this seq.
+    pub seq: u64,
+    /// Events written (equal to `seq`).
+    pub events: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// Hex SHA-256 of the envelope at `seq`.
+    pub chain_head: String,
+    /// Wall time of the download.
+    pub seconds: f64,
+    /// Events per second.
+    pub events_per_second: f64,
+    /// MB (10^6 bytes) per second.
+    pub mb_per_second: f64,
+}

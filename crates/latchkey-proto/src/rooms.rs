@@ -114,7 +114,10 @@ pub struct Message {
 pub struct History {
     /// Newest first, only what the caller may see.
     pub messages: Vec<Message>,
-    /// Pass as `before` for the next (older) page; null at the start of the room.
+    /// Pass as `before` for the next (older) page: the seq of the oldest message on this
+    /// page, always one the caller may see; null when nothing older is left for the caller
+    /// (the start of the room, or of their membership). It never names an event the caller
+    /// may not see.
     pub next_before: Option<u64>,
 }
 

@@ -151,6 +151,7 @@ fn start_core(
     core_config.registration = config.registration;
     core_config.ip_retention = config.ip_retention;
     core_config.challenge_ttl = config.challenge_ttl;
+    core_config.snapshot_every = config.snapshot_every;
     core_config.session_ttl = config.session_ttl;
     core_config.clock = clock;
     let core = Core::start(

@@ -7,12 +7,18 @@
 //! - `Session`: a session token (`lks_`), the only interactive credential.
 //! - `ChatRead` / `ChatWrite`: a token carrying that scope.
 //! - `Admin`: a session of an admin user.
+//! - `ChatPost`: `ChatWrite` for the message post, counted toward the post limit.
+//!
+//! Every extractor but `ChatPost` also counts a request whose method writes (POST, PUT,
+//! PATCH, DELETE) toward the user's write limit (DESIGN §9), before the body is parsed:
+//! so every authenticated route that writes is limited per user, and a route cannot
+//! forget it.
 
 use crate::error::ApiError;
-use crate::limits::Limits;
+use crate::limits::{Limits, StrLimit};
 use crate::routes::native::client_ip;
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, FromRequest, HttpRequest};
 use latchkey_actors::{Auth, Core};
 use latchkey_domain::token::TokenPrefix;
@@ -141,8 +147,28 @@ fn scope(s: Scope, name: &'static str) -> impl FnOnce(&Auth) -> Result<(), ApiEr
     }
 }
 
+/// Counts a request whose method writes toward the caller's per-user write limit.
+fn write_limit(req: &HttpRequest, auth: Auth) -> Result<Auth, ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(auth);
+    }
+    per_user(req, auth, StrLimit::WritePerUser)
+}
+
+/// Counts a message post toward the sender's post limit (instead of the write limit).
+fn post_limit(req: &HttpRequest, auth: Auth) -> Result<Auth, ApiError> {
+    per_user(req, auth, StrLimit::PostPerUser)
+}
+
+fn per_user(req: &HttpRequest, auth: Auth, kind: StrLimit) -> Result<Auth, ApiError> {
+    match req.app_data::<web::Data<Limits>>() {
+        Some(l) => l.check_str(kind, &auth.user_id.to_string()).map(|()| auth),
+        None => Ok(auth),
+    }
+}
+
 macro_rules! extractor {
-    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+    ($(#[$doc:meta])* $name:ident, $check:expr, $limit:expr) => {
         $(#[$doc])*
         pub struct $name(pub Auth);
 
@@ -156,10 +182,14 @@ macro_rules! extractor {
                     authenticate_fresh(&req)
                         .await
                         .and_then(|a| require(a, $check))
+                        .and_then(|a| $limit(&req, a))
                         .map($name)
                 })
             }
         }
+    };
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        extractor!($(#[$doc])* $name, $check, write_limit);
     };
 }
 
@@ -182,6 +212,13 @@ extractor!(
     /// A token with `chat:write`.
     ChatWrite,
     scope(Scope::ChatWrite, "chat:write")
+);
+extractor!(
+    /// A token with `chat:write`, for posting a message: counted toward the post limit
+    /// (`StrLimit::PostPerUser`) instead of the write limit.
+    ChatPost,
+    scope(Scope::ChatWrite, "chat:write"),
+    post_limit
 );
 extractor!(
     /// A session of an admin user.

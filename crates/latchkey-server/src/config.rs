@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub store: Option<String>,
     /// Replicas of the JetStream stream when this node creates it.
     pub store_replicas: usize,
+    /// Events between two snapshots of a user or room stream (0: none), DESIGN §15.
+    pub snapshot_every: u64,
     /// Test-only (`serve --test-clock`): run on a manual clock that starts at the real
     /// time and moves only through `POST /api/test/clock`. Never on by default.
     pub test_clock: bool,
@@ -70,6 +72,7 @@ impl ServerConfig {
             resume_window: crate::routes::ws::RESUME_WINDOW,
             store: None,
             store_replicas: 1,
+            snapshot_every: 500,
             test_clock: false,
         }
     }

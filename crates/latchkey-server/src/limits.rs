@@ -9,8 +9,11 @@
 //!   An IPv6 client is keyed by its /64, because one host is routinely handed a whole /64
 //!   and could otherwise mint a fresh key per request; an IPv4-mapped IPv6 address counts
 //!   as its IPv4 form.
-//! - Per string: the key fingerprint on `POST /api/native/token`, the user id for message
-//!   posts ([`StrLimit`]).
+//! - Per string ([`StrLimit`]): the key fingerprint on `POST /api/native/token`, counting
+//!   failed sign-ins only (so a valid signature is never refused by it, whatever others
+//!   send for the same public key); the user id for message posts; and the user id for
+//!   every other route that writes ([`StrLimit::WritePerUser`], applied by the credential
+//!   extractors in `auth.rs` to every authenticated request whose method writes).
 //!
 //! # Failed bearer auth
 //! Only failures cost anything, but an address that has run out is refused *before* its
@@ -92,8 +95,10 @@ const fn nz(n: u32) -> NonZeroU32 {
 pub const CHALLENGE_PER_IP: Rate = Rate::new(nz(30), nz(10));
 /// `POST /api/native/token`, per client IP: 30 per minute, burst 10.
 pub const TOKEN_PER_IP: Rate = Rate::new(nz(30), nz(10));
-/// `POST /api/native/token`, per key fingerprint (whoever asks): 10 per minute, burst 5.
-pub const TOKEN_PER_KEY: Rate = Rate::new(nz(10), nz(5));
+/// Failed `POST /api/native/token` attempts, per key fingerprint (whoever sends them): 10 per
+/// minute, burst 5. Only failures are counted, and only for a challenge that could still be
+/// redeemed; a valid signature is never refused by this limit.
+pub const TOKEN_FAILURES_PER_KEY: Rate = Rate::new(nz(10), nz(5));
 /// Failed bearer authentication (any route), per client IP: 60 per minute, burst 20.
 /// Successful authentication is not counted.
 pub const FAILED_AUTH_PER_IP: Rate = Rate::new(nz(60), nz(20));
@@ -103,6 +108,9 @@ pub const WS_TICKET_PER_IP: Rate = Rate::new(nz(60), nz(20));
 pub const WS_CONNECT_PER_IP: Rate = Rate::new(nz(60), nz(20));
 /// `POST /api/native/rooms/{id}/messages`, per user: 120 per minute, burst 30.
 pub const POST_PER_USER: Rate = Rate::new(nz(120), nz(30));
+/// Every other authenticated request that writes (POST, PUT, PATCH, DELETE), per user:
+/// 60 per minute, burst 30 (DESIGN §9).
+pub const WRITE_PER_USER: Rate = Rate::new(nz(60), nz(30));
 /// Starting a device authorization (RFC 8628 device code request), per client IP:
 /// 10 per minute, burst 5.
 pub const DEVICE_INIT_PER_IP: Rate = Rate::new(nz(10), nz(5));
@@ -125,7 +133,7 @@ pub struct LimitConfig {
     pub challenge_per_ip: Rate,
     /// [`IpLimit::Token`]; default [`TOKEN_PER_IP`].
     pub token_per_ip: Rate,
-    /// [`StrLimit::TokenPerKey`]; default [`TOKEN_PER_KEY`].
+    /// [`StrLimit::TokenFailuresPerKey`]; default [`TOKEN_FAILURES_PER_KEY`].
     pub token_per_key: Rate,
     /// Failed bearer auth; default [`FAILED_AUTH_PER_IP`].
     pub failed_auth_per_ip: Rate,
@@ -135,6 +143,8 @@ pub struct LimitConfig {
     pub ws_connect_per_ip: Rate,
     /// [`StrLimit::PostPerUser`]; default [`POST_PER_USER`].
     pub post_per_user: Rate,
+    /// [`StrLimit::WritePerUser`]; default [`WRITE_PER_USER`].
+    pub write_per_user: Rate,
     /// [`IpLimit::DeviceInit`]; default [`DEVICE_INIT_PER_IP`].
     pub device_init_per_ip: Rate,
     /// [`IpLimit::DevicePoll`]; default [`DEVICE_POLL_PER_IP`].
@@ -151,11 +161,12 @@ impl Default for LimitConfig {
             enabled: true,
             challenge_per_ip: CHALLENGE_PER_IP,
             token_per_ip: TOKEN_PER_IP,
-            token_per_key: TOKEN_PER_KEY,
+            token_per_key: TOKEN_FAILURES_PER_KEY,
             failed_auth_per_ip: FAILED_AUTH_PER_IP,
             ws_ticket_per_ip: WS_TICKET_PER_IP,
             ws_connect_per_ip: WS_CONNECT_PER_IP,
             post_per_user: POST_PER_USER,
+            write_per_user: WRITE_PER_USER,
             device_init_per_ip: DEVICE_INIT_PER_IP,
             device_poll_per_ip: DEVICE_POLL_PER_IP,
             device_lookup_per_ip: DEVICE_LOOKUP_PER_IP,
@@ -211,10 +222,12 @@ impl IpLimit {
 /// A limit keyed by a string the caller supplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StrLimit {
-    /// `POST /api/native/token`, keyed by the key's fingerprint (`SHA256:...`).
-    TokenPerKey,
+    /// A failed `POST /api/native/token`, keyed by the key's fingerprint (`SHA256:...`).
+    TokenFailuresPerKey,
     /// Posting a message, keyed by the sender's user id.
     PostPerUser,
+    /// Any other authenticated write, keyed by the user id.
+    WritePerUser,
     /// Device user-code lookups, keyed by the signed-in user's id.
     DeviceLookupPerUser,
 }
@@ -223,8 +236,9 @@ impl StrLimit {
     /// What is counted and per what, for the 429 message.
     fn what(self) -> &'static str {
         match self {
-            Self::TokenPerKey => "token requests for this key",
+            Self::TokenFailuresPerKey => "failed sign-ins for this key",
             Self::PostPerUser => "messages from this user",
+            Self::WritePerUser => "changes by this user",
             Self::DeviceLookupPerUser => "device code lookups by this user",
         }
     }
@@ -277,6 +291,7 @@ struct Enabled<C: Clock> {
     device_lookup_per_user: Keyed<String, C>,
     token_per_key: Keyed<String, C>,
     post_per_user: Keyed<String, C>,
+    write_per_user: Keyed<String, C>,
     failed_auth: Keyed<IpAddr, C>,
     /// Addresses whose failed-auth budget ran out, and when the limiter will take them back.
     /// Read on every bearer request, so a concurrent map and not one mutex.
@@ -314,6 +329,7 @@ impl<C: Clock + Clone> Limits<C> {
             device_lookup_per_user: s(config.device_lookup_per_user),
             token_per_key: s(config.token_per_key),
             post_per_user: s(config.post_per_user),
+            write_per_user: s(config.write_per_user),
             failed_auth: ip(config.failed_auth_per_ip),
             blocked: DashMap::new(),
             clock,
@@ -353,8 +369,9 @@ impl<C: Clock + Clone> Limits<C> {
             return Ok(());
         };
         let limiter = match kind {
-            StrLimit::TokenPerKey => &on.token_per_key,
+            StrLimit::TokenFailuresPerKey => &on.token_per_key,
             StrLimit::PostPerUser => &on.post_per_user,
+            StrLimit::WritePerUser => &on.write_per_user,
             StrLimit::DeviceLookupPerUser => &on.device_lookup_per_user,
         };
         limiter
@@ -412,6 +429,7 @@ impl<C: Clock + Clone> Limits<C> {
         for limiter in [
             &on.token_per_key,
             &on.post_per_user,
+            &on.write_per_user,
             &on.device_lookup_per_user,
         ] {
             limiter.retain_recent();
@@ -431,6 +449,7 @@ impl<C: Clock + Clone> Limits<C> {
         on.ip_limiters().iter().map(|l| l.len()).sum::<usize>()
             + on.token_per_key.len()
             + on.post_per_user.len()
+            + on.write_per_user.len()
             + on.device_lookup_per_user.len()
             + on.blocked.len()
     }
@@ -620,16 +639,20 @@ mod tests {
         assert_429(&e, 1, 1);
         assert!(e.to_string().contains("messages"), "{e}");
         limits.check_str(StrLimit::PostPerUser, "user-2").unwrap();
-        limits.check_str(StrLimit::TokenPerKey, "user-1").unwrap();
+        limits
+            .check_str(StrLimit::TokenFailuresPerKey, "user-1")
+            .unwrap();
     }
 
     #[test]
     fn token_per_key_counts_across_addresses() {
         let (limits, _clock) = small();
         let fp = "SHA256:abc/def+ghi";
-        limits.check_str(StrLimit::TokenPerKey, fp).unwrap();
-        limits.check_str(StrLimit::TokenPerKey, fp).unwrap();
-        let e = limits.check_str(StrLimit::TokenPerKey, fp).unwrap_err();
+        limits.check_str(StrLimit::TokenFailuresPerKey, fp).unwrap();
+        limits.check_str(StrLimit::TokenFailuresPerKey, fp).unwrap();
+        let e = limits
+            .check_str(StrLimit::TokenFailuresPerKey, fp)
+            .unwrap_err();
         // 10/min: one cell every 6 s.
         assert_429(&e, 1, 6);
         assert!(e.to_string().contains("for this key"), "{e}");

@@ -86,6 +86,7 @@ impl Modify for Credentials {
         crate::routes::admin::stream,
         crate::routes::admin::stats,
         crate::routes::admin::verify,
+        crate::routes::admin::backup,
         crate::routes::admin::state,
         crate::routes::admin::add_user,
         crate::routes::admin::disable,

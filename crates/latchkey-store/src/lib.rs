@@ -13,6 +13,7 @@
 //! - `sled_store`: `SledStore`, the embedded `EventStore`: trees, reads, head watch.
 //! - `projection`: read-model trees whose checkpoint is written atomically with their
 //!   changes, and the projector thread that feeds them in seq order.
+//! - `snapshot`: the `snapshots` tree, derived and discardable states of long streams.
 //! - `import`: envelopes written back byte for byte (export/import, replay copies).
 //! - `nats`: `NatsStore`, the log on a JetStream stream shared by many nodes, each with a
 //!   local sled copy it reads from.
@@ -28,12 +29,14 @@ pub mod lock;
 pub mod nats;
 pub mod projection;
 pub mod sled_store;
+pub mod snapshot;
 pub mod verify;
 
 pub use envelope::{Envelope, Recorded};
 pub use error::{AppendError, StoreError, StoreResult};
 pub use nats::{NatsOptions, NatsStore};
 pub use sled_store::{JournalStats, SledStore, StoreOptions};
+pub use snapshot::Snapshot;
 
 use latchkey_domain::{Actor, Event, StreamId};
 use projection::ReadModel;
@@ -145,6 +148,17 @@ pub trait EventStore: Send + Sync {
 
     /// The names of every read model the store holds.
     fn read_model_names(&self) -> StoreResult<Vec<String>>;
+
+    /// The stored snapshot of `stream`, if any: derived from the log and discardable
+    /// (DESIGN §15). The caller checks its format and that the log agrees with it.
+    fn snapshot(&self, stream: &StreamId) -> StoreResult<Option<Snapshot>>;
+
+    /// Stores (replacing) the snapshot of `stream`. Not durable by itself: a lost snapshot
+    /// only means a longer fold.
+    fn put_snapshot(&self, stream: &StreamId, snap: &Snapshot) -> StoreResult<()>;
+
+    /// Removes every snapshot (`latchkey admin rebuild`); returns how many there were.
+    fn clear_snapshots(&self) -> StoreResult<u64>;
 
     /// Bytes the store takes on disk.
     fn size_on_disk(&self) -> u64;

@@ -2,7 +2,8 @@
 //!
 //! Trees (DESIGN §3): `log` (seq BE -> envelope), `streams` (stream ++ 0 ++ version BE ->
 //! seq BE), `heads` (stream -> version BE ++ seq BE), `meta`, `commands` (command id ->
-//! stored result), and one `rm/<projection>` tree per read model. Never a tree per entity.
+//! stored result), `snapshots` (stream -> derived state, see `snapshot`), and one
+//! `rm/<projection>` tree per read model. Never a tree per entity.
 //! Writes go through the journal thread only; reads go straight to sled.
 
 use crate::clock::WallClock;
@@ -12,6 +13,7 @@ use crate::error::{AppendError, StoreError, StoreResult};
 use crate::journal::{self, JournalHandle};
 use crate::lock::DataDirLock;
 use crate::projection::{ReadModel, TREE_PREFIX};
+use crate::snapshot::{self, Snapshot};
 use crate::verify::VerifyReport;
 use crate::{AppendFuture, AppendRequest, Appended, EventIter, EventStore, RawIter};
 use latchkey_domain::StreamId;
@@ -72,6 +74,7 @@ pub(crate) struct Trees {
     pub heads: sled::Tree,
     pub meta: sled::Tree,
     pub commands: sled::Tree,
+    pub snapshots: sled::Tree,
 }
 
 /// Counters for tests and benchmarks.
@@ -141,6 +144,7 @@ impl SledStore {
             heads: db.open_tree("heads").map_err(map)?,
             meta: db.open_tree("meta").map_err(map)?,
             commands: db.open_tree("commands").map_err(map)?,
+            snapshots: db.open_tree(snapshot::TREE).map_err(map)?,
         };
         let head = match trees.log.last().map_err(map)? {
             Some((k, _)) => key_u64(&k).ok_or_else(|| StoreError::Corruption {
@@ -408,6 +412,23 @@ impl EventStore for SledStore {
                     .map(str::to_string)
             })
             .collect())
+    }
+
+    fn snapshot(&self, stream: &StreamId) -> StoreResult<Option<Snapshot>> {
+        snapshot::get(&self.inner.trees.snapshots, &self.inner.sled_path, stream)
+    }
+
+    fn put_snapshot(&self, stream: &StreamId, snap: &Snapshot) -> StoreResult<()> {
+        snapshot::put(
+            &self.inner.trees.snapshots,
+            &self.inner.sled_path,
+            stream,
+            snap,
+        )
+    }
+
+    fn clear_snapshots(&self) -> StoreResult<u64> {
+        snapshot::clear(&self.inner.trees.snapshots, &self.inner.sled_path)
     }
 
     fn size_on_disk(&self) -> u64 {

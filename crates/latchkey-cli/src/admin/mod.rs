@@ -7,8 +7,10 @@
 //! - `offline`: each command on a `SledStore`, through `latchkey_server::admin`.
 //! - `online`: the same commands over HTTP.
 //! - `print`: human and JSON output of the shared documents.
+//! - `backup`: the online hot backup into a file.
 //! - `pair`: pairing codes (`pair create|list|revoke`), online and offline.
 
+mod backup;
 mod jetstream;
 mod offline;
 mod online;
@@ -83,11 +85,13 @@ pub enum AdminCommand {
     Verify,
     /// Export the log as JSON Lines, envelopes byte for byte (offline).
     Export(ExportArgs),
-    /// Import an export into an empty or missing data dir (offline).
+    /// Import an export or a backup into an empty or missing data dir (offline).
     Import {
         /// The JSON Lines file.
         file: PathBuf,
     },
+    /// Back up a running server's log as of one seq, while it keeps serving (online).
+    Backup(BackupArgs),
     /// Events by type, streams, size on disk, tokens.
     Stats,
     /// Add, disable or enable users.
@@ -155,6 +159,14 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// `backup` arguments.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The file to write (replaced only once the backup is complete).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `user` actions.

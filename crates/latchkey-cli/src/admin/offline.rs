@@ -96,6 +96,10 @@ pub fn run(dir: &Path, as_json: bool, cmd: AdminCommand) -> anyhow::Result<ExitC
         AdminCommand::Rebuild => rebuild(need(open(dir)?, dir)?, as_json)?,
         AdminCommand::Export(a) => export(open(dir)?, &a)?,
         AdminCommand::Import { file } => import(dir, &file, as_json)?,
+        AdminCommand::Backup(_) => bail!(
+            "backup reads a running server (--server URL --token-file F); \
+             with the server stopped, use export"
+        ),
         AdminCommand::User { what } => user(dir, what, as_json)?,
         AdminCommand::Token {
             what: TokenWhat::Revoke { token_id },
@@ -188,6 +192,8 @@ fn replay(store: Store, a: &ReplayArgs, as_json: bool) -> anyhow::Result<()> {
 fn rebuild(store: Store, as_json: bool) -> anyhow::Result<()> {
     let walk = Walk::new("rebuilt", store.head());
     let started = std::time::Instant::now();
+    // Snapshots are derived too: cleared here, taken again as entities' streams grow.
+    let snapshots = store.clear_snapshots()?;
     let report = tools::rebuild(&store)?;
     walk.finish(store.head());
     let secs = started.elapsed().as_secs_f64();
@@ -210,12 +216,14 @@ fn rebuild(store: Store, as_json: bool) -> anyhow::Result<()> {
     }
     if as_json {
         print::json(
-            &serde_json::json!({"events": store.head(), "seconds": secs, "read_models": lines}),
+            &serde_json::json!({"events": store.head(), "seconds": secs, "read_models": lines,
+                "snapshots_cleared": snapshots}),
         );
     } else {
         for (name, line) in &lines {
             println!("{name:<16} {line}");
         }
+        println!("{:<16} {snapshots} cleared", "snapshots");
     }
     Ok(())
 }
@@ -246,9 +254,18 @@ fn import(dir: &Path, file: &Path, as_json: bool) -> anyhow::Result<()> {
     let reader = std::io::BufReader::new(
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
     );
+    let mut lines = reader.lines().peekable();
+    // A backup starts with a header naming its seq; an export starts with seq 1.
+    let header = match lines.peek() {
+        Some(Ok(first)) => latchkey_admin::backup::read_header(first),
+        _ => None,
+    };
+    if header.is_some() {
+        lines.next();
+    }
     let store = open_or_create(dir)?;
-    let walk = Walk::new("imported", 0);
-    let mut envelopes = reader.lines().map(|line| {
+    let walk = Walk::new("imported", header.as_ref().map_or(0, |h| h.seq));
+    let mut envelopes = lines.map(|line| {
         let line = line.map_err(|e| latchkey_store::StoreError::Encode(e.to_string()))?;
         tools::import_line(&line)
     });
@@ -259,6 +276,22 @@ fn import(dir: &Path, file: &Path, as_json: bool) -> anyhow::Result<()> {
     print::verify(&doc, as_json);
     if !doc.ok {
         bail!("the imported log does not verify");
+    }
+    if let Some(h) = header {
+        if n != h.seq || doc.chain_head != h.chain_head {
+            bail!(
+                "the backup names seq {} and chain head {}, but holds {n} events ending at {}",
+                h.seq,
+                h.chain_head,
+                doc.chain_head
+            );
+        }
+        if !as_json {
+            eprintln!(
+                "restored the log of server {} as of seq {} (taken {})",
+                h.server_id, h.seq, h.taken_at
+            );
+        }
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! The online form: the same commands against `/api/admin/*` of a running server, with an
 //! admin session token. Commands that rewrite the data dir (replay, rebuild, export,
-//! import) need the server stopped and are refused here.
+//! import) need the server stopped and are refused here; `backup` is the online copy.
 
 use super::{print, AdminCommand, LogArgs, StateWhat, TokenWhat, UserWhat};
 use anyhow::{anyhow, bail, Context};
@@ -103,6 +103,7 @@ pub fn run(
             print::stats(&doc, as_json);
         }
         AdminCommand::User { what } => user(&c, what, as_json)?,
+        AdminCommand::Backup(a) => super::backup::run(&c.base, c.token, &c.agent, &a.out, as_json)?,
         AdminCommand::Token {
             what: TokenWhat::Revoke { token_id },
         } => {

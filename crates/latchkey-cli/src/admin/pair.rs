@@ -251,7 +251,7 @@ fn print_list(doc: &PairingCodeList, as_json: bool) -> anyhow::Result<()> {
             c.user_id,
             c.expires_at,
             scope_list(&c.scopes),
-            c.note.as_deref().unwrap_or("")
+            crate::output::printable(c.note.as_deref().unwrap_or(""))
         );
     }
     Ok(())

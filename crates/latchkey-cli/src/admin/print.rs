@@ -1,5 +1,8 @@
 //! Output of the shared admin documents: a readable terminal form, or JSON on stdout.
+//! Every string that came from the log goes through `output::printable` in the terminal
+//! form, so a control character that got into the log is shown escaped, never sent raw.
 
+use crate::output::printable as p;
 use latchkey_proto::admin::*;
 use serde::Serialize;
 use std::process::ExitCode;
@@ -27,7 +30,12 @@ pub fn log_entry(e: &LogEntry, as_json: bool) {
     } else {
         println!(
             "{:>8}  {:<24}  {:<44}  {:>4}  {:<18}  {}",
-            e.seq, e.recorded_at, e.stream, e.version, e.event_type, e.actor
+            e.seq,
+            e.recorded_at,
+            p(&e.stream),
+            e.version,
+            p(&e.event_type),
+            p(&e.actor)
         );
     }
 }
@@ -66,10 +74,10 @@ pub fn verify(d: &VerifyDoc, as_json: bool) -> ExitCode {
             d.events, d.streams, d.head, d.chain_head
         );
     } else {
-        for p in &d.problems {
-            match p.seq {
-                Some(seq) => println!("seq {seq}: {}", p.message),
-                None => println!("{}", p.message),
+        for problem in &d.problems {
+            match problem.seq {
+                Some(seq) => println!("seq {seq}: {}", p(&problem.message)),
+                None => println!("{}", p(&problem.message)),
             }
         }
         println!(
@@ -91,7 +99,7 @@ pub fn state(d: &StateDoc, as_json: bool) {
         return json(d);
     }
     let u = &d.user;
-    println!("user    {} ({})", u.handle, u.id);
+    println!("user    {} ({})", p(&u.handle), u.id);
     println!(
         "as of   seq {} at {}{}{}",
         d.as_of.seq,
@@ -103,7 +111,10 @@ pub fn state(d: &StateDoc, as_json: bool) {
     for k in &d.keys {
         println!(
             "  {}  {}  {}  {}",
-            k.key_id, k.key_type, k.fingerprint, k.comment
+            k.key_id,
+            p(&k.key_type),
+            p(&k.fingerprint),
+            p(&k.comment)
         );
     }
     println!("tokens");
@@ -125,7 +136,10 @@ pub fn state(d: &StateDoc, as_json: bool) {
     for r in &d.rooms {
         println!(
             "  {}  {} ({}), joined at seq {}",
-            r.id, r.name, r.visibility, r.joined_seq
+            r.id,
+            p(&r.name),
+            r.visibility,
+            r.joined_seq
         );
     }
 }
@@ -137,7 +151,11 @@ pub fn user(u: &AdminUser, as_json: bool) {
     }
     println!(
         "{} {} admin={} disabled={} (seq {})",
-        u.id, u.handle, u.admin, u.disabled, u.seq
+        u.id,
+        p(&u.handle),
+        u.admin,
+        u.disabled,
+        u.seq
     );
 }
 

@@ -86,7 +86,8 @@ pub fn rooms_cmd(args: RoomsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_room(r: &RoomInfo) {
-    println!("{}  {:<8} {}", r.id, wire(&r.visibility), r.name);
+    let name = crate::output::printable(&r.name);
+    println!("{}  {:<8} {name}", r.id, wire(&r.visibility));
 }
 
 /// A room id, or the id of the one room (mine, or public too) with that name.
@@ -178,7 +179,8 @@ pub fn history_cmd(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     args.common.emit(&page, || {
         for m in page.messages.iter().rev() {
             let seq = m.seq.map(|s| s.to_string()).unwrap_or_default();
-            println!("{seq:>8}  {}  {}  {}", m.sent_at, m.sender, m.body);
+            let body = crate::output::printable(&m.body);
+            println!("{seq:>8}  {}  {}  {body}", m.sent_at, m.sender);
         }
         if let Some(nb) = page.next_before {
             println!("(older: --before {nb})");

@@ -46,7 +46,10 @@ pub fn keys_cmd(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 for k in &list.keys {
                     println!(
                         "{}  {:<28} {}  {}",
-                        k.key_id, k.key_type, k.fingerprint, k.comment
+                        k.key_id,
+                        k.key_type,
+                        k.fingerprint,
+                        crate::output::printable(&k.comment)
                     );
                 }
             })?;

@@ -58,7 +58,9 @@ pub fn tokens_cmd(args: TokensArgs) -> anyhow::Result<ExitCode> {
                         "{}  {:<8} {:<24} expires {}  last used {}{current}",
                         t.id,
                         wire(&t.kind),
-                        or_dash(t.name.as_deref().or(t.device_name.as_deref())),
+                        crate::output::printable(or_dash(
+                            t.name.as_deref().or(t.device_name.as_deref())
+                        )),
                         or_dash(t.expires_at.as_deref()),
                         or_dash(t.last_used_at.as_deref()),
                     );

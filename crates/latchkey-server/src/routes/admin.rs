@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/api/admin/streams/{id}").route(web::get().to(stream)))
         .service(web::resource("/api/admin/stats").route(web::get().to(stats)))
         .service(web::resource("/api/admin/verify").route(web::get().to(verify)))
+        .service(web::resource("/api/admin/backup").route(web::get().to(backup)))
         .service(web::resource("/api/admin/users").route(web::post().to(add_user)))
         .service(web::resource("/api/admin/users/{user}/state").route(web::get().to(state)))
         .service(web::resource("/api/admin/users/{user}/disable").route(web::post().to(disable)))
@@ -91,6 +92,86 @@ async fn stats(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError
 async fn verify(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
     let doc = blocking(&core, |c| read::verify(c.store().as_ref(), |_| {})).await?;
     Ok(HttpResponse::Ok().json(doc))
+}
+
+/// The bytes a backup is cut into on the way out.
+const BACKUP_CHUNK: usize = 64 * 1024;
+
+/// Chunks of a backup in flight (a bounded queue: a slow reader slows the walk, nothing
+/// piles up in memory).
+const BACKUP_QUEUE: usize = 8;
+
+/// A `Write` that hands full chunks to the response stream; it fails once the client has
+/// gone, which ends the walk.
+struct ChunkSender {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Result<web::Bytes, std::io::Error>>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = web::Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= BACKUP_CHUNK {
+            self.send()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
+}
+
+/// The log as of its durable head now, streamed as JSON Lines while writes go on: a
+/// `{"backup": {...}}` header naming the seq, then one export line per seq up to it.
+#[utoipa::path(get, path = "/api/admin/backup", tag = "admin", security(("admin" = [])),
+    responses((status = 200, content_type = "application/x-ndjson", body = BackupLine,
+            description = "JSON Lines: this header line, then one `admin export` line per seq from 1 to `backup.seq`",
+            headers(("X-Latchkey-Backup-Seq" = u64, description = "the seq the backup is as of"))),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn backup(_: Admin, core: web::Data<Core>) -> Result<HttpResponse, ApiError> {
+    let header = blocking(&core, |c| {
+        latchkey_admin::backup::header(c.store().as_ref(), c.now())
+    })
+    .await?;
+    let core = core.into_inner();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(BACKUP_QUEUE);
+    let seq = header.seq;
+    let walk = move || {
+        let mut out = ChunkSender {
+            buf: Vec::with_capacity(BACKUP_CHUNK * 2),
+            tx: tx.clone(),
+        };
+        let result =
+            latchkey_admin::backup::write(core.store().as_ref(), &header, &mut out, &mut |_| {});
+        if let Err(e) = result {
+            // The status line is gone: an error can only cut the body short, which the
+            // client sees as fewer lines than the header's seq.
+            tracing::warn!(error = %e, "backup stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other("backup stopped")));
+        }
+    };
+    std::thread::Builder::new()
+        .name("backup".into())
+        .spawn(walk)
+        .map_err(|_| ApiError::unavailable("busy", 1))?;
+    let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header(("X-Latchkey-Backup-Seq", seq.to_string()))
+        .streaming(body))
 }
 
 /// A user's keys, tokens and rooms as of a time.

@@ -3,7 +3,7 @@
 use crate::auth::{Authed, Session};
 use crate::convert::{domain_scope, rfc3339, wire_kind, wire_scopes};
 use crate::error::ApiError;
-use crate::limits::{IpLimit, Limits, StrLimit};
+use crate::limits::IpLimit;
 use crate::routes::native::{challenge_response, client_ip, limit};
 use actix_web::{web, HttpRequest, HttpResponse};
 use latchkey_actors::readmodel::{KeyRow, TokenRow};
@@ -88,10 +88,8 @@ async fn list_tokens(
 async fn create_token(
     Session(auth): Session,
     core: web::Data<Core>,
-    limits: web::Data<Limits>,
     body: web::Json<proto::CreateTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    limits.check_str(StrLimit::PostPerUser, &auth.user_id.to_string())?;
     let body = body.into_inner();
     let scopes = body
         .scopes
@@ -157,6 +155,8 @@ async fn key_challenge(
     req: HttpRequest,
     body: web::Json<proto::ChallengeRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    // Per user (the extractor's write limit) and per address, like the sign-in challenge.
+    limit(&req, IpLimit::Challenge)?;
     let issued = core
         .issue_key_challenge(&auth, &body.public_key, client_ip(&req))
         .await?;

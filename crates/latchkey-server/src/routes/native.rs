@@ -61,11 +61,25 @@ pub fn challenge_response(
     }
 }
 
+/// A name a client sends (a device name): at most 256 bytes of printable characters, not
+/// blank (DESIGN §6); trimmed. Refused with 400 rather than cut, so nothing unchecked is
+/// stored.
+pub fn checked_name(name: &str, what: &str) -> Result<String, ApiError> {
+    const MAX_BYTES: usize = latchkey_domain::room::MAX_NAME_BYTES;
+    if name.len() <= MAX_BYTES && latchkey_domain::device::valid_name(name, MAX_BYTES) {
+        Ok(name.trim().to_string())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{what} must be 1 to {MAX_BYTES} bytes of printable characters"
+        )))
+    }
+}
+
 fn user_agent(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect())
+        .map(|s| s.chars().filter(|c| !c.is_control()).take(256).collect())
 }
 
 /// Server identity and what it accepts.
@@ -128,22 +142,35 @@ async fn token(
 ) -> Result<HttpResponse, ApiError> {
     limit(&req, IpLimit::Token)?;
     let body = body.into_inner();
-    if let (Some(limits), Some(fingerprint)) = (
-        req.app_data::<web::Data<Limits>>(),
-        core.challenge_fingerprint(&body.challenge_id).await?,
-    ) {
-        limits.check_str(StrLimit::TokenPerKey, &fingerprint)?;
-    }
-    let signed = core
+    let device_name = body
+        .device_name
+        .map(|d| checked_name(&d, "device_name"))
+        .transpose()?;
+    // Only a challenge that can still be redeemed names a key; a spent or unknown one
+    // answers the generic 401 below and charges nobody's key.
+    let fingerprint = core
+        .pending_challenge_fingerprint(&body.challenge_id)
+        .await?;
+    let result = core
         .sign_in(SignIn {
             challenge_id: &body.challenge_id,
             signature: &body.signature,
-            device_name: body.device_name.map(|d| d.chars().take(128).collect()),
+            device_name,
             handle: body.handle,
             user_agent: user_agent(&req),
             ip: client_ip(&req),
         })
-        .await?;
+        .await;
+    let signed = match (result, req.app_data::<web::Data<Limits>>(), fingerprint) {
+        (Ok(signed), _, _) => signed,
+        // Failures only count toward the key's limit: a valid signature is never refused
+        // by it, however many junk ones others sent for the same key.
+        (Err(e), Some(limits), Some(fingerprint)) => {
+            limits.check_str(StrLimit::TokenFailuresPerKey, &fingerprint)?;
+            return Err(e.into());
+        }
+        (Err(e), _, _) => return Err(e.into()),
+    };
     Ok(HttpResponse::Created().json(proto::TokenResponse {
         token: signed.token.expose_secret().to_string(),
         token_id: signed.token_id.to_string(),

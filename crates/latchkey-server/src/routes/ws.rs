@@ -325,11 +325,14 @@ impl Connection {
             Some(Err(_)) => return Some(Some((CLOSE_MALFORMED, "malformed or oversized frame"))),
             Some(Ok(m)) => m,
         };
+        // Every inbound frame counts toward the limit: text, ping, pong, binary and
+        // continuation alike (a close ends the connection anyway).
+        let counted = !matches!(msg, Message::Close(_));
+        if counted && self.limits.is_enabled() && limiter.check().is_err() {
+            return Some(Some((CLOSE_RATE_LIMITED, "too many frames")));
+        }
         match msg {
             Message::Text(t) => {
-                if self.limits.is_enabled() && limiter.check().is_err() {
-                    return Some(Some((CLOSE_RATE_LIMITED, "too many frames")));
-                }
                 let Ok(frame) = serde_json::from_str::<ClientFrame>(&t) else {
                     return Some(Some((CLOSE_MALFORMED, "not a valid client frame")));
                 };

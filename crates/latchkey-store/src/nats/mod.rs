@@ -276,6 +276,20 @@ impl EventStore for NatsStore {
         self.shared.local.read_model_names()
     }
 
+    // Snapshots are derived from this node's copy, so they live beside it: every node's
+    // copy has the same seqs and versions, and a snapshot is checked against the log.
+    fn snapshot(&self, stream: &StreamId) -> StoreResult<Option<crate::Snapshot>> {
+        self.shared.local.snapshot(stream)
+    }
+
+    fn put_snapshot(&self, stream: &StreamId, snap: &crate::Snapshot) -> StoreResult<()> {
+        self.shared.local.put_snapshot(stream, snap)
+    }
+
+    fn clear_snapshots(&self) -> StoreResult<u64> {
+        self.shared.local.clear_snapshots()
+    }
+
     fn size_on_disk(&self) -> u64 {
         self.shared.local.size_on_disk()
     }
