@@ -41,39 +41,16 @@ pub(crate) async fn append(
             replayed: false,
         });
     }
-    let body = batch(&shared, &req)?.encode()?;
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", req.command_id.to_string().as_str());
-    if let Some(seq) = expected_subject_seq {
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            seq.to_string().as_str(),
-        );
-    }
-    let subject = wire::subject(&req.stream);
-    let ack = async {
-        shared
-            .js
-            .publish_with_headers(subject, headers, body.into())
-            .await?
-            .await
-    };
-    let ack = match tokio::time::timeout(shared.opts.timeout, ack).await {
-        Ok(Ok(ack)) => ack,
-        Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+    let ack = match publish(&shared, &req, expected_subject_seq).await {
+        Ok(ack) => ack,
+        Err(Published::WrongLastSequence) => {
             let expected = match req.expected {
                 ExpectedVersion::Exact(v) => v,
                 ExpectedVersion::Any => version,
             };
             return Err(conflict(&shared, &req, expected).await);
         }
-        Ok(Err(e)) => return Err(unavailable(format!("publish: {e}"))),
-        Err(_) => {
-            return Err(unavailable(format!(
-                "JetStream did not acknowledge within {:?}",
-                shared.opts.timeout
-            )))
-        }
+        Err(Published::Failed(e)) => return Err(e),
     };
     shared.wanted.send_if_modified(|w| {
         let more = ack.sequence > *w;
@@ -99,6 +76,53 @@ pub(crate) async fn append(
         last_seq: record.last_seq,
         replayed: ack.duplicate,
     })
+}
+
+/// Why a publish did not get an acknowledgement.
+enum Published {
+    /// Another node wrote to the entity first.
+    WrongLastSequence,
+    /// Anything else: the append fails (503).
+    Failed(AppendError),
+}
+
+/// Publishes one command's events as one message with the dedup and expected-sequence
+/// headers, and waits for JetStream's acknowledgement (bounded by the timeout).
+async fn publish(
+    shared: &Shared,
+    req: &AppendRequest,
+    expected_subject_seq: Option<u64>,
+) -> Result<async_nats::jetstream::publish::PublishAck, Published> {
+    let body = batch(shared, req)
+        .and_then(|b| b.encode())
+        .map_err(|e| Published::Failed(e.into()))?;
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", req.command_id.to_string().as_str());
+    if let Some(seq) = expected_subject_seq {
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            seq.to_string().as_str(),
+        );
+    }
+    let subject = wire::subject(&req.stream);
+    let ack = async {
+        shared
+            .js
+            .publish_with_headers(subject, headers, body.into())
+            .await?
+            .await
+    };
+    match tokio::time::timeout(shared.opts.timeout, ack).await {
+        Ok(Ok(ack)) => Ok(ack),
+        Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err(Published::WrongLastSequence)
+        }
+        Ok(Err(e)) => Err(Published::Failed(unavailable(format!("publish: {e}")))),
+        Err(_) => Err(Published::Failed(unavailable(format!(
+            "JetStream did not acknowledge within {:?}",
+            shared.opts.timeout
+        )))),
+    }
 }
 
 fn batch(shared: &Shared, req: &AppendRequest) -> StoreResult<Batch> {
