@@ -126,7 +126,13 @@ impl Core {
             &handles,
             settings(<RoomDecider as crate::kind::Kind>::PASSIVATE_AFTER),
         );
-        let config_schedule = config.retain_pairings.map(|retain| {
+        // A shared (JetStream) log is written only by appends: no tombstones, so no
+        // scheduled compaction (proto-docs/storage.md §17).
+        let retain_pairings = config.retain_pairings.filter(|_| !store.is_shared());
+        if retain_pairings.is_none() && config.retain_pairings.is_some() {
+            tracing::info!("scheduled compaction is off: the log is shared (JetStream)");
+        }
+        let config_schedule = retain_pairings.map(|retain| {
             crate::compactor::Schedule::new(retain, config.compact_every, config.clock.now())
         });
         let core = Arc::new(Self {
