@@ -2,12 +2,14 @@
 //! processes (Debian's package) on random loopback ports and temp dirs: a token minted on
 //! one node works on the other at the next request, a revoke on one node closes the
 //! credential's sockets on the other with 4001, single-use values stay single-use across
-//! nodes, a message body posted on one node is read on the other and erased on the shared
+//! nodes, a client of a killed node resumes on the other with no gap and no duplicate,
+//! a message body posted on one node is read on the other and erased on the shared
 //! log (its key message overwritten in the keys stream), and a missing server or one
 //! without JetStream is named at start-up.
 
 use crate::chat::{
-    create_room, full_history, live, posted, try_connect, try_create_room, User, FRAME_DEADLINE, WS,
+    create_room, full_history, live, posted, try_connect, try_create_room, Follower, User,
+    FRAME_DEADLINE, WS,
 };
 use crate::server::{Key, Server, NAMESPACE};
 use crate::support::{latchkey, stderr, stdout};
@@ -558,4 +560,76 @@ fn a_body_posted_on_one_node_is_read_on_the_other_and_erased_on_the_shared_log()
     assert!(export.contains(&kept) && !export.contains(&gone));
     let out = latchkey(&["admin", "--store", &nats.url(), "--json", "verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_client_of_a_killed_node_resumes_on_the_other_with_no_gap_and_no_duplicate() {
+    const POSTS: usize = 40;
+    let nats = Nats::start();
+    let mut a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&b, "poster");
+    let bob = User::new(&b, "reader");
+    let room = create_room(&b, &alice.token, "failover", "public");
+    crate::chat::join(&b, &bob.token, &room).expect(200);
+    // Bob follows on A (his token was minted on B) while Alice posts on B.
+    let mut bob_ws = Follower::new("bob");
+    bob_ws.connect(&a, &bob.token);
+    bob_ws.wait_resumed(FRAME_DEADLINE);
+    let mut sent = Vec::with_capacity(POSTS);
+    for i in 0..POSTS {
+        if i == POSTS / 2 {
+            // A dies mid-stream: the socket ends without a close frame; Bob resumes on B
+            // from the last seq he saw, after more posts have landed.
+            a.kill9();
+            let gone = crate::support::wait_until(FRAME_DEADLINE, || !bob_ws.pump());
+            assert!(gone, "the killed node's socket did not end");
+            let (id, _) = posted(&b, &alice.token, &room, &format!("while down {i}"), &[]);
+            sent.push(id);
+            bob_ws.connect(&b, &bob.token);
+            bob_ws.wait_resumed(FRAME_DEADLINE);
+        }
+        let (id, _) = posted(&b, &alice.token, &room, &format!("post {i}"), &[]);
+        sent.push(id);
+        bob_ws.pump();
+    }
+    let posted_ids = |f: &Follower| -> Vec<String> {
+        f.events
+            .iter()
+            .filter(|e| e["event"] == "message.posted" && e["room_id"] == room.as_str())
+            .map(|e| e["data"]["message_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = crate::support::wait_until(FRAME_DEADLINE, || {
+        bob_ws.pump_for(Duration::from_millis(50));
+        posted_ids(&bob_ws).len() >= sent.len()
+    });
+    assert!(all, "missing posts: got {:?}", posted_ids(&bob_ws));
+    // No gap, no duplicate: every post once, in order, and seqs strictly increasing
+    // across both nodes (every node expands the stream into the same seqs).
+    assert_eq!(posted_ids(&bob_ws), sent);
+    let seqs = bob_ws.seqs();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(bob_ws.odd.is_empty(), "odd frames: {:?}", bob_ws.odd);
+}
+
+#[test]
+fn a_room_or_user_made_on_one_node_is_found_on_the_other_at_the_next_request() {
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&a, "owner");
+    let bob = User::new(&b, "guest");
+    for i in 0..8 {
+        // Created on A, then at once on B: B catches up before it would answer 404.
+        let room = create_room(&a, &alice.token, &format!("r{i}"), "public");
+        b.get(&format!("/api/native/rooms/{room}"), Some(&bob.token))
+            .expect(200);
+        crate::chat::join(&b, &bob.token, &room).expect(200);
+        posted(&b, &bob.token, &room, &format!("hi {i}"), &[]);
+        crate::chat::history(&b, &bob.token, &room, "").expect(200);
+        // A user registered on B, added by the owner on A at once.
+        let carol = User::new(&b, &format!("new{i}"));
+        crate::chat::add_member(&a, &alice.token, &room, &carol.id).expect(204);
+    }
 }
