@@ -29,7 +29,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-fn delete(server: &Server, token: &str, room: &str, message: &str) -> crate::server::Resp {
+pub fn delete(server: &Server, token: &str, room: &str, message: &str) -> crate::server::Resp {
     server.send(
         "DELETE",
         &room_path(room, &format!("/messages/{message}")),

@@ -11,6 +11,7 @@ mod backup;
 mod browser;
 mod chat;
 mod client;
+mod cluster;
 mod compaction;
 mod crash;
 mod credentials;

@@ -73,6 +73,21 @@ impl Drop for KeyLockGuard<'_> {
     }
 }
 
+/// When the sweeper compacts: never when retention is off, nor on a shared (JetStream) log,
+/// which is written only by appends and takes no tombstones (proto-docs/storage.md §17).
+fn compaction_schedule(config: &CoreConfig, shared: bool) -> Option<crate::compactor::Schedule> {
+    let retain = config.retain_pairings?;
+    if shared {
+        tracing::info!("scheduled compaction is off: the log is shared (JetStream)");
+        return None;
+    }
+    Some(crate::compactor::Schedule::new(
+        retain,
+        config.compact_every,
+        config.clock.now(),
+    ))
+}
+
 impl Core {
     /// Brings the read models to the durable head, starts the projector thread, the entity
     /// arbiters and the sweeper. Must run inside an actix `System`.
@@ -126,9 +141,7 @@ impl Core {
             &handles,
             settings(<RoomDecider as crate::kind::Kind>::PASSIVATE_AFTER),
         );
-        let config_schedule = config.retain_pairings.map(|retain| {
-            crate::compactor::Schedule::new(retain, config.compact_every, config.clock.now())
-        });
+        let config_schedule = compaction_schedule(&config, store.is_shared());
         let core = Arc::new(Self {
             store,
             models,

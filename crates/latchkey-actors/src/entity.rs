@@ -53,7 +53,7 @@ pub enum ExecError<E> {
 impl<E> From<StoreError> for ExecError<E> {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy | StoreError::Poisoned => ExecError::Busy,
+            StoreError::Busy | StoreError::Poisoned | StoreError::Unavailable(_) => ExecError::Busy,
             other => ExecError::Store(other.to_string()),
         }
     }
@@ -456,7 +456,30 @@ impl<D: Kind> Handler<Inspect<D>> for Entity<D> {
 
     fn handle(&mut self, msg: Inspect<D>, _ctx: &mut Context<Self>) {
         self.last_active = Instant::now();
+        self.refresh_if_behind();
         let _ = msg.reply.send(self.loaded.state.clone());
+    }
+}
+
+/// Most times a command is decided again after version conflicts before it gives up
+/// (503): each conflict means another node wrote this entity first.
+const CONFLICT_RETRIES: u32 = 8;
+
+/// A command decided again after a version conflict (the entity has reloaded).
+struct Retry<D: Kind> {
+    msg: Execute<D>,
+    attempt: u32,
+}
+
+impl<D: Kind> Message for Retry<D> {
+    type Result = ();
+}
+
+impl<D: Kind> Handler<Retry<D>> for Entity<D> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, msg: Retry<D>, _ctx: &mut Context<Self>) -> Self::Result {
+        self.run(msg.msg, msg.attempt)
     }
 }
 
@@ -465,6 +488,32 @@ impl<D: Kind> Handler<Execute<D>> for Entity<D> {
 
     fn handle(&mut self, msg: Execute<D>, _ctx: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
+        self.run(msg, 0)
+    }
+}
+
+impl<D: Kind> Entity<D> {
+    /// On a shared log (JetStream), another node may have moved the stream since this
+    /// entity loaded it: reload when the local copy is ahead, so reads and decisions start
+    /// from the newest state this node knows. A no-op on sled.
+    fn refresh_if_behind(&mut self) {
+        if !self.store.is_shared() {
+            return;
+        }
+        match self.store.stream_head(&self.loaded.stream) {
+            Ok((v, _)) if v > self.loaded.version => {
+                if let Err(e) = self.loaded.reload::<()>(self.store.as_ref()) {
+                    tracing::warn!(error = %e, stream = %self.loaded.stream, "reloading an entity failed");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Decide, append, settle. A version conflict (another node wrote first) has already
+    /// reloaded the state; the command is then decided again on it, never applied twice.
+    fn run(&mut self, msg: Execute<D>, attempt: u32) -> AtomicResponse<Self, ()> {
+        self.refresh_if_behind();
         let Execute {
             cmd,
             actor,
@@ -484,10 +533,26 @@ impl<D: Kind> Handler<Execute<D>> for Entity<D> {
         };
         let append = self.store.append(req);
         AtomicResponse::new(Box::pin(append.into_actor(self).map(
-            move |result, act, _ctx| {
+            move |result, act, ctx| {
                 let store = act.store.clone();
-                let _ = reply.send(act.loaded.settle(store.as_ref(), events, result));
-                act.snapshot_if_due();
+                match act.loaded.settle(store.as_ref(), events, result) {
+                    Err(ExecError::Conflict) if attempt < CONFLICT_RETRIES => {
+                        let msg = Execute {
+                            cmd,
+                            actor,
+                            command_id,
+                            reply,
+                        };
+                        ctx.notify(Retry {
+                            msg,
+                            attempt: attempt + 1,
+                        });
+                    }
+                    result => {
+                        let _ = reply.send(result);
+                        act.snapshot_if_due();
+                    }
+                }
             },
         )))
     }

@@ -64,7 +64,8 @@ impl From<StoreError> for CoreError {
     fn from(e: StoreError) -> Self {
         match e {
             // A poisoned journal refuses writes until a restart: unavailable, not a bug.
-            StoreError::Busy | StoreError::Poisoned => CoreError::Busy,
+            // JetStream unreachable or without quorum: 503 with Retry-After, never a 500.
+            StoreError::Busy | StoreError::Poisoned | StoreError::Unavailable(_) => CoreError::Busy,
             other => CoreError::Internal(other.to_string()),
         }
     }

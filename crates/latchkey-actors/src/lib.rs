@@ -49,6 +49,7 @@
 pub mod auth;
 pub mod clock;
 pub mod close;
+pub mod cluster;
 pub mod codemodel;
 pub mod compactor;
 pub mod config;

@@ -119,7 +119,11 @@ impl Core {
         };
         let stream = PairingId(id).stream();
         if self.store().stream_head(&stream)?.0 == 0 {
-            return Ok(None);
+            // Another node may have issued it a moment ago (a no-op on sled).
+            self.catch_up().await?;
+            if self.store().stream_head(&stream)?.0 == 0 {
+                return Ok(None);
+            }
         }
         let state = self.pairings().inspect(stream.clone()).await?;
         Ok(state

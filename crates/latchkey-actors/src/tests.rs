@@ -96,8 +96,16 @@ async fn two_live_actors_for_one_id_cannot_both_append() {
     a.execute(user.stream(), register(user), Who::System)
         .await
         .unwrap();
+    // b's append conflicts; b reloads and decides the command again on the fresh state
+    // (DESIGN §11: another node may have written first), so it is refused, never applied
+    // twice.
+    let before = store.head();
     let stale = b.execute(user.stream(), register(user), Who::System).await;
-    assert!(matches!(stale, Err(ExecError::Conflict)), "{stale:?}");
+    assert!(
+        matches!(stale, Err(ExecError::Domain(UserError::AlreadyExists))),
+        "{stale:?}"
+    );
+    assert_eq!(store.head(), before, "the stale actor appended nothing");
     // After the conflict, b reloaded: it now sees the user.
     let again = b.execute(user.stream(), register(user), Who::System).await;
     assert!(matches!(

@@ -87,6 +87,14 @@ pub struct ServeArgs {
     /// Oldest WebSocket resume accepted, in events behind the head (older: resume_failed).
     #[arg(long, env = "LATCHKEY_RESUME_WINDOW", default_value_t = 100_000)]
     resume_window: u64,
+    /// Put the log in a NATS JetStream stream shared by several nodes:
+    /// `nats://HOST:PORT[,nats://HOST:PORT...]`. Without it the log is sled in --data-dir,
+    /// which then holds this node's copy and read models.
+    #[arg(long, env = "LATCHKEY_STORE")]
+    store: Option<String>,
+    /// Replicas of the JetStream stream when this node creates it (3 on a 3-node cluster).
+    #[arg(long, env = "LATCHKEY_STORE_REPLICAS", default_value_t = 1)]
+    store_replicas: usize,
     /// A user or room entity snapshots its state every this many events, so a long
     /// stream rehydrates from the snapshot plus the tail (0: no snapshots).
     #[arg(long, env = "LATCHKEY_SNAPSHOT_EVERY", default_value_t = 500)]
@@ -132,6 +140,8 @@ fn config(args: ServeArgs) -> anyhow::Result<ServerConfig> {
     config.snapshot_every = args.snapshot_every;
     config.cache_bytes = args.cache_mib << 20;
     config.test_clock = args.test_clock;
+    config.store = args.store.filter(|s| !s.is_empty() && s != "sled");
+    config.store_replicas = args.store_replicas.max(1);
     if args.no_rate_limit {
         config.limits = LimitConfig::disabled();
     }

@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use latchkey_actors::clock::{ManualClock, SharedClock, SystemClock};
 use latchkey_actors::{Core, CoreConfig};
-use latchkey_store::{EventStore, SledStore, StoreOptions};
+use latchkey_store::{EventStore, NatsOptions, NatsStore, SledStore, StoreOptions};
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -97,28 +97,35 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
 /// After the HTTP server has stopped: stops the actors and the projector, lets the journal
 /// finish what is queued, and flushes.
-fn drain(core: Arc<Core>, store: &Arc<SledStore>) -> anyhow::Result<()> {
+fn drain(core: Arc<Core>, store: &Arc<dyn EventStore>) -> anyhow::Result<()> {
     tracing::info!("draining: stopping actors and flushing the log");
     core.shutdown();
     drop(core);
-    store.close()?;
+    store.shutdown()?;
     // Appends that were in flight when the actors stopped are durable now, after the
     // projector stopped: one last pass, so a clean stop leaves the read models at the
     // head (equal to a rebuild), then flush again.
-    let log: Arc<dyn EventStore> = store.clone();
-    latchkey_admin::write::catch_up(&log).context("projecting the last appends")?;
-    store.close()?;
+    latchkey_admin::write::catch_up(store).context("projecting the last appends")?;
+    store.shutdown()?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The data dir's store, stamping `recorded_at` with the server's clock.
-fn open_store(config: &ServerConfig, clock: SharedClock) -> anyhow::Result<Arc<SledStore>> {
+/// The data dir's store, or (`--store nats://...`) the JetStream log with this node's copy
+/// in the data dir; either stamps `recorded_at` with the server's clock.
+fn open_store(config: &ServerConfig, clock: SharedClock) -> anyhow::Result<Arc<dyn EventStore>> {
     let options = StoreOptions {
         clock: Arc::new(move || clock.now().0),
         cache_capacity: config.cache_bytes,
         ..StoreOptions::default()
     };
+    if let Some(urls) = &config.store {
+        let mut nats = NatsOptions::new(urls);
+        nats.replicas = config.store_replicas;
+        let store = NatsStore::open(&config.data_dir, nats, options)
+            .with_context(|| format!("opening the JetStream log at {urls}"))?;
+        return Ok(Arc::new(store));
+    }
     let store = SledStore::open(&config.data_dir, options)
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
     Ok(Arc::new(store))
@@ -146,7 +153,7 @@ fn choose_clock(config: &ServerConfig) -> (SharedClock, Option<Arc<ManualClock>>
 /// outside the per-worker closure: one registry, one read model, one core.
 fn start_core(
     config: &ServerConfig,
-    store: &Arc<SledStore>,
+    store: &Arc<dyn EventStore>,
     clock: SharedClock,
 ) -> anyhow::Result<Arc<Core>> {
     let server_line = match &config.public_url {

@@ -23,7 +23,8 @@ use actix_web::{web, FromRequest, HttpRequest};
 use latchkey_actors::{Auth, Core};
 use latchkey_domain::token::TokenPrefix;
 use latchkey_domain::{Scope, TokenKind};
-use std::future::{ready, Ready};
+use std::future::Future;
+use std::pin::Pin;
 
 /// Whether a query string carries something that looks like a credential.
 fn query_has_credential(query: &str) -> bool {
@@ -59,8 +60,17 @@ pub fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
     })
 }
 
+/// [`authenticate`], after catching up with the other nodes when the token is well formed
+/// but unknown here (DESIGN §11: a token minted on another node works on the next request).
+pub async fn authenticate_fresh(req: &HttpRequest) -> Result<Auth, ApiError> {
+    if let (Some(core), Some(token)) = (req.app_data::<web::Data<Core>>(), bearer(req)) {
+        core.catch_up_for_token(token).await;
+    }
+    authenticate(req)
+}
+
 /// The WebSocket's credential: a single-use `?ticket=` or the bearer header.
-pub fn authenticate_ws(req: &HttpRequest) -> Result<Auth, ApiError> {
+pub async fn authenticate_ws(req: &HttpRequest) -> Result<Auth, ApiError> {
     let ticket = req
         .query_string()
         .split('&')
@@ -71,7 +81,7 @@ pub fn authenticate_ws(req: &HttpRequest) -> Result<Auth, ApiError> {
             core.redeem_ws_ticket(&t)
                 .map_err(|_| ApiError::unauthorized("the ticket is unknown, used, or expired"))
         }),
-        None => authenticate(req),
+        None => authenticate_fresh(req).await,
     }
 }
 
@@ -164,15 +174,17 @@ macro_rules! extractor {
 
         impl FromRequest for $name {
             type Error = ApiError;
-            type Future = Ready<Result<Self, ApiError>>;
+            type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                ready(
-                    authenticate(req)
+                let req = req.clone();
+                Box::pin(async move {
+                    authenticate_fresh(&req)
+                        .await
                         .and_then(|a| require(a, $check))
-                        .and_then(|a| $limit(req, a))
-                        .map($name),
-                )
+                        .and_then(|a| $limit(&req, a))
+                        .map($name)
+                })
             }
         }
     };

@@ -45,6 +45,11 @@ pub struct ServerConfig {
     pub trusted_proxies: TrustedProxies,
     /// Oldest WebSocket `resume`, in events behind the head.
     pub resume_window: u64,
+    /// `nats://HOST:PORT[,...]`: the log lives in a JetStream stream shared by every node
+    /// (DESIGN §11), and `data_dir` holds this node's copy and read models. `None`: sled.
+    pub store: Option<String>,
+    /// Replicas of the JetStream stream when this node creates it.
+    pub store_replicas: usize,
     /// Events between two snapshots of a user or room stream (0: none), DESIGN §15.
     pub snapshot_every: u64,
     /// The sled page cache, in bytes: an upper bound on the memory the store keeps of
@@ -72,6 +77,8 @@ impl ServerConfig {
             limits: LimitConfig::default(),
             trusted_proxies: TrustedProxies::none(),
             resume_window: crate::routes::ws::RESUME_WINDOW,
+            store: None,
+            store_replicas: 1,
             snapshot_every: 500,
             cache_bytes: latchkey_store::StoreOptions::default().cache_capacity,
             test_clock: false,

@@ -124,9 +124,60 @@ pub(crate) fn key(id: &MessageId) -> [u8; 16] {
 
 /// A body as its stored record bytes, its secret going to `slot`.
 pub(crate) fn encode(body: &MessageBody, slot: u64) -> StoreResult<Vec<u8>> {
+    record(slot, encrypt(body))
+}
+
+/// The ciphertext of a body: its text XORed with the keystream of its secret. What a
+/// JetStream batch carries; the secret travels apart (the keys stream).
+pub(crate) fn encrypt(body: &MessageBody) -> Vec<u8> {
     let mut ciphertext = body.text.as_bytes().to_vec();
     apply_keystream(&body.secret, &mut ciphertext);
+    ciphertext
+}
+
+/// The stored record of a ciphertext whose secret goes to `slot`.
+pub(crate) fn record(slot: u64, ciphertext: Vec<u8>) -> StoreResult<Vec<u8>> {
     codec::encode(&BodyRecord { slot, ciphertext })
+}
+
+/// The body of a ciphertext under `secret`, if it is UTF-8 and matches `hash` (the hash
+/// the log commits to); `None` otherwise.
+pub(crate) fn decrypt(ciphertext: &[u8], secret: [u8; 32], hash: &[u8; 32]) -> Option<MessageBody> {
+    let mut text = ciphertext.to_vec();
+    apply_keystream(&secret, &mut text);
+    let body = MessageBody {
+        text: String::from_utf8(text).ok()?,
+        secret,
+    };
+    (body.hash() == *hash).then_some(body)
+}
+
+/// The body a `MessagePostedV2` carries, checked against its hash; `None` for other
+/// events. A V2 post without its body, or whose body does not match its hash, is
+/// refused: the log would commit to a body that was never stored.
+pub(crate) fn posted_body(event: &Event) -> StoreResult<Option<(MessageId, &MessageBody)>> {
+    let Event::Room(RoomEvent::MessagePostedV2 {
+        message_id,
+        body,
+        body_hash,
+        ..
+    }) = event
+    else {
+        return Ok(None);
+    };
+    let body = body.as_ref().ok_or_else(|| {
+        StoreError::Encode(format!(
+            "message {} is posted without its body",
+            message_id.0
+        ))
+    })?;
+    if body.hash() != *body_hash {
+        return Err(StoreError::Encode(format!(
+            "message {} does not match its body hash",
+            message_id.0
+        )));
+    }
+    Ok(Some((*message_id, body)))
 }
 
 /// The slot a stored record's secret is in.
@@ -176,32 +227,25 @@ pub(crate) fn write_of(
     tree: &sled::Tree,
     map: impl Fn(sled::Error) -> StoreError,
 ) -> StoreResult<Option<BodyWrite>> {
+    if let Some((message_id, body)) = posted_body(event)? {
+        return Ok(Some(BodyWrite::Put {
+            key: key(&message_id),
+            record: encode(body, seq)?,
+            slot: seq,
+            secret: body.secret,
+        }));
+    }
+    erase_of(event, tree, map)
+}
+
+/// The erasure a `MessageDeleted` carries (its record's slot looked up in `tree`), if
+/// `event` is one.
+pub(crate) fn erase_of(
+    event: &Event,
+    tree: &sled::Tree,
+    map: impl Fn(sled::Error) -> StoreError,
+) -> StoreResult<Option<BodyWrite>> {
     match event {
-        Event::Room(RoomEvent::MessagePostedV2 {
-            message_id,
-            body,
-            body_hash,
-            ..
-        }) => {
-            let body = body.as_ref().ok_or_else(|| {
-                StoreError::Encode(format!(
-                    "message {} is posted without its body",
-                    message_id.0
-                ))
-            })?;
-            if body.hash() != *body_hash {
-                return Err(StoreError::Encode(format!(
-                    "message {} does not match its body hash",
-                    message_id.0
-                )));
-            }
-            Ok(Some(BodyWrite::Put {
-                key: key(message_id),
-                record: encode(body, seq)?,
-                slot: seq,
-                secret: body.secret,
-            }))
-        }
         Event::Room(RoomEvent::MessageDeleted { message_id, .. }) => {
             let slot = match tree.get(key(message_id)).map_err(map)? {
                 Some(bytes) => Some(slot_of(&bytes, message_id)?),

@@ -46,6 +46,13 @@ pub enum StoreError {
     /// The journal thread is gone (the store is closing).
     #[error("the journal is closed")]
     Closed,
+    /// The distributed log cannot be reached or has no quorum (JetStream): nothing was
+    /// written; the caller should answer 503 and retry later. The text says what is wrong.
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
+    /// This backend cannot do that.
+    #[error("not supported on this store: {0}")]
+    Unsupported(String),
 }
 
 /// The store's result type.

@@ -1,6 +1,6 @@
 //! # latchkey-store
 //!
-//! The event log of latchkey on sled (DESIGN §3).
+//! The event log of latchkey on sled (DESIGN §3), or on NATS JetStream (DESIGN §11).
 //!
 //! **Architecture Invariant:** this is the only crate that knows the byte layout of the
 //! log. It knows nothing of HTTP or actors; it stores `latchkey_domain::Event`s.
@@ -16,6 +16,8 @@
 //!   changes, and the projector thread that feeds them in seq order.
 //! - `snapshot`: the `snapshots` tree, derived and discardable states of long streams.
 //! - `import`: envelopes written back byte for byte (export/import, replay copies).
+//! - `nats`: `NatsStore`, the log on a JetStream stream shared by many nodes, each with a
+//!   local sled copy it reads from.
 //! - `verify`: the hash-chain and consistency check behind `latchkey admin verify`.
 //! - `reclaim`: rewriting a compacted data dir into a fresh sled database, to give the
 //!   space sled keeps back to the file system.
@@ -28,6 +30,7 @@ pub mod error;
 mod import;
 mod journal;
 pub mod lock;
+pub mod nats;
 pub mod projection;
 pub mod reclaim;
 pub mod sled_store;
@@ -36,6 +39,7 @@ pub mod verify;
 
 pub use envelope::{CompactionMark, Entry, Envelope, Recorded, Tombstone};
 pub use error::{AppendError, StoreError, StoreResult};
+pub use nats::{NatsOptions, NatsStore};
 pub use sled_store::{JournalStats, SledStore, StoreOptions};
 pub use snapshot::Snapshot;
 
@@ -89,6 +93,9 @@ pub struct Appended {
 /// The future an append resolves to, once the events are durable (or refused).
 pub type AppendFuture = Pin<Box<dyn Future<Output = Result<Appended, AppendError>> + Send>>;
 
+/// The future of [`EventStore::catch_up`]: the local head once caught up.
+pub type CatchUpFuture = Pin<Box<dyn Future<Output = StoreResult<u64>> + Send>>;
+
 /// An iterator over recorded events, in order.
 pub type EventIter<'a> = Box<dyn Iterator<Item = StoreResult<Recorded>> + Send + 'a>;
 
@@ -110,7 +117,7 @@ pub type RawIter<'a> = Box<dyn Iterator<Item = StoreResult<RawEntry>> + Send + '
 /// An iterator over log entries (live events and tombstones), in seq order.
 pub type EntryIter<'a> = Box<dyn Iterator<Item = StoreResult<Entry>> + Send + 'a>;
 
-/// The event log, whatever its backend (sled now; NATS JetStream later, DESIGN §11).
+/// The event log, whatever its backend (sled, or NATS JetStream: DESIGN §11).
 pub trait EventStore: Send + Sync {
     /// Appends events after checking the expected version. Resolves after the events are
     /// durable (flushed and fsynced); a version mismatch resolves to `AppendError::Conflict`.
@@ -206,8 +213,28 @@ pub trait EventStore: Send + Sync {
     /// Journal counters (flushes vs appends), for metrics and benchmarks.
     fn stats(&self) -> &JournalStats;
 
-    /// The server id stored at creation.
+    /// The server id stored at creation (on JetStream: one id for the whole cluster).
     fn server_id(&self) -> StoreResult<Uuid>;
+
+    /// Brings this node's copy of the log up to the newest event any node has written
+    /// (waiting at most `timeout`) and resolves to the local head. A node does this before
+    /// it answers 401 or 404 for a value it does not know (DESIGN §11). The sled store is
+    /// the only writer of its log, so it is always caught up.
+    fn catch_up(&self, _timeout: Duration) -> CatchUpFuture {
+        let head = self.head();
+        Box::pin(async move { Ok(head) })
+    }
+
+    /// Whether other nodes append to this log too (JetStream): entities then refresh
+    /// before they decide, and lookups that miss catch up first.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Stops background work and flushes (the server calls it after draining).
+    fn shutdown(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Copies the log of `from` up to and including `to` into `into` (an empty store), byte

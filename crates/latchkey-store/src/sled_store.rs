@@ -564,6 +564,10 @@ impl EventStore for SledStore {
         &self.inner.stats
     }
 
+    fn shutdown(&self) -> StoreResult<()> {
+        self.close()
+    }
+
     fn server_id(&self) -> StoreResult<uuid::Uuid> {
         let v = self.sled(self.inner.trees.meta.get(journal::META_SERVER_ID))?;
         v.and_then(|b| uuid::Uuid::from_slice(&b).ok())

@@ -11,6 +11,7 @@
 //! - `pair`: pairing codes (`pair create|list|revoke`), online and offline.
 
 mod backup;
+mod jetstream;
 mod offline;
 mod online;
 pub mod pair;
@@ -34,6 +35,10 @@ pub struct AdminArgs {
     /// A running server (online form); needs --token-file.
     #[arg(long, global = true, env = "LATCHKEY_SERVER")]
     server: Option<String>,
+    /// The JetStream log of a cluster (`nats://HOST:PORT[,...]`): the read commands run on
+    /// a fresh copy of the stream, never on a node's data dir.
+    #[arg(long, global = true, env = "LATCHKEY_STORE")]
+    store: Option<String>,
     /// A file holding an admin session token (online form).
     #[arg(long, global = true, env = "LATCHKEY_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -252,6 +257,13 @@ pub fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
             return pair::run(target, args.json, what);
         }
     };
+    if let Some(urls) = args
+        .store
+        .as_deref()
+        .filter(|s| !s.is_empty() && *s != "sled")
+    {
+        return jetstream::run(urls, args.json, command);
+    }
     match (&args.server, &args.token_file) {
         (Some(server), Some(file)) => {
             let token = std::fs::read_to_string(file)

@@ -107,7 +107,8 @@ async fn get_room(
     core: web::Data<Core>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = core.get_room(&auth, room_id(&id)?)?;
+    let id = room_id(&id)?;
+    let room = core.fresh(|| async { core.get_room(&auth, id) }).await?;
     Ok(HttpResponse::Ok().json(room_info(room)))
 }
 
@@ -121,7 +122,7 @@ async fn join(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let room = room_id(&id)?;
-    core.join_room(&auth, room).await?;
+    core.fresh(|| core.join_room(&auth, room)).await?;
     Ok(HttpResponse::Ok().json(room_info(core.get_room(&auth, room)?)))
 }
 
@@ -134,7 +135,8 @@ async fn leave(
     core: web::Data<Core>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    core.leave_room(&auth, room_id(&id)?).await?;
+    let room = room_id(&id)?;
+    core.fresh(|| core.leave_room(&auth, room)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -152,7 +154,7 @@ async fn add_member(
     let user = Uuid::parse_str(&body.user_id)
         .map(UserId)
         .map_err(|_| ApiError::invalid("user_id must be a user id"))?;
-    core.add_member(&auth, room, user).await?;
+    core.fresh(|| core.add_member(&auth, room, user)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -167,7 +169,8 @@ async fn remove_member(
 ) -> Result<HttpResponse, ApiError> {
     let (room, user) = path.into_inner();
     let user = path_uuid(&user, "no such member").map(UserId)?;
-    core.remove_member(&auth, room_id(&room)?, user).await?;
+    let room = room_id(&room)?;
+    core.fresh(|| core.remove_member(&auth, room, user)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -190,7 +193,7 @@ async fn post_message(
         .transpose()
         .map_err(|_| ApiError::invalid("reply_to must be a message id"))?;
     let (message_id, seq) = core
-        .post_message(&auth, room, body.body, targets, reply_to)
+        .fresh(|| core.post_message(&auth, room, body.body.clone(), targets.clone(), reply_to))
         .await?;
     Ok(HttpResponse::Created().json(proto::PostMessageResponse {
         message_id: message_id.to_string(),
@@ -211,7 +214,8 @@ async fn delete_message(
     let (room, message) = path.into_inner();
     let room = room_id(&room)?;
     let message = path_uuid(&message, "no such message").map(MessageId)?;
-    core.delete_message(&auth, room, message).await?;
+    core.fresh(|| core.delete_message(&auth, room, message))
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -235,7 +239,10 @@ async fn history(
         Some(n) if (1..=MAX_PAGE).contains(&n) => n,
         Some(_) => return Err(ApiError::invalid(format!("limit must be 1 to {MAX_PAGE}"))),
     };
-    let page = core.history(&auth, room_id(&id)?, query.before, query.after, limit)?;
+    let room = room_id(&id)?;
+    let page = core
+        .fresh(|| async { core.history(&auth, room, query.before, query.after, limit) })
+        .await?;
     let messages = page
         .messages
         .into_iter()

@@ -78,7 +78,7 @@ async fn ws(
     if !upgrade {
         return Err(ApiError::invalid("expected a WebSocket upgrade request"));
     }
-    let auth = authenticate_ws(&req)?;
+    let auth = authenticate_ws(&req).await?;
     scope_check(&auth, Scope::ChatRead, "chat:read")?;
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|_| ApiError::invalid("expected a WebSocket upgrade request"))?;

@@ -1,0 +1,635 @@
+//! Several latchkey nodes on one NATS JetStream log (DESIGN §11), with real `nats-server -js`
+//! processes (Debian's package) on random loopback ports and temp dirs: a token minted on
+//! one node works on the other at the next request, a revoke on one node closes the
+//! credential's sockets on the other with 4001, single-use values stay single-use across
+//! nodes, a client of a killed node resumes on the other with no gap and no duplicate,
+//! a message body posted on one node is read on the other and erased on the shared
+//! log (its key message overwritten in the keys stream), and a missing server or one
+//! without JetStream is named at start-up.
+
+use crate::chat::{
+    create_room, full_history, live, posted, try_connect, try_create_room, Follower, User,
+    FRAME_DEADLINE, WS,
+};
+use crate::server::{Key, Server, NAMESPACE};
+use crate::support::{latchkey, stderr, stdout};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// How long a nats-server may take to say it is ready.
+const NATS_START: Duration = Duration::from_secs(20);
+
+/// A `nats-server` child on a random loopback port, with its store in a temp dir; killed on
+/// drop.
+pub struct Nats {
+    child: Option<Child>,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Nats {
+    /// A single server with JetStream.
+    pub fn start() -> Nats {
+        Nats::spawn(true)
+    }
+
+    /// A single server without JetStream.
+    pub fn start_without_jetstream() -> Nats {
+        Nats::spawn(false)
+    }
+
+    /// Three JetStream servers in one cluster on loopback ports.
+    pub fn cluster3() -> Vec<Nats> {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes = |me: usize| -> String {
+            (0..3)
+                .filter(|i| *i != me)
+                .map(|i| format!("nats://127.0.0.1:{}", ports[i]))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let spawn = |i: usize| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut cmd = Command::new("nats-server");
+            cmd.args(["-a", "127.0.0.1", "-p", "-1", "-js", "--cluster_name", "lk"])
+                .arg("-n")
+                .arg(format!("n{i}"))
+                .arg("-sd")
+                .arg(dir.path().join("js"))
+                .arg("--cluster")
+                .arg(format!("nats://127.0.0.1:{}", ports[i]))
+                .arg("--routes")
+                .arg(routes(i));
+            Nats::run(cmd, dir)
+        };
+        // Started one after the other: each waits for "Server is ready".
+        (0..3).map(spawn).collect()
+    }
+
+    fn spawn(jetstream: bool) -> Nats {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1", "-p", "-1"]);
+        if jetstream {
+            cmd.arg("-js").arg("-sd").arg(dir.path().join("js"));
+        }
+        Nats::run(cmd, dir)
+    }
+
+    fn run(mut cmd: Command, dir: TempDir) -> Nats {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nats-server (apt-get install nats-server)");
+        let port = read_port(&mut child);
+        Nats {
+            child: Some(child),
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// SIGKILL, and reap the child.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's store dir (JetStream's files).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// One JetStream API request (`$JS.API.<api>`) over the plain NATS protocol; the
+    /// decoded JSON answer.
+    pub fn js_api(&self, api: &str, body: &Value) -> Value {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let payload = body.to_string();
+        write!(
+            s,
+            "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB _INBOX.t 1\r\n\
+             PUB $JS.API.{api} _INBOX.t {}\r\n{payload}\r\n",
+            payload.len()
+        )
+        .unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                r.read_line(&mut line).unwrap() > 0,
+                "NATS closed the connection"
+            );
+            if line.starts_with("PING") {
+                s.write_all(b"PONG\r\n").unwrap();
+            }
+            assert!(!line.starts_with("-ERR"), "{line}");
+            if let Some(head) = line.strip_prefix("MSG ") {
+                let len: usize = head.split_whitespace().last().unwrap().parse().unwrap();
+                let mut buf = vec![0u8; len + 2];
+                r.read_exact(&mut buf).unwrap();
+                return serde_json::from_slice(&buf[..len]).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A loopback port nothing listens on (bound, then freed).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Reads the server's log until it says where it listens and that it is ready; keeps
+/// draining the pipe afterwards so the child never blocks on it.
+fn read_port(child: &mut Child) -> u16 {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let end = Instant::now() + NATS_START;
+    let mut port = None;
+    let mut seen = Vec::new();
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left.max(Duration::from_millis(1)))
+            .unwrap_or_else(|e| panic!("nats-server did not start ({e:?}): {seen:#?}"));
+        if let Some(rest) = line.split("Listening for client connections on ").nth(1) {
+            port = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+        }
+        if line.contains("Server is ready") {
+            return port.unwrap_or_else(|| panic!("no client port in {seen:#?}"));
+        }
+        seen.push(line);
+    }
+}
+
+/// A latchkey node on the JetStream log at `nats`.
+fn node(nats: &Nats) -> Server {
+    Server::start(&["--store", &nats.url()])
+}
+
+/// Signs in on `at` with a challenge issued there; the token.
+fn sign_in(at: &Server, key: &Key, handle: Option<&str>) -> Value {
+    let ch = at.challenge(&key.pubkey());
+    let sig = key.sign(ch.message.as_bytes(), NAMESPACE);
+    at.redeem(&ch.challenge_id, &sig, handle).expect(201).json()
+}
+
+#[test]
+fn a_missing_server_or_one_without_jetstream_is_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    // A port nothing listens on: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let out = latchkey(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--store",
+        &url,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot reach NATS"),
+        "{}",
+        stderr(&out)
+    );
+
+    let plain = Nats::start_without_jetstream();
+    let out = latchkey(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--store",
+        &plain.url(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("without JetStream"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bad = latchkey(&["serve", "--data-dir", data, "--store", "nats://"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("NATS"), "{}", stderr(&bad));
+}
+
+#[test]
+fn a_token_minted_on_one_node_works_on_the_other_at_the_next_request() {
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    for i in 0..15 {
+        let (mint, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let key = Key::generate(mint.scratch(), "ed25519", &format!("k{i}"));
+        let t = sign_in(mint, &key, Some(&format!("cl{i}")));
+        let token = t["token"].as_str().unwrap();
+        let me: Value = other.get("/api/native/me", Some(token)).expect(200).json();
+        assert_eq!(me["user"]["id"], t["user"]["id"], "{me}");
+        // Logged out on the other node: refused on the minting node at the next request.
+        other
+            .send("DELETE", "/api/native/token", Some(token), None)
+            .expect(204);
+        wait_refused(mint, token);
+    }
+    // The admin tool reads the stream itself while the nodes run: the log verifies, and
+    // the stats count what the nodes wrote.
+    let out = latchkey(&["admin", "--store", &nats.url(), "--json", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let out = latchkey(&["admin", "--store", &nats.url(), "--json", "stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(stats["events"], v["events"], "{stats}");
+    assert_eq!(stats["events_by_type"]["user.registered"], 15, "{stats}");
+    let out = latchkey(&["admin", "--store", &nats.url(), "user", "disable", "cl0"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--server"), "{}", stderr(&out));
+}
+
+/// A revoked token is refused by a node once that node has the revocation: poll with a
+/// deadline (a node may answer for a token until the revoke reaches it; DESIGN §11 bounds
+/// only the 401 side).
+fn wait_refused(at: &Server, token: &str) {
+    let ok = crate::support::wait_until(Duration::from_secs(5), || {
+        at.get("/api/native/me", Some(token)).status == 401
+    });
+    assert!(ok, "the revoked token still works on the other node");
+}
+
+#[test]
+fn a_challenge_issued_on_one_node_is_redeemed_once_across_both() {
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    for i in 0..5 {
+        let key = Key::generate(a.scratch(), "ed25519", &format!("c{i}"));
+        let ch = a.challenge(&key.pubkey());
+        let sig = key.sign(ch.message.as_bytes(), NAMESPACE);
+        // Redeemed on B at once, then refused on both.
+        b.redeem(&ch.challenge_id, &sig, Some(&format!("ch{i}")))
+            .expect(201);
+        a.redeem(&ch.challenge_id, &sig, None)
+            .expect_error(401, "challenge_invalid");
+        b.redeem(&ch.challenge_id, &sig, None)
+            .expect_error(401, "challenge_invalid");
+    }
+}
+
+#[test]
+fn a_ws_ticket_spent_on_one_node_is_refused_on_the_other() {
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&a, "tix");
+    let v: Value = a
+        .post_json("/api/native/ws-ticket", &json!({}), Some(&alice.token))
+        .expect(201)
+        .json();
+    let ticket = v["ticket"].as_str().unwrap();
+    let path = format!("{WS}?ticket={ticket}");
+    let mut ws = try_connect(&a, &path, None).unwrap_or_else(|r| panic!("refused: {r:?}"));
+    ws.hello();
+    let again = try_connect(&b, &path, None)
+        .err()
+        .expect("spent ticket accepted");
+    assert_eq!(again.status, 401, "{again:?}");
+    let again = try_connect(&a, &path, None)
+        .err()
+        .expect("spent ticket accepted");
+    assert_eq!(again.status, 401, "{again:?}");
+}
+
+#[test]
+fn a_revoke_on_one_node_closes_the_socket_on_the_other_with_4001() {
+    const TRIALS: usize = 50;
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let mut alice = User::new(&a, "rv");
+    let mut took = Vec::with_capacity(TRIALS);
+    for i in 0..TRIALS {
+        if i > 0 {
+            alice.sign_in_again(&a);
+        }
+        // Connected on B, revoked on A.
+        let (mut ws, _) = live(&b, &alice.token);
+        a.send("DELETE", "/api/native/token", Some(&alice.token), None)
+            .expect(204);
+        // From A's answer (the revoke is durable in the stream) to B's close frame.
+        let answered = Instant::now();
+        let (code, _, at, _) = ws.expect_close(Duration::from_secs(5));
+        assert_eq!(code, Some(4001), "trial {i}");
+        took.push(at.saturating_duration_since(answered));
+    }
+    took.sort();
+    let p50 = took[TRIALS / 2];
+    let p99 = took[(TRIALS * 99).div_ceil(100) - 1];
+    println!(
+        "revoke on A -> 4001 on B, {TRIALS} trials: p50 {p50:?}, p99 {p99:?}, max {:?}",
+        took[TRIALS - 1]
+    );
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+}
+
+#[test]
+fn without_jetstream_writes_answer_503_with_retry_after_and_reads_still_serve() {
+    let mut nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&a, "nq");
+    create_room(&a, &alice.token, "before", "public");
+    b.get("/api/native/me", Some(&alice.token)).expect(200);
+    nats.kill9();
+    for at in [&a, &b] {
+        let started = Instant::now();
+        let r = try_create_room(at, &alice.token, "after", "public");
+        let took = started.elapsed();
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(r.retry_after.is_some(), "503 without Retry-After: {r:?}");
+        assert!(r.body.contains("\"error\""), "{r:?}");
+        assert!(
+            took < Duration::from_secs(12),
+            "the write hung for {took:?}"
+        );
+        // Reads of what the node knows keep serving.
+        at.get("/api/native/me", Some(&alice.token)).expect(200);
+        at.get("/api/native/rooms", Some(&alice.token)).expect(200);
+    }
+}
+
+#[test]
+fn losing_one_of_three_jetstream_servers_loses_no_acknowledged_write() {
+    let mut cluster = Nats::cluster3();
+    let urls = cluster.iter().map(Nats::url).collect::<Vec<_>>().join(",");
+    let args = ["--store", urls.as_str(), "--store-replicas", "3"];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let alice = User::new(&a, "fo");
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    let mut outage = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0..60 {
+        if i == 20 {
+            cluster[0].kill9();
+        }
+        let at = if i % 2 == 0 { &a } else { &b };
+        let started = Instant::now();
+        loop {
+            let r = try_create_room(at, &alice.token, &format!("fo{i}"), "public");
+            match r.status {
+                201 => {
+                    let v: Value = r.json();
+                    acked.push(v["id"].as_str().unwrap().to_string());
+                    outage = outage.max(started.elapsed());
+                    break;
+                }
+                503 => {
+                    assert!(r.retry_after.is_some(), "{r:?}");
+                    refused += 1;
+                    assert!(Instant::now() < deadline, "writes did not come back");
+                }
+                s => panic!("write {i}: {s} {r:?}"),
+            }
+        }
+    }
+    println!(
+        "failover: {} writes acknowledged, {refused} answers 503 while the cluster elected; \
+         longest wait for one write {outage:?}",
+        acked.len()
+    );
+    for at in [&a, &b] {
+        for id in &acked {
+            at.get(&format!("/api/native/rooms/{id}"), Some(&alice.token))
+                .expect(200);
+        }
+    }
+}
+
+/// The secret of message `id` in the keys stream (`None`: JetStream has no message on its
+/// subject, "no message found").
+fn key_message(nats: &Nats, id: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let v = nats.js_api(
+        "STREAM.MSG.GET.LATCHKEY_KEYS",
+        &json!({ "last_by_subj": format!("latchkey.key.{id}") }),
+    );
+    if v["error"]["err_code"] == 10037 {
+        return None;
+    }
+    let data = v["message"]["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"));
+    Some(
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
+    )
+}
+
+/// Whether any file under `dir` holds `needle`. Files that vanish while it reads (a
+/// running nats-server rewrites its index files) are skipped.
+fn holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            return holds(&path, needle);
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    })
+}
+
+/// The body of message `id` in `messages` (a history); panics when it is missing.
+fn body_in(messages: &[Value], id: &str) -> Value {
+    let m = messages.iter().find(|m| m["message_id"] == id);
+    m.unwrap_or_else(|| panic!("{id} not in {messages:?}"))["body"].clone()
+}
+
+#[test]
+fn a_body_posted_on_one_node_is_read_on_the_other_and_erased_on_the_shared_log() {
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&a, "bodies");
+    let room = create_room(&a, &alice.token, "bodies", "public");
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let (kept, gone) = (format!("KEPT{marker}"), format!("GONE{marker}"));
+    // Posted on A, delivered live on B with its body, and in B's history.
+    let (mut on_b, _) = live(&b, &alice.token);
+    let (kept_id, _) = posted(&a, &alice.token, &room, &kept, &[]);
+    let (gone_id, _) = posted(&a, &alice.token, &room, &gone, &[]);
+    for (id, text) in [(&kept_id, &kept), (&gone_id, &gone)] {
+        let (ev, _) = on_b.until(FRAME_DEADLINE, |v| {
+            v["event"] == "message.posted" && v["data"]["message_id"] == id.as_str()
+        });
+        assert_eq!(ev["data"]["body"], text.as_str(), "{ev}");
+    }
+    let h = full_history(&b, &alice.token, &room, 50);
+    assert_eq!(body_in(&h, &kept_id), kept.as_str());
+    assert_eq!(body_in(&h, &gone_id), gone.as_str());
+    // Each secret is one message of the keys stream, never in the log stream's batch.
+    let kept_key = key_message(&nats, &kept_id).expect("the live body's key message");
+    let gone_key = key_message(&nats, &gone_id).expect("the body's key message");
+    assert_eq!((kept_key.len(), gone_key.len()), (32, 32));
+
+    // Deleted on B: A sends message.deleted and serves a null body, as B does.
+    let (mut on_a, _) = live(&a, &alice.token);
+    crate::erasure::delete(&b, &alice.token, &room, &gone_id).expect(204);
+    let (ev, _) = on_a.until(FRAME_DEADLINE, |v| v["event"] == "message.deleted");
+    assert_eq!(ev["data"]["message_id"], gone_id.as_str(), "{ev}");
+    for at in [&a, &b] {
+        let h = full_history(at, &alice.token, &room, 50);
+        assert_eq!(body_in(&h, &gone_id), Value::Null, "{h:?}");
+        assert_eq!(body_in(&h, &kept_id), kept.as_str());
+    }
+
+    // The key message is gone from the keys stream, overwritten in JetStream's files, and
+    // zeroed in both nodes' copies; the live key is still everywhere (no vacuous grep).
+    assert_eq!(key_message(&nats, &gone_id), None);
+    assert!(key_message(&nats, &kept_id).is_some());
+    for dir in [nats.dir().to_path_buf(), a.data_dir(), b.data_dir()] {
+        let ok = crate::support::wait_until(Duration::from_secs(5), || {
+            holds(&dir, &kept_key) && !holds(&dir, &gone_key)
+        });
+        assert!(
+            ok,
+            "{}: the erased key is on disk, or the live one is not",
+            dir.display()
+        );
+        assert!(!holds(&dir, gone.as_bytes()) && !holds(&dir, kept.as_bytes()));
+    }
+
+    // A node that replays the stream later finds no key: a null body; the live one reads.
+    let c = node(&nats);
+    let h = full_history(&c, &alice.token, &room, 50);
+    assert_eq!(body_in(&h, &gone_id), Value::Null, "{h:?}");
+    assert_eq!(body_in(&h, &kept_id), kept.as_str());
+    // The admin tool's copy of the stream says the same, and verifies.
+    let out = latchkey(&["admin", "--store", &nats.url(), "export", "--jsonl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let export = stdout(&out);
+    assert!(export.contains(&kept) && !export.contains(&gone));
+    let out = latchkey(&["admin", "--store", &nats.url(), "--json", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_client_of_a_killed_node_resumes_on_the_other_with_no_gap_and_no_duplicate() {
+    const POSTS: usize = 40;
+    let nats = Nats::start();
+    let mut a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&b, "poster");
+    let bob = User::new(&b, "reader");
+    let room = create_room(&b, &alice.token, "failover", "public");
+    crate::chat::join(&b, &bob.token, &room).expect(200);
+    // Bob follows on A (his token was minted on B) while Alice posts on B.
+    let mut bob_ws = Follower::new("bob");
+    bob_ws.connect(&a, &bob.token);
+    bob_ws.wait_resumed(FRAME_DEADLINE);
+    let mut sent = Vec::with_capacity(POSTS);
+    for i in 0..POSTS {
+        if i == POSTS / 2 {
+            // A dies mid-stream: the socket ends without a close frame; Bob resumes on B
+            // from the last seq he saw, after more posts have landed.
+            a.kill9();
+            let gone = crate::support::wait_until(FRAME_DEADLINE, || !bob_ws.pump());
+            assert!(gone, "the killed node's socket did not end");
+            let (id, _) = posted(&b, &alice.token, &room, &format!("while down {i}"), &[]);
+            sent.push(id);
+            bob_ws.connect(&b, &bob.token);
+            bob_ws.wait_resumed(FRAME_DEADLINE);
+        }
+        let (id, _) = posted(&b, &alice.token, &room, &format!("post {i}"), &[]);
+        sent.push(id);
+        bob_ws.pump();
+    }
+    let posted_ids = |f: &Follower| -> Vec<String> {
+        f.events
+            .iter()
+            .filter(|e| e["event"] == "message.posted" && e["room_id"] == room.as_str())
+            .map(|e| e["data"]["message_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = crate::support::wait_until(FRAME_DEADLINE, || {
+        bob_ws.pump_for(Duration::from_millis(50));
+        posted_ids(&bob_ws).len() >= sent.len()
+    });
+    assert!(all, "missing posts: got {:?}", posted_ids(&bob_ws));
+    // No gap, no duplicate: every post once, in order, and seqs strictly increasing
+    // across both nodes (every node expands the stream into the same seqs).
+    assert_eq!(posted_ids(&bob_ws), sent);
+    let seqs = bob_ws.seqs();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(bob_ws.odd.is_empty(), "odd frames: {:?}", bob_ws.odd);
+}
+
+#[test]
+fn a_room_or_user_made_on_one_node_is_found_on_the_other_at_the_next_request() {
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&a, "owner");
+    let bob = User::new(&b, "guest");
+    for i in 0..8 {
+        // Created on A, then at once on B: B catches up before it would answer 404.
+        let room = create_room(&a, &alice.token, &format!("r{i}"), "public");
+        b.get(&format!("/api/native/rooms/{room}"), Some(&bob.token))
+            .expect(200);
+        crate::chat::join(&b, &bob.token, &room).expect(200);
+        posted(&b, &bob.token, &room, &format!("hi {i}"), &[]);
+        crate::chat::history(&b, &bob.token, &room, "").expect(200);
+        // A user registered on B, added by the owner on A at once.
+        let carol = User::new(&b, &format!("new{i}"));
+        crate::chat::add_member(&a, &alice.token, &room, &carol.id).expect(204);
+    }
+}
