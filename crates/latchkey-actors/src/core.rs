@@ -81,10 +81,13 @@ impl Core {
         config: CoreConfig,
         encode: Encode,
     ) -> Result<Arc<Self>, CoreError> {
-        let mut projector = Projector::new(store.clone(), readmodel::projections())?;
+        let index = crate::tokenindex::TokenIndex::default();
+        let mut projector =
+            Projector::new(store.clone(), readmodel::projections_with(index.clone()))?;
         let caught_up = projector.catch_up()?;
         tracing::info!(seq = caught_up, "read models at the durable head");
-        let models = ReadModels::open(store.as_ref())?;
+        // Loaded here, between the catch-up and the projector thread: nothing else writes it.
+        let models = ReadModels::open_with(store.as_ref(), index)?;
         // The hub starts from the read models at `caught_up`; the projector thread feeds it
         // every later chunk, so it never misses or repeats an event.
         let hub = Arc::new(Hub::new(

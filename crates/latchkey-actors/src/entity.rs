@@ -484,10 +484,16 @@ impl<D: Kind> Handler<Execute<D>> for Entity<D> {
         };
         let append = self.store.append(req);
         AtomicResponse::new(Box::pin(append.into_actor(self).map(
-            move |result, act, _ctx| {
+            move |result, act, ctx| {
                 let store = act.store.clone();
                 let _ = reply.send(act.loaded.settle(store.as_ref(), events, result));
                 act.snapshot_if_due();
+                // A finished aggregate (a redeemed challenge) takes no more commands: stop
+                // now instead of idling until the passivation tick. A late command finds
+                // no actor and rehydrates one from the log, which answers as this would.
+                if D::is_terminal(&act.loaded.state) {
+                    act.passivate(ctx);
+                }
             },
         )))
     }
