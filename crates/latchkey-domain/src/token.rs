@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(check(max).unwrap(), (TokenPrefix::Session, hash_token(max)));
         // One more than the greatest body: the last digit of the max body is not 'z'
         // (62^43 - 1 overflows), so bump it and re-sign the checksum.
-        let mut body = max[PREFIX_LEN..PREFIX_LEN + BODY_LEN].as_bytes().to_vec();
+        let mut body = max.as_bytes()[PREFIX_LEN..PREFIX_LEN + BODY_LEN].to_vec();
         let last = body.len() - 1;
         let next = ALPHABET[usize::from(digit(body[last]).unwrap()) + 1];
         body[last] = next;
