@@ -4,6 +4,7 @@
 use crate::core::Core;
 use crate::error::CoreError;
 use crate::readmodel::{TokenRow, UserRow};
+use crate::tokenindex::LiveToken;
 use latchkey_domain::token;
 use latchkey_domain::user::TOKEN_USE_INTERVAL_MS;
 use latchkey_domain::{
@@ -43,29 +44,35 @@ impl Auth {
 }
 
 impl Core {
-    /// Checks a bearer token against the token read model: format and checksum first (no
-    /// lookup for a look-alike), then SHA-256 lookup, then expiry.
+    /// Checks a bearer token against the live-token index (the in-memory mirror of the
+    /// token read model, see `tokenindex`): format and checksum first (no lookup for a
+    /// look-alike), then SHA-256 lookup, then expiry.
     pub fn authenticate(&self, bearer: &str) -> Result<Auth, CoreError> {
-        let parsed = token::parse(bearer).map_err(|_| CoreError::Unauthorized)?;
-        if parsed.prefix().kind().is_none() {
+        let (prefix, hash) = token::check(bearer).map_err(|_| CoreError::Unauthorized)?;
+        if prefix.kind().is_none() {
             return Err(CoreError::Unauthorized);
         }
-        let row = self
+        let live = self
             .models()
-            .token_by_hash(&parsed.hash())?
+            .live_token(&hash)
             .ok_or(CoreError::Unauthorized)?;
-        self.auth_from_row(row, self.now())
+        self.auth_from_live(live, self.now())
     }
 
     /// A credential from a live token row, unless it has expired.
     pub(crate) fn auth_from_row(&self, row: TokenRow, now: Timestamp) -> Result<Auth, CoreError> {
+        self.auth_from_live(LiveToken::from(&row), now)
+    }
+
+    /// A credential from a live token, unless it has expired.
+    fn auth_from_live(&self, live: LiveToken, now: Timestamp) -> Result<Auth, CoreError> {
         let auth = Auth {
-            user_id: row.user_id,
-            token_id: row.token_id,
-            kind: row.kind,
-            scopes: row.token.scopes,
-            expires_at: row.token.expires_at,
-            last_used_at: row.token.last_used_at,
+            user_id: live.user_id,
+            token_id: live.token_id,
+            kind: live.kind,
+            scopes: live.scopes,
+            expires_at: live.expires_at,
+            last_used_at: live.last_used_at,
         };
         if auth.is_expired_at(now) {
             return Err(CoreError::Unauthorized);

@@ -90,16 +90,19 @@ fn compaction_schedule(config: &CoreConfig, shared: bool) -> Option<crate::compa
 
 impl Core {
     /// Brings the read models to the durable head, starts the projector thread, the entity
-    /// arbiters and the sweeper. Must run inside an actix `System`.
+    /// arbiters and the sweeper. Must run inside an actix `System`. The live-token index
+    /// is loaded between the catch-up and the projector thread, so only one writes it.
     pub fn start(
         store: Arc<dyn EventStore>,
         config: CoreConfig,
         encode: Encode,
     ) -> Result<Arc<Self>, CoreError> {
-        let mut projector = Projector::new(store.clone(), readmodel::projections())?;
+        let index = crate::tokenindex::TokenIndex::default();
+        let mut projector =
+            Projector::new(store.clone(), readmodel::projections_with(index.clone()))?;
         let caught_up = projector.catch_up()?;
         tracing::info!(seq = caught_up, "read models at the durable head");
-        let models = ReadModels::open(store.as_ref())?;
+        let models = ReadModels::open_with(store.as_ref(), index)?;
         // The hub starts from the read models at `caught_up`; the projector thread feeds it
         // every later chunk, so it never misses or repeats an event.
         let hub = Arc::new(Hub::new(

@@ -551,6 +551,13 @@ impl<D: Kind> Entity<D> {
                     result => {
                         let _ = reply.send(result);
                         act.snapshot_if_due();
+                        // A finished aggregate (a redeemed challenge) takes no more
+                        // commands: stop now instead of idling until the passivation tick.
+                        // A late command finds no actor and rehydrates one from the log,
+                        // which answers as this would.
+                        if D::is_terminal(&act.loaded.state) {
+                            act.passivate(ctx);
+                        }
                     }
                 }
             },

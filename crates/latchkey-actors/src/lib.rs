@@ -14,6 +14,8 @@
 //! - `entity`: the generic entity actor (`Entity<D>`) and its messages.
 //! - `registry`: `id -> Addr` per kind, sharded over arbiters; spawn, rehydrate, retry.
 //! - `readmodel`: the projections (users, tokens, expiry index) and their queries.
+//! - `tokenindex`: the live tokens in memory (SHA-256 -> what auth needs), kept by the
+//!   tokens projection before each chunk's `applied_seq`, so auth does no I/O.
 //! - `roommodel`: the rooms projection: rooms, membership intervals, messages.
 //! - `rooms`: room operations on `Core`, history filtered by the visibility rule.
 //! - `hub`: the fanout hub: routes each applied room event to the connections that may
@@ -70,13 +72,14 @@ pub mod rooms;
 pub mod signin;
 pub mod sweeper;
 pub mod tickets;
+pub mod tokenindex;
 pub mod web_session;
 
 pub use crate::auth::Auth;
 pub use crate::config::{CoreConfig, IpRetention, Registration};
 pub use crate::core::Core;
 pub use crate::error::CoreError;
-pub use crate::signin::{SignIn, SignedIn};
+pub use crate::signin::{PendingSignIn, SignIn, SignedIn};
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 //!
 //! Rows are encoded by the store's codec. Each projection only assigns what events say.
 
+use crate::tokenindex::{LiveToken, TokenIndex};
 use latchkey_domain::user::TokenRecord;
 use latchkey_domain::{
     Event, KeyAlgorithm, KeyId, PairingEvent, PairingId, Timestamp, TokenId, UserEvent, UserId,
@@ -185,13 +186,29 @@ impl Projection for UsersProjection {
     }
 }
 
-/// Projection of live tokens by hash (`rm/tokens`).
-pub struct TokensProjection;
+/// Projection of live tokens by hash (`rm/tokens`), and of the in-memory index auth reads
+/// (changed here, before the chunk commits: see `tokenindex`).
+pub struct TokensProjection {
+    index: TokenIndex,
+}
 
 impl TokensProjection {
-    fn remove(rm: &mut ReadModelWriter<'_>, user: UserId, token_id: &TokenId) -> StoreResult<()> {
+    /// The projection, keeping `index` in step with its rows.
+    pub fn new(index: TokenIndex) -> Self {
+        Self { index }
+    }
+
+    fn remove(
+        &self,
+        rm: &mut ReadModelWriter<'_>,
+        user: UserId,
+        token_id: &TokenId,
+    ) -> StoreResult<()> {
         let id_key = prefixed(b"i", token_id.0.as_bytes());
         if let Some(hash) = rm.get(&id_key)? {
+            if let Ok(h) = <[u8; 32]>::try_from(hash.as_slice()) {
+                self.index.remove(&h);
+            }
             rm.remove(prefixed(b"t", &hash))?;
         }
         rm.remove(id_key)?;
@@ -224,6 +241,7 @@ impl Projection for TokensProjection {
                     user_id,
                     token,
                 };
+                self.index.insert(&row);
                 rm.insert(prefixed(b"t", &hash), codec::encode(&row)?)?;
                 rm.insert(prefixed(b"i", token_id.0.as_bytes()), hash.to_vec())?;
                 rm.insert(
@@ -239,13 +257,14 @@ impl Projection for TokensProjection {
                 if let Some(hash) = rm.get(&prefixed(b"i", token_id.0.as_bytes()))? {
                     let key = prefixed(b"t", &hash);
                     if let Some(mut row) = get::<TokenRow>(rm, &key)? {
+                        self.index.used(&row.token.hash, *at);
                         row.token.last_used_at = Some(*at);
                         rm.insert(key, codec::encode(&row)?)?;
                     }
                 }
             }
             UserEvent::TokenRevoked { token_id, .. } | UserEvent::TokenExpired { token_id } => {
-                Self::remove(rm, user_id, token_id)?;
+                self.remove(rm, user_id, token_id)?;
             }
             _ => {}
         }
@@ -317,6 +336,7 @@ impl Projection for ExpiryProjection {
 pub struct ReadModels {
     users: ReadModel,
     tokens: ReadModel,
+    live_tokens: TokenIndex,
     expiry: ReadModel,
     rooms: crate::roommodel::Rooms,
     devices: crate::devicemodel::Devices,
@@ -325,9 +345,15 @@ pub struct ReadModels {
 
 /// The projections behind [`ReadModels`], for the projector.
 pub fn projections() -> Vec<Box<dyn Projection>> {
+    projections_with(TokenIndex::default())
+}
+
+/// The projections, with the tokens projection keeping `index` (the server's, shared with
+/// [`ReadModels::open_with`]) in step.
+pub fn projections_with(index: TokenIndex) -> Vec<Box<dyn Projection>> {
     vec![
         Box::new(UsersProjection),
-        Box::new(TokensProjection),
+        Box::new(TokensProjection::new(index)),
         Box::new(ExpiryProjection),
         Box::new(crate::roommodel::RoomsProjection),
         Box::new(crate::devicemodel::DevicesProjection),
@@ -346,9 +372,18 @@ fn uuid_of(v: Option<Vec<u8>>) -> Option<Uuid> {
 impl ReadModels {
     /// Opens a store's read models.
     pub fn open(store: &dyn EventStore) -> StoreResult<Self> {
+        Self::open_with(store, TokenIndex::default())
+    }
+
+    /// Opens a store's read models, loading `index` from the token rows. Call it while no
+    /// projector runs (at start, after catching up); the projector keeps it in step after.
+    pub fn open_with(store: &dyn EventStore, index: TokenIndex) -> StoreResult<Self> {
+        let tokens = store.read_model("tokens")?;
+        index.load(&tokens)?;
         Ok(Self {
             users: store.read_model("users")?,
-            tokens: store.read_model("tokens")?,
+            tokens,
+            live_tokens: index,
             expiry: store.read_model("expiry")?,
             rooms: crate::roommodel::Rooms::open(store)?,
             devices: crate::devicemodel::Devices::open(store)?,
@@ -369,6 +404,11 @@ impl ReadModels {
     /// The rooms model.
     pub fn rooms(&self) -> &crate::roommodel::Rooms {
         &self.rooms
+    }
+
+    /// A live token by the SHA-256 of its raw value, from the in-memory index (no I/O).
+    pub fn live_token(&self, hash: &[u8; 32]) -> Option<LiveToken> {
+        self.live_tokens.get(hash)
     }
 
     /// A live token by the SHA-256 of its raw value.

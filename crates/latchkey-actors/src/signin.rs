@@ -53,6 +53,10 @@ pub struct SignIn<'a> {
     pub ip: Option<IpAddr>,
 }
 
+/// The challenge a sign-in names, as read by `Core::pending_sign_in`: one nobody has
+/// presented yet, or none (unknown or spent).
+pub struct PendingSignIn(Option<Loaded>);
+
 /// A challenge that exists, in whatever state: its stream and what was issued.
 pub(crate) struct Loaded {
     pub(crate) stream: StreamId,
@@ -97,11 +101,13 @@ impl Core {
             expires_at: now.plus_secs(config.challenge_ttl.as_secs() as i64),
             ip: config.ip_retention.apply(ip),
         };
+        // Acknowledged once durable, without waiting for the projector: nothing reads a
+        // challenge from the read models (`/token` reads the journal's stream head and the
+        // pairing actor), and the sweeper catches up before it reads its due list.
         let out = self
             .pairings()
             .execute(id.stream(), cmd, Who::Anonymous)
             .await?;
-        self.wait_applied(out.last_seq).await?;
         out.state
             .issued()
             .cloned()
@@ -142,6 +148,24 @@ impl Core {
         user_id: Option<UserId>,
         who: Who,
     ) -> Result<UserId, CoreError> {
+        let (user_id, seq) = self
+            .redeem_unwaited(stream, signature, purpose, user_id, who)
+            .await?;
+        self.wait_applied(seq).await?;
+        Ok(user_id)
+    }
+
+    /// [`Self::redeem_challenge`], but a verified challenge is not waited for: the caller
+    /// waits for a later seq of its own (or for the returned one) before it answers. A
+    /// refusal is waited for here.
+    async fn redeem_unwaited(
+        &self,
+        stream: StreamId,
+        signature: &str,
+        purpose: ChallengePurpose,
+        user_id: Option<UserId>,
+        who: Who,
+    ) -> Result<(UserId, u64), CoreError> {
         let verify = PairingCommand::VerifySignature {
             signature: signature.to_string(),
             purpose,
@@ -149,12 +173,13 @@ impl Core {
             now: self.now(),
         };
         let out = self.pairings().execute(stream, verify, who).await?;
+        let refused = match verdict(&out.events) {
+            Some(Ok(user_id)) => return Ok((user_id, out.last_seq)),
+            Some(Err(reason)) => reason.into(),
+            None => CoreError::ChallengeInvalid,
+        };
         self.wait_applied(out.last_seq).await?;
-        match verdict(&out.events) {
-            Some(Ok(user_id)) => Ok(user_id),
-            Some(Err(reason)) => Err(reason.into()),
-            None => Err(CoreError::ChallengeInvalid),
-        }
+        Err(refused)
     }
 
     /// The fingerprint of the key a challenge was issued for, while that challenge can
@@ -164,10 +189,25 @@ impl Core {
         &self,
         challenge_id: &str,
     ) -> Result<Option<String>, CoreError> {
-        let loaded = self.load_pending_challenge(challenge_id).await?;
-        Ok(loaded
+        let pending = self.pending_sign_in(challenge_id).await?;
+        Ok(self.fingerprint_of(&pending).map(str::to_string))
+    }
+
+    /// The challenge a sign-in names, read once for both [`Self::fingerprint_of`] and
+    /// [`Self::sign_in_pending`] (the token route needs both).
+    pub async fn pending_sign_in(&self, challenge_id: &str) -> Result<PendingSignIn, CoreError> {
+        Ok(PendingSignIn(
+            self.load_pending_challenge(challenge_id).await?,
+        ))
+    }
+
+    /// [`Self::pending_challenge_fingerprint`] of a challenge already read.
+    pub fn fingerprint_of<'a>(&self, pending: &'a PendingSignIn) -> Option<&'a str> {
+        pending
+            .0
+            .as_ref()
             .filter(|l| l.challenge.expires_at > self.now())
-            .map(|l| l.challenge.key.fingerprint))
+            .map(|l| l.challenge.key.fingerprint.as_str())
     }
 
     /// Like [`Self::load_challenge`], but only a challenge nobody has presented yet: a
@@ -194,11 +234,19 @@ impl Core {
     /// Redeems a challenge: verifies the signature, registers the user when registration
     /// is open and the key is new, and mints a session token.
     pub async fn sign_in(&self, req: SignIn<'_>) -> Result<SignedIn, CoreError> {
+        let pending = self.pending_sign_in(req.challenge_id).await?;
+        self.sign_in_pending(pending, req).await
+    }
+
+    /// [`Self::sign_in`] with the challenge already read by [`Self::pending_sign_in`] for
+    /// `req.challenge_id`.
+    pub async fn sign_in_pending(
+        &self,
+        pending: PendingSignIn,
+        req: SignIn<'_>,
+    ) -> Result<SignedIn, CoreError> {
         // An unknown or spent challenge answers the same, and costs no lookup of its key.
-        let Loaded { stream, challenge } = self
-            .load_pending_challenge(req.challenge_id)
-            .await?
-            .ok_or(CoreError::ChallengeInvalid)?;
+        let Loaded { stream, challenge } = pending.0.ok_or(CoreError::ChallengeInvalid)?;
         let fingerprint = &challenge.key.fingerprint;
         let open = self.config().registration == Registration::Open;
         let mut owner = self.models().user_by_fingerprint(fingerprint)?;
@@ -213,9 +261,10 @@ impl Core {
         };
         let registers = owner.is_none() && open;
         let user_id = owner.or_else(|| open.then(|| UserId(Uuid::new_v4())));
-        // The challenge is consumed first, whatever happens next (DESIGN §6).
-        let user_id = self
-            .redeem_challenge(
+        // The challenge is consumed first, whatever happens next (DESIGN §6). Its event is
+        // not waited for on its own: every answer below waits for a later seq first.
+        let (user_id, verified) = self
+            .redeem_unwaited(
                 stream,
                 req.signature,
                 ChallengePurpose::SignIn,
@@ -223,17 +272,32 @@ impl Core {
                 Who::Anonymous,
             )
             .await?;
-        let handle = if registers {
-            let handle = self.choose_handle(req.handle.as_deref(), &challenge)?;
-            self.register(user_id, &handle, &challenge).await?;
-            handle
+        let signed = self.after_verify(user_id, registers, &challenge, req).await;
+        if signed.is_err() {
+            self.wait_applied(verified).await?;
+        }
+        signed
+    }
+
+    /// The rest of a verified sign-in: register when it does, then mint the session.
+    async fn after_verify(
+        &self,
+        user_id: UserId,
+        registers: bool,
+        challenge: &IssuedChallenge,
+        req: SignIn<'_>,
+    ) -> Result<SignedIn, CoreError> {
+        let (handle, admin) = if registers {
+            let handle = self.choose_handle(req.handle.as_deref(), challenge)?;
+            self.register(user_id, &handle, challenge).await?;
+            (handle, false)
         } else {
             self.models()
                 .user(user_id)?
-                .map(|u| u.handle)
+                .map(|u| (u.handle, u.admin))
                 .ok_or_else(|| CoreError::Internal("signed-in user is not projected".into()))?
         };
-        let mut signed = self.mint_session(user_id, &challenge, req).await?;
+        let mut signed = self.mint_session(user_id, admin, challenge, req).await?;
         signed.handle = handle;
         signed.registered = registers;
         Ok(signed)
@@ -244,6 +308,7 @@ impl Core {
     async fn mint_session(
         &self,
         user_id: UserId,
+        admin: bool,
         challenge: &IssuedChallenge,
         req: SignIn<'_>,
     ) -> Result<SignedIn, CoreError> {
@@ -255,7 +320,7 @@ impl Core {
             fingerprint: challenge.key.fingerprint.clone(),
             lifetime_secs: self.config().session_ttl.as_secs() as i64,
         };
-        let (raw, token_id, expires_at) = self.mint_session_token(user_id, grant).await?;
+        let (raw, token_id, expires_at) = self.mint_session_as(user_id, admin, grant).await?;
         Ok(SignedIn {
             token: raw,
             token_id,
@@ -276,6 +341,16 @@ impl Core {
         grant: SessionGrant,
     ) -> Result<(RawToken, TokenId, Timestamp), CoreError> {
         let admin = self.models().user(user_id)?.is_some_and(|u| u.admin);
+        self.mint_session_as(user_id, admin, grant).await
+    }
+
+    /// [`Self::mint_session_token`] for a user whose admin flag the caller has just read.
+    async fn mint_session_as(
+        &self,
+        user_id: UserId,
+        admin: bool,
+        grant: SessionGrant,
+    ) -> Result<(RawToken, TokenId, Timestamp), CoreError> {
         let raw = token::generate(TokenPrefix::Session, self.random32());
         let token_id = TokenId(Uuid::new_v4());
         let now = self.now();

@@ -182,6 +182,34 @@ async fn the_sweeper_expires_lapsed_challenges() {
 }
 
 #[actix_rt::test]
+async fn a_finished_pairing_stops_its_actor_at_once() {
+    let (_dir, store) = store();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut config = core_config();
+    config.sweep_every = Duration::from_secs(3600);
+    config.clock = clock.clone();
+    let core = Core::start(store.clone(), config, encode()).unwrap();
+    let issued = core
+        .issue_challenge(KEY, ChallengePurpose::SignIn, None)
+        .await
+        .unwrap();
+    assert_eq!(core.live_entities().1, 1, "a pending challenge stays live");
+    clock.advance(Duration::from_secs(3600));
+    crate::sweeper::sweep(&core).await.unwrap();
+    assert!(expired(&store, &issued));
+    // Terminal: the actor stops without waiting for its 60 s passivation.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while core.live_entities().1 > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the finished pairing stayed live"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await; // yield to the arbiter
+    }
+    core.shutdown();
+}
+
+#[actix_rt::test]
 async fn a_made_up_challenge_spawns_nothing() {
     let (_dir, store) = store();
     let core = Core::start(store.clone(), core_config(), encode()).unwrap();

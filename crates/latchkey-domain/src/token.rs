@@ -170,30 +170,68 @@ pub fn generate(prefix: TokenPrefix, random: [u8; 32]) -> RawToken {
 
 /// Checks a string's shape and checksum, without any lookup.
 pub fn parse(s: &str) -> Result<ParsedToken, TokenFormatError> {
-    let prefix = TokenPrefix::from_str_prefix(s).ok_or(TokenFormatError::UnknownPrefix)?;
-    if s.len() != TOKEN_LEN {
-        return Err(TokenFormatError::WrongLength);
-    }
-    // The prefix is ASCII, so these byte offsets are char boundaries; `get` keeps a
-    // multi-byte character in the rest from ever panicking.
-    let signed = s
-        .get(..PREFIX_LEN + BODY_LEN)
-        .ok_or(TokenFormatError::NotBase62)?;
-    let body = s
-        .get(PREFIX_LEN..PREFIX_LEN + BODY_LEN)
-        .ok_or(TokenFormatError::NotBase62)?;
-    let checksum = s
-        .get(PREFIX_LEN + BODY_LEN..)
-        .ok_or(TokenFormatError::NotBase62)?;
-    decode_base62::<32>(body).ok_or(TokenFormatError::NotBase62)?;
-    let crc = decode_base62::<4>(checksum).ok_or(TokenFormatError::NotBase62)?;
-    if u32::from_be_bytes(crc) != crc32fast::hash(signed.as_bytes()) {
-        return Err(TokenFormatError::BadChecksum);
-    }
+    let prefix = validate(s)?;
     Ok(ParsedToken {
         prefix,
         raw: RawToken(s.to_string()),
     })
+}
+
+/// The same check as [`parse`], without copying the secret: the prefix and the SHA-256
+/// (the lookup key) of a well-formed token. What every authenticated request runs.
+pub fn check(s: &str) -> Result<(TokenPrefix, [u8; 32]), TokenFormatError> {
+    let prefix = validate(s)?;
+    Ok((prefix, hash_token(s)))
+}
+
+/// Shape, digits, range and checksum of a token string: its prefix.
+fn validate(s: &str) -> Result<TokenPrefix, TokenFormatError> {
+    let prefix = TokenPrefix::from_str_prefix(s).ok_or(TokenFormatError::UnknownPrefix)?;
+    if s.len() != TOKEN_LEN {
+        return Err(TokenFormatError::WrongLength);
+    }
+    // Every byte after the ASCII prefix must be a base62 digit, so a multi-byte character
+    // anywhere fails here (no slicing at a non-boundary).
+    let (signed, checksum) = s.as_bytes().split_at(PREFIX_LEN + BODY_LEN);
+    let body = signed
+        .get(PREFIX_LEN..)
+        .ok_or(TokenFormatError::NotBase62)?;
+    if !body.iter().all(|&c| digit(c).is_some()) || body > max_body().as_slice() {
+        return Err(TokenFormatError::NotBase62);
+    }
+    let mut crc: u64 = 0;
+    for &c in checksum {
+        crc = crc * 62 + u64::from(digit(c).ok_or(TokenFormatError::NotBase62)?);
+    }
+    let crc = u32::try_from(crc).map_err(|_| TokenFormatError::NotBase62)?;
+    if crc != crc32fast::hash(signed) {
+        return Err(TokenFormatError::BadChecksum);
+    }
+    Ok(prefix)
+}
+
+/// The body of 32 bytes of 0xff: the greatest body that fits in 32 bytes. Fixed-width
+/// base62 in this alphabet (ascending ASCII) orders like the numbers it encodes, so a
+/// body is in range when it compares at most this, byte by byte.
+fn max_body() -> &'static [u8; BODY_LEN] {
+    static MAX: std::sync::OnceLock<[u8; BODY_LEN]> = std::sync::OnceLock::new();
+    MAX.get_or_init(|| {
+        let mut s = String::with_capacity(BODY_LEN);
+        push_base62(&mut s, &[0xff; 32], BODY_LEN);
+        let mut out = [b'z'; BODY_LEN];
+        out.copy_from_slice(s.as_bytes());
+        out
+    })
+}
+
+/// The value of a base62 digit.
+fn digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'A'..=b'Z' => Some(c - b'A' + 10),
+        b'a'..=b'z' => Some(c - b'a' + 36),
+        _ => None,
+    }
 }
 
 /// SHA-256 of a token string.
@@ -218,18 +256,14 @@ fn push_base62(out: &mut String, bytes: &[u8], width: usize) {
     out.extend(digits.into_iter().map(char::from));
 }
 
-/// Reads base62 digits into `N` big-endian bytes; `None` on a bad digit or overflow.
+/// Reads base62 digits into `N` big-endian bytes; `None` on a bad digit or overflow (the
+/// reference the tests hold `validate`'s range check to).
+#[cfg(test)]
 fn decode_base62<const N: usize>(s: &str) -> Option<[u8; N]> {
     let mut n = [0u8; N];
     for c in s.bytes() {
-        let digit = match c {
-            b'0'..=b'9' => c - b'0',
-            b'A'..=b'Z' => c - b'A' + 10,
-            b'a'..=b'z' => c - b'a' + 36,
-            _ => return None,
-        };
         // n = n * 62 + digit
-        let mut carry = u32::from(digit);
+        let mut carry = u32::from(digit(c)?);
         for b in n.iter_mut().rev() {
             let cur = u32::from(*b) * 62 + carry;
             *b = (cur & 0xff) as u8;
@@ -290,6 +324,41 @@ mod tests {
         assert_eq!(s, "00000z");
         // 62^43 - 1 does not fit in 32 bytes.
         assert_eq!(decode_base62::<32>(&"z".repeat(43)), None);
+    }
+
+    #[test]
+    fn check_agrees_with_the_big_number_decode_at_the_edge() {
+        let max = generate(TokenPrefix::Session, [0xff; 32]);
+        let max = max.expose_secret();
+        assert_eq!(check(max).unwrap(), (TokenPrefix::Session, hash_token(max)));
+        // One more than the greatest body: the last digit of the max body is not 'z'
+        // (62^43 - 1 overflows), so bump it and re-sign the checksum.
+        let mut body = max.as_bytes()[PREFIX_LEN..PREFIX_LEN + BODY_LEN].to_vec();
+        let last = body.len() - 1;
+        let next = ALPHABET[usize::from(digit(body[last]).unwrap()) + 1];
+        body[last] = next;
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(decode_base62::<32>(&body), None, "really one past the max");
+        let mut over = format!("lks_{body}");
+        let crc = crc32fast::hash(over.as_bytes());
+        push_base62(&mut over, &crc.to_be_bytes(), CHECKSUM_LEN);
+        assert_eq!(check(&over), Err(TokenFormatError::NotBase62));
+        assert_eq!(parse(&over), Err(TokenFormatError::NotBase62));
+        // A checksum above u32::MAX is not base62 of 4 bytes.
+        let huge = format!("{}zzzzzz", &max[..PREFIX_LEN + BODY_LEN]);
+        assert_eq!(check(&huge), Err(TokenFormatError::NotBase62));
+    }
+
+    #[test]
+    fn check_and_parse_agree() {
+        let t = sample(TokenPrefix::Device);
+        let s = t.expose_secret();
+        let (prefix, hash) = check(s).unwrap();
+        let parsed = parse(s).unwrap();
+        assert_eq!((prefix, hash), (parsed.prefix(), parsed.hash()));
+        for bad in ["", "lks_", "ghp_x", &s[..TOKEN_LEN - 1]] {
+            assert_eq!(check(bad).err(), parse(bad).err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -148,18 +148,20 @@ async fn token(
         .transpose()?;
     // Only a challenge that can still be redeemed names a key; a spent or unknown one
     // answers the generic 401 below and charges nobody's key.
-    let fingerprint = core
-        .pending_challenge_fingerprint(&body.challenge_id)
-        .await?;
+    let pending = core.pending_sign_in(&body.challenge_id).await?;
+    let fingerprint = core.fingerprint_of(&pending).map(str::to_string);
     let result = core
-        .sign_in(SignIn {
-            challenge_id: &body.challenge_id,
-            signature: &body.signature,
-            device_name,
-            handle: body.handle,
-            user_agent: user_agent(&req),
-            ip: client_ip(&req),
-        })
+        .sign_in_pending(
+            pending,
+            SignIn {
+                challenge_id: &body.challenge_id,
+                signature: &body.signature,
+                device_name,
+                handle: body.handle,
+                user_agent: user_agent(&req),
+                ip: client_ip(&req),
+            },
+        )
         .await;
     let signed = match (result, req.app_data::<web::Data<Limits>>(), fingerprint) {
         (Ok(signed), _, _) => signed,
