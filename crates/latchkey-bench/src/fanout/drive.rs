@@ -109,7 +109,22 @@ impl StepResult {
         self.why.is_empty()
     }
 
-    /// One line for the notes.
+    /// A few words for the ramp notes.
+    pub fn brief(&self) -> String {
+        format!(
+            "{:.0} msg/s -> {:.0}/s p99 {:.1} ms{}",
+            self.offered,
+            self.deliveries_per_s,
+            self.p99,
+            if self.passed() {
+                String::new()
+            } else {
+                format!(" [{}]", self.why)
+            }
+        )
+    }
+
+    /// One line for the log.
     pub fn describe(&self) -> String {
         format!(
             "{:.0} msg/s offered ({:.0} achieved, {} errors) -> {:.0} deliveries/s, {}/{} \
@@ -261,7 +276,8 @@ async fn step<P: Publisher>(
     })
 }
 
-/// Ramps until a step is not sustained, then runs the half-load step.
+/// Ramps until a step is not sustained (when the very first one is not, it halves the
+/// rate up to three times to find one that is), then runs the half-load step.
 async fn ramp<P: Publisher>(
     name: &str,
     shape: &Shape,
@@ -273,6 +289,7 @@ async fn ramp<P: Publisher>(
     let mut first = 0u64;
     let mut rate = schedule.start;
     let max_steps = schedule.max_steps.min(MAX_STEPS - 1);
+    let mut down = 0;
     for i in 0..max_steps {
         let count = (rate * schedule.step_seconds).round().max(1.0) as u64;
         let r = step(
@@ -291,10 +308,15 @@ async fn ramp<P: Publisher>(
         first += count;
         let passed = r.passed();
         results.push(r);
-        if !passed {
+        let none_yet = !results.iter().any(StepResult::passed);
+        if passed {
+            rate *= schedule.growth;
+        } else if none_yet && down < 3 {
+            down += 1;
+            rate /= 2.0;
+        } else {
             break;
         }
-        rate *= schedule.growth;
     }
     let best = results
         .iter()

@@ -83,13 +83,14 @@ fn run_nats(shape: Shape, ramp: Ramp, report: &mut Report) -> Option<Outcome> {
 
 /// The notes of one side: every step, and the correctness checks.
 fn notes(report: &mut Report, who: &str, shape: &Shape, o: &Outcome) {
-    let steps: Vec<String> = o.steps.iter().map(|s| s.describe()).collect();
+    let steps: Vec<String> = o.steps.iter().map(|s| s.brief()).collect();
     report.note(format!(
-        "fanout {who}, {}: {} connections opened in {:.1} s; ramp {}; half load: {}",
+        "fanout {who}, {}: {} connections opened in {:.1} s; ramp (offered -> delivered): \
+         {}; half load: {}",
         shape.describe(),
         o.connections,
         o.connect_s,
-        steps.join(" | "),
+        steps.join(", "),
         o.half
             .as_ref()
             .map(|h| h.describe())

@@ -89,7 +89,7 @@ impl Parser {
             let mut words = fields.split(|b| *b == b' ').filter(|w| !w.is_empty());
             let subject = words.next().unwrap_or_default();
             let n: usize = words
-                .last()
+                .next_back()
                 .and_then(|n| std::str::from_utf8(n).ok())
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
