@@ -60,11 +60,14 @@ where
 }
 
 /// The journal, `writers` tasks each appending one event to its own stream.
+/// With `flame`, `perf` records this process while the writers run; it attaches after
+/// the store and the runtime exist, since perf follows only the threads it found.
 fn journal(
     rt: &tokio::runtime::Runtime,
     writers: usize,
     seconds: f64,
     sync_data: bool,
+    flame: Option<&Path>,
 ) -> anyhow::Result<Side> {
     let dir = tempfile::tempdir()?;
     let opts = StoreOptions {
@@ -79,6 +82,7 @@ fn journal(
     );
     let s = store.clone();
     let before = store.stats().flushes.load(Ordering::Relaxed);
+    let perf = crate::perf::Recorder::start(flame, "append", std::process::id());
     let (appends, rate) = rt.block_on(drive(writers, seconds, move |w, n| {
         let fut = s.append(AppendRequest {
             stream: streams[w].clone(),
@@ -94,6 +98,9 @@ fn journal(
             Ok(())
         }
     }))?;
+    if let Some(p) = perf {
+        p.finish();
+    }
     let flushes = store.stats().flushes.load(Ordering::Relaxed) - before;
     Ok(Side {
         rate,
@@ -170,11 +177,7 @@ fn raw_sled(rt: &tokio::runtime::Runtime, writers: usize, seconds: f64) -> anyho
 pub fn run(seconds: f64, flame: Option<&Path>, report: &mut Report) -> anyhow::Result<()> {
     eprintln!("append: {WRITERS} writer tasks, journal vs raw sled (batch + flush + sync_data)");
     let rt = crate::fanout::ours::runtime()?;
-    let perf = crate::perf::Recorder::start(flame, "append", std::process::id());
-    let ours = journal(&rt, WRITERS, seconds, true)?;
-    if let Some(p) = perf {
-        p.finish();
-    }
+    let ours = journal(&rt, WRITERS, seconds, true, flame)?;
     let raw = raw_sled(&rt, WRITERS, seconds)?;
     let ratio = (raw.rate > 0.0).then(|| ours.rate / raw.rate);
     report.headline(Headline {
@@ -201,7 +204,7 @@ pub fn run(seconds: f64, flame: Option<&Path>, report: &mut Report) -> anyhow::R
             ours.group, raw.group
         ),
     });
-    let without = journal(&rt, WRITERS, seconds, false)?;
+    let without = journal(&rt, WRITERS, seconds, false, None)?;
     report.add(
         &format!("journal appends/s, {WRITERS} writers, with sync_data"),
         ours.rate,
@@ -219,7 +222,7 @@ mod tests {
     #[test]
     fn the_scenario_runs_at_a_tiny_size() -> anyhow::Result<()> {
         let rt = crate::fanout::ours::runtime()?;
-        let ours = journal(&rt, 4, 0.2, true)?;
+        let ours = journal(&rt, 4, 0.2, true, None)?;
         assert!(ours.rate > 0.0 && ours.group >= 1.0, "{}", ours.rate);
         let raw = raw_sled(&rt, 4, 0.2)?;
         assert!(raw.rate > 0.0 && raw.group >= 1.0, "{}", raw.rate);
