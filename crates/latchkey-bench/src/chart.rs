@@ -125,6 +125,7 @@ fn ratios(report: &Report, path: &Path) -> anyhow::Result<bool> {
 }
 
 /// Paired bars (ours, reference) of every figure measured in milliseconds.
+// tidy: long function: one chart's axes, bars and labels read best in one place.
 fn latencies(report: &Report, path: &Path) -> anyhow::Result<bool> {
     let rows: Vec<&Row> = report.rows().iter().filter(|r| r.unit == "ms").collect();
     if rows.is_empty() {

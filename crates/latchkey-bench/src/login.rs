@@ -170,6 +170,20 @@ pub fn run(
         ours.errors,
         theirs.errors
     );
+    add_rows(report, clients, seconds, (&ours, &theirs, raw));
+    Ok(())
+}
+
+/// The headline row and the supporting rows: ours, the peer's, raw verify/s.
+fn add_rows(
+    report: &mut Report,
+    clients: usize,
+    seconds: f64,
+    (ours, theirs, raw): (&Side, &Side, f64),
+) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let ratio = (theirs.rate > 0.0).then(|| ours.rate / theirs.rate);
     report.headline(Headline {
         id: "signin_vs_verify_peer",
@@ -216,5 +230,4 @@ pub fn run(
         raw,
         "per s",
     );
-    Ok(())
 }

@@ -243,10 +243,12 @@ fn headlines(report: &mut Report, s: &Settings, results: &[(Shape, Outcome, Opti
             ours::PUBLISHERS
         ),
     });
-    let nats_rss = theirs_a
-        .as_ref()
-        .and_then(|t| t.rss_per_conn)
-        .map(|b| b / 1024.0);
+    rss_headline(report, a, ours_a, theirs_a.as_ref());
+}
+
+/// The RSS per idle connection row, from shape (a)'s connect phase.
+fn rss_headline(report: &mut Report, a: &Shape, ours_a: &Outcome, theirs_a: Option<&Outcome>) {
+    let nats_rss = theirs_a.and_then(|t| t.rss_per_conn).map(|b| b / 1024.0);
     let ours_rss = ours_a.rss_per_conn.map(|b| b / 1024.0);
     report.headline(Headline {
         id: "rss_per_idle_conn_kib",
