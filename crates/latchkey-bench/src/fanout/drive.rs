@@ -276,8 +276,10 @@ async fn step<P: Publisher>(
     })
 }
 
-/// Ramps until a step is not sustained (when the very first one is not, it halves the
-/// rate up to three times to find one that is), then runs the half-load step.
+/// Ramps until a step is not sustained, then runs the half-load step. When the very first
+/// step fails it halves the rate (up to three times) to find one that holds; a later
+/// failed step is run again once at the same rate (at most twice per ramp), so a single
+/// fsync stall on a shared machine does not end the ramp.
 async fn ramp<P: Publisher>(
     name: &str,
     shape: &Shape,
@@ -289,7 +291,7 @@ async fn ramp<P: Publisher>(
     let mut first = 0u64;
     let mut rate = schedule.start;
     let max_steps = schedule.max_steps.min(MAX_STEPS - 1);
-    let mut down = 0;
+    let (mut down, mut retries, mut retried) = (0, 0, false);
     for i in 0..max_steps {
         let count = (rate * schedule.step_seconds).round().max(1.0) as u64;
         let r = step(
@@ -311,9 +313,13 @@ async fn ramp<P: Publisher>(
         let none_yet = !results.iter().any(StepResult::passed);
         if passed {
             rate *= schedule.growth;
+            retried = false;
         } else if none_yet && down < 3 {
             down += 1;
             rate /= 2.0;
+        } else if !none_yet && retries < 2 && !retried {
+            retries += 1;
+            retried = true;
         } else {
             break;
         }

@@ -231,8 +231,8 @@ fn headlines(report: &mut Report, s: &Settings, results: &[(Shape, Outcome, Opti
              and send time at fixed offsets), counting into shared atomic histograms; no \
              JSON parse per frame. Shapes: (a) {} ; (b) {b}. The offered rate starts at \
              100 msg/s (a) or 5 msg/s (b) and grows 1.5x per {} s step until p99 > 50 ms, \
-             deliveries < 99.9% or the publisher reaches < 95% of the offered rate; the \
-             figure is the best sustained step's deliveries/s, then one step at half that \
+             deliveries < 99.9% or the publisher reaches < 95% of the offered rate (a failed \
+             step is run once more at the same rate, at most twice per ramp); the figure is the best sustained step's deliveries/s, then one step at half that \
              rate gives the p99. latchkey: real server (`--no-rate-limit`, one actix worker \
              per core), messages posted over REST by up to {} concurrent keep-alive posters \
              (each post fsynced and projected before its answer). nats-server: Debian's \
