@@ -1,7 +1,8 @@
 //! Sign-in capacity: N concurrent async clients (tokio tasks on one runtime, each with
 //! its own keep-alive HTTP/1.1 connection and a pre-generated, pre-registered Ed25519 key)
-//! doing challenge, SSHSIG sign, token in a closed loop, first against a real latchkey
-//! server, then against the stateless verify peer (`signin_peer`) with the same client.
+//! doing challenge, SSHSIG sign, token in a closed loop against a real latchkey server and
+//! against the stateless verify peer (`signin_peer`), the same client, in alternating
+//! halves.
 //! The second reference is raw SSHSIG verification with no HTTP at all.
 
 use crate::client::Identity;
@@ -70,8 +71,29 @@ struct Side {
     errors: u64,
 }
 
+/// What one timed run did: each sign-in's latency (ms), its window (s), its failures.
+struct Run {
+    lat: Vec<f64>,
+    window: f64,
+    errors: u64,
+}
+
+impl Side {
+    /// The runs of one side added up.
+    fn of(runs: Vec<Run>) -> Self {
+        let window: f64 = runs.iter().map(|r| r.window).sum();
+        let errors = runs.iter().map(|r| r.errors).sum();
+        let mut all: Vec<f64> = runs.into_iter().flat_map(|r| r.lat).collect();
+        Self {
+            rate: all.len() as f64 / window.max(1e-9),
+            latency: summarize(&mut all),
+            errors,
+        }
+    }
+}
+
 /// Runs every identity as a client against `url` for `seconds` (0: one sign-in each).
-async fn load(url: &str, ids: &Arc<Vec<Identity>>, seconds: f64) -> anyhow::Result<Side> {
+async fn load(url: &str, ids: &Arc<Vec<Identity>>, seconds: f64) -> anyhow::Result<Run> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..ids.len())
@@ -118,9 +140,9 @@ async fn load(url: &str, ids: &Arc<Vec<Identity>>, seconds: f64) -> anyhow::Resu
     if let Some(e) = first {
         eprintln!("  login: {errors} sign-ins failed; first: {e:#}");
     }
-    Ok(Side {
-        rate: all.len() as f64 / window,
-        latency: summarize(&mut all),
+    Ok(Run {
+        lat: all,
+        window,
         errors,
     })
 }
@@ -151,16 +173,21 @@ pub fn run(
         "login: {} registrations failed",
         reg.errors
     );
-    let perf = crate::perf::Recorder::start(flame, "signin", server.pid());
-    let ours = rt.block_on(load(server.url(), &ids, seconds))?;
-    if let Some(p) = perf {
-        p.finish();
-    }
-    drop(server);
     let keys: Vec<String> = ids.iter().map(|i| i.public().to_string()).collect();
     let peer = Peer::start(cores, &keys)?;
     rt.block_on(load(peer.url(), &ids, 0.0))?; // connections and caches, as for ours
-    let theirs = rt.block_on(load(peer.url(), &ids, seconds))?;
+                                               // Alternating halves, so a change in the machine's other load hits both sides alike.
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let perf = crate::perf::Recorder::start(flame, "signin", server.pid());
+    for _ in 0..2 {
+        ours.push(rt.block_on(load(server.url(), &ids, seconds / 2.0))?);
+        theirs.push(rt.block_on(load(peer.url(), &ids, seconds / 2.0))?);
+    }
+    if let Some(p) = perf {
+        p.finish();
+    }
+    let (ours, theirs) = (Side::of(ours), Side::of(theirs));
+    drop(server);
     drop(peer);
     drop(rt);
     let raw = raw_verify(cores, seconds)?;
@@ -202,7 +229,8 @@ fn add_rows(
              bench process), each with its own keep-alive HTTP/1.1 connection and its own \
              Ed25519 key, generated and registered before timing; one sign-in is POST \
              /api/native/challenge, an SSHSIG signature made in the client, POST \
-             /api/native/token, both answers parsed, in a closed loop for {seconds} s. \
+             /api/native/token, both answers parsed, in a closed loop; {seconds} s a side, \
+             in alternating halves (latchkey, peer, latchkey, peer). \
              latchkey: the real server (`--no-rate-limit`, one actix worker per core, {cores} \
              cores), every sign-in durable in the log. Peer: actix-web in the bench process, \
              {cores} workers, the same JSON, parses the key, rebuilds the same message and \
