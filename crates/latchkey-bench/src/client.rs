@@ -122,25 +122,6 @@ pub fn add_member(
     Ok(())
 }
 
-/// Posts a message to everyone in the room.
-pub fn post_message(
-    agent: &ureq::Agent,
-    url: &str,
-    token: &str,
-    room: &str,
-    body: &str,
-) -> anyhow::Result<()> {
-    agent
-        .post(&format!("{url}/api/native/rooms/{room}/messages"))
-        .set("Authorization", &bearer(token))
-        .send_json(PostMessageRequest {
-            body: body.into(),
-            target_user_ids: None,
-            reply_to: None,
-        })?;
-    Ok(())
-}
-
 /// `GET /api/native/ping` with the token: its HTTP status (200, or 401 once revoked).
 pub fn ping_status(agent: &ureq::Agent, url: &str, token: &str) -> anyhow::Result<u16> {
     match agent

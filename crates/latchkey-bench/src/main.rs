@@ -1,26 +1,33 @@
 //! # latchkey-bench
 //!
-//! Measures latchkey's headline figures, each beside its ceiling or a peer measured in the
-//! same run on the same machine, and prints the ratio. Numbers are never asserted; tests
-//! only check the parsing and arithmetic around them.
+//! Measures latchkey's capacity figures (issue 15's table), each beside its ceiling or a
+//! peer measured in the same run on the same machine with the same client, and writes the
+//! ratio, the target and whether it is met (`results.md`, `results.json`). Numbers are
+//! never asserted; tests only check the parsing and arithmetic around them.
 //!
 //! # Layout
-//! - `login`: challenge + token sign-ins/s over HTTP vs raw SSHSIG verifications/s.
+//! - `login`: sign-ins/s from 256 async clients vs the stateless verify peer
+//!   (`signin_peer`, actix-web in the bench) and raw SSHSIG verifications/s.
 //! - `authed`: bearer-authed `GET /api/native/ping` vs `GET /healthz`, driven by `wrk`.
-//! - `append`: durable appends/s (journal, fsync before ack) vs raw sled batch + flush.
+//! - `append`: durable appends/s from 64 writer tasks, journal vs raw sled with the same
+//!   driver (batch + flush + `sync_data` of whatever is waiting).
 //! - `replay`: rebuilding every read model from the log vs a raw scan + decode.
-//! - `fanout`: WebSocket fanout to C connections, latchkey (`fanout::ours`) vs nats-server
-//!   over WebSocket (`fanout::nats`), same shape and schedule (`fanout`).
+//! - `fanout`: maximum sustained WebSocket deliveries/s by a rate ramp, latchkey
+//!   (`fanout::ours`) vs nats-server over WebSocket (`fanout::nats`), two shapes, same
+//!   client; RSS per idle connection.
 //! - `revoke`: from `DELETE /api/native/token` to the WS 4001 close and to the next 401.
 //! - `crash`, `soak`: checks rather than figures (`scripts/crash.sh`, `scripts/soak.sh`):
 //!   `kill -9` rounds under mixed load with every acknowledged write checked, and a steady
 //!   load with WebSocket churn bounded in RSS growth and fds.
-//! - `client`: the HTTP calls a user makes (sign-in with an in-process SSH key, rooms, posts).
+//! - `http1`: the minimal async keep-alive HTTP/1.1 client of the load scenarios.
+//! - `client`: the blocking HTTP calls a user makes (sign-in with an in-process SSH key, rooms, posts).
 //! - `server`: starts a real `latchkey serve` on a loopback port; finds other programs.
-//! - `report`: the table (figure, ours, reference, ratio), notes, and `results.md`.
+//! - `report`: the headline table (ours, reference, ratio, target, met), the supporting
+//!   rows, notes, `results.md` and `results.json`.
 //! - `chart`: PNG charts with an embedded font.
 //! - `machine`: cores, memory, kernel, CPU, date, commit; a process's RSS.
 //! - `stats`: percentiles.
+//! - `perf`: optional `perf record` of the sign-in and append loads (`--flame-dir`).
 
 mod append;
 mod authed;
@@ -28,12 +35,15 @@ mod chart;
 mod client;
 mod crash;
 mod fanout;
+mod http1;
 mod login;
 mod machine;
+mod perf;
 mod replay;
 mod report;
 mod revoke;
 mod server;
+mod signin_peer;
 mod soak;
 mod stats;
 
@@ -59,8 +69,8 @@ struct Cli {
     /// default; a single scenario only prints unless this is given.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
-    /// Concurrent sign-in clients (login).
-    #[arg(long, global = true, default_value_t = 8)]
+    /// Concurrent async sign-in clients (login).
+    #[arg(long, global = true, default_value_t = 256)]
     clients: usize,
     /// wrk connections (authed).
     #[arg(long, global = true, default_value_t = 64)]
@@ -68,15 +78,20 @@ struct Cli {
     /// Events in the replayed log (default 1,000,000; quick 100,000).
     #[arg(long, global = true)]
     events: Option<usize>,
-    /// WebSocket connections (fanout; default 2,000; quick 500).
+    /// WebSocket connections of fanout shape (a) and the RSS figure (default 2,000;
+    /// quick 500; scripts/bench.sh passes 10,000 when memory and open files allow).
     #[arg(long, global = true)]
     connections: Option<usize>,
-    /// Messages published per second (fanout; default 1,000; quick 500).
+    /// WebSocket connections of fanout shape (b), all in one room (default 1,000; quick 250).
     #[arg(long, global = true)]
-    rate: Option<f64>,
-    /// Seconds of publishing (fanout; default 20; quick 8).
+    room_connections: Option<usize>,
+    /// Seconds each fanout ramp step publishes (default 2.5; quick 1).
     #[arg(long, global = true)]
-    publish_seconds: Option<f64>,
+    step_seconds: Option<f64>,
+    /// Record `perf` call graphs of the server during the sign-in load and of the journal
+    /// during the append load into this directory (`scripts/bench.sh --flame`).
+    #[arg(long, global = true)]
+    flame_dir: Option<PathBuf>,
     /// Revocations timed (default 200; quick 50).
     #[arg(long, global = true)]
     revocations: Option<usize>,
@@ -88,22 +103,20 @@ struct Cli {
 enum Scenario {
     /// Every scenario, then results.md and the charts.
     All,
-    /// Sign-ins/s over HTTP vs raw SSHSIG verifications/s.
+    /// Sign-ins/s from async clients vs the stateless verify peer and raw verify.
     Login,
     /// Bearer-authed ping vs /healthz with wrk.
     Authed,
-    /// Durable appends/s with 1, 16 and 64 writers vs raw sled batch + flush.
+    /// Durable appends/s, 64 writer tasks, journal vs raw sled with the same driver.
     Append,
     /// Read-model rebuild events/s vs a raw scan + decode of the log.
     Replay,
-    /// WebSocket fanout: latchkey, then nats-server with the same shape.
+    /// Fanout capacity ramps (two shapes): latchkey, then nats-server; RSS per connection.
     Fanout {
         /// Skip the nats-server side.
         #[arg(long)]
         no_peer: bool,
     },
-    /// WebSocket fanout against nats-server alone.
-    FanoutPeer,
     /// Time from token revocation to the WS 4001 close and to the next 401.
     Revoke,
     /// Not a figure: kill -9 rounds under mixed load; every acknowledged write must
@@ -150,7 +163,7 @@ enum Scenario {
 struct Settings {
     seconds: f64,
     events: usize,
-    shape: fanout::Shape,
+    fanout: fanout::Settings,
     revocations: usize,
 }
 
@@ -160,10 +173,10 @@ impl Settings {
         Self {
             seconds: cli.seconds.unwrap_or(if q { 1.0 } else { 3.0 }),
             events: cli.events.unwrap_or(if q { 100_000 } else { 1_000_000 }),
-            shape: fanout::Shape {
+            fanout: fanout::Settings {
                 connections: cli.connections.unwrap_or(if q { 500 } else { 2_000 }),
-                rate: cli.rate.unwrap_or(if q { 500.0 } else { 1_000.0 }),
-                seconds: cli.publish_seconds.unwrap_or(if q { 8.0 } else { 20.0 }),
+                room_connections: cli.room_connections.unwrap_or(if q { 250 } else { 1_000 }),
+                step_seconds: cli.step_seconds.unwrap_or(if q { 1.0 } else { 2.5 }),
             },
             revocations: cli.revocations.unwrap_or(if q { 50 } else { 200 }),
         }
@@ -179,12 +192,18 @@ fn run_one(scenario: Scenario, cli: &Cli, s: &Settings, report: &mut Report) -> 
     let bin = || server::latchkey_bin(cli.bin.clone());
     match scenario {
         Scenario::All => Ok(()),
-        Scenario::Login => login::run(s.seconds, cli.clients, &bin()?, report),
+        // At least 2 s a side: a sign-in takes up to a few hundred ms under load.
+        Scenario::Login => login::run(
+            s.seconds.max(2.0),
+            cli.clients,
+            &bin()?,
+            cli.flame_dir.as_deref(),
+            report,
+        ),
         Scenario::Authed => authed::run(s.seconds.max(2.0), cli.wrk_connections, &bin()?, report),
-        Scenario::Append => append::run(s.seconds, report),
+        Scenario::Append => append::run(s.seconds, cli.flame_dir.as_deref(), report),
         Scenario::Replay => replay::run(s.events, report),
-        Scenario::Fanout { no_peer } => fanout::run(s.shape, &bin()?, !no_peer, report),
-        Scenario::FanoutPeer => fanout::run_peer_only(s.shape, report),
+        Scenario::Fanout { no_peer } => fanout::run(s.fanout, &bin()?, !no_peer, report),
         Scenario::Revoke => revoke::run(s.revocations, &bin()?, report),
         Scenario::Crash { .. } | Scenario::Soak { .. } => Ok(()),
     }
@@ -196,10 +215,12 @@ fn recorded_args() -> Vec<String> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--bin" | "--out" => {
+            "--bin" | "--out" | "--flame-dir" => {
                 args.next();
             }
-            _ if a.starts_with("--bin=") || a.starts_with("--out=") => {}
+            _ if a.starts_with("--bin=")
+                || a.starts_with("--out=")
+                || a.starts_with("--flame-dir=") => {}
             _ => out.push(a),
         }
     }
@@ -268,7 +289,7 @@ fn main() -> anyhow::Result<()> {
         machine.cores
     );
     // The client holds one socket per connection; the servers are other processes.
-    let needed = settings.shape.connections as u64 + 256;
+    let needed = settings.fanout.connections as u64 + 512;
     if fds < needed {
         eprintln!(
             "warning: {fds} open files may be too few for {needed} sockets; raise `ulimit -n`"
@@ -309,9 +330,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = out {
         let charts = chart::draw_all(&report, &dir)?;
         let command = format!("latchkey-bench {}", recorded_args().join(" "));
-        report.write_markdown(&dir, &machine, &command, &charts)?;
+        report.write(&dir, &machine, &command, cli.quick, &charts)?;
         eprintln!(
-            "wrote {} and {} charts",
+            "wrote {}, results.json and {} charts",
             dir.join("results.md").display(),
             charts.len()
         );

@@ -1,8 +1,11 @@
-//! The result table: each figure with ours, the reference measured in the same run, and
-//! the ratio; notes on what was skipped and why; and the Markdown written to
-//! `results/results.md`. Charts are drawn from it by `chart`.
+//! The result of a run: one headline figure per row of issue 15's table (ours, the
+//! reference measured in the same run, the ratio, the target and whether it is met), the
+//! supporting figures below it (latencies, revoke timings), notes, and the files written
+//! from them: `results.md` and `results.json`. Charts are drawn from it by `chart`.
+//! It measures nothing.
 
 use crate::machine::Machine;
+use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -15,7 +18,148 @@ pub enum Better {
     Lower,
 }
 
-/// One measured figure.
+impl Better {
+    fn word(self) -> &'static str {
+        match self {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+        }
+    }
+}
+
+/// How a checked value must compare with its bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `>=`
+    AtLeast,
+    /// `<=`
+    AtMost,
+    /// `<`
+    Below,
+}
+
+/// One condition of a target, e.g. `ratio >= 0.5` or `p99 < 50 ms`.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// What is checked (`ratio`, `p99 ms`, `appends/s`).
+    pub what: String,
+    /// The measured value; `None` when it could not be measured (not met).
+    pub value: Option<f64>,
+    /// The comparison.
+    pub op: Op,
+    /// The bound.
+    pub bound: f64,
+}
+
+impl Check {
+    /// A check of `value` against `bound`.
+    pub fn new(what: &str, value: Option<f64>, op: Op, bound: f64) -> Self {
+        Self {
+            what: what.into(),
+            value,
+            op,
+            bound,
+        }
+    }
+
+    /// True when the value was measured and satisfies the bound.
+    pub fn met(&self) -> bool {
+        self.value.is_some_and(|v| match self.op {
+            Op::AtLeast => v >= self.bound,
+            Op::AtMost => v <= self.bound,
+            Op::Below => v < self.bound,
+        })
+    }
+
+    /// `ratio >= 0.5`.
+    pub fn target_text(&self) -> String {
+        let op = match self.op {
+            Op::AtLeast => ">=",
+            Op::AtMost => "<=",
+            Op::Below => "<",
+        };
+        format!("{} {op} {}", self.what, num(self.bound))
+    }
+}
+
+/// One row of the issue's table.
+#[derive(Clone, Debug)]
+pub struct Headline {
+    /// The stable id in `results.json`.
+    pub id: &'static str,
+    /// What was measured, in words.
+    pub figure: String,
+    /// Our number (`None`: not measured in this run).
+    pub ours: Option<f64>,
+    /// Unit of ours and the reference.
+    pub unit: String,
+    /// What it is compared with.
+    pub reference_name: String,
+    /// The reference's number.
+    pub reference: Option<f64>,
+    /// Which way is better.
+    pub better: Better,
+    /// Every condition of the target; met when all hold.
+    pub checks: Vec<Check>,
+    /// What the figure includes: threads, concurrency, what the client does.
+    pub includes: String,
+}
+
+impl Headline {
+    /// ours / reference, when both were measured and the reference is not zero.
+    pub fn ratio(&self) -> Option<f64> {
+        let r = self.reference.filter(|r| *r > 0.0)?;
+        self.ours.map(|o| o / r)
+    }
+
+    /// True when ours was measured and every check holds.
+    pub fn met(&self) -> bool {
+        self.ours.is_some() && !self.checks.is_empty() && self.checks.iter().all(Check::met)
+    }
+
+    /// The target as text: `ratio >= 0.8, appends/s >= 50000`.
+    pub fn target(&self) -> String {
+        self.checks
+            .iter()
+            .map(Check::target_text)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The row as a `results.json` object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "ours": self.ours,
+            "reference": self.reference,
+            "ratio": self.ratio(),
+            "target": self.target(),
+            "better": self.better.word(),
+            "met": self.met(),
+            "figure": self.figure,
+            "unit": self.unit,
+            "reference_name": self.reference_name,
+            "checks": self.checks.iter().map(|c| json!({
+                "what": c.what,
+                "value": c.value,
+                "target": c.target_text(),
+                "met": c.met(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The ids of the headline rows, in the issue's order.
+pub const IDS: [&str; 6] = [
+    "signin_vs_verify_peer",
+    "authed_vs_healthz",
+    "append_64_vs_raw",
+    "replay_vs_raw",
+    "fanout_max_vs_nats",
+    "rss_per_idle_conn_kib",
+];
+
+/// One supporting figure (below the headline table).
 #[derive(Clone, Debug)]
 pub struct Row {
     /// What was measured.
@@ -48,23 +192,32 @@ pub struct Distribution {
     pub sorted_ms: Vec<f64>,
 }
 
-/// All rows of a run, with notes and distributions.
+/// Everything a run measured.
 #[derive(Default)]
 pub struct Report {
+    headlines: Vec<Headline>,
     rows: Vec<Row>,
     notes: Vec<String>,
     distributions: Vec<Distribution>,
 }
 
-fn num(v: f64) -> String {
+/// A number with as many digits as it deserves.
+pub fn num(v: f64) -> String {
     let a = v.abs();
     if a >= 1000.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
         format!("{v:.1}")
-    } else {
+    } else if a >= 0.1 || a == 0.0 {
         format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
     }
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map(|v| format!("{} {unit}", num(v)))
+        .unwrap_or_else(|| "not measured".into())
 }
 
 impl Report {
@@ -73,7 +226,48 @@ impl Report {
         Self::default()
     }
 
-    /// Adds a rate (higher is better); the ratio is ours / reference.
+    /// Adds (or replaces) a headline row.
+    pub fn headline(&mut self, h: Headline) {
+        eprintln!(
+            "  [{}] {}: ours {} | {}: {} | ratio {} | target {} | {}",
+            h.id,
+            h.figure,
+            opt(h.ours, &h.unit),
+            h.reference_name,
+            opt(h.reference, &h.unit),
+            h.ratio().map(|r| format!("{r:.3}")).unwrap_or("n/a".into()),
+            h.target(),
+            if h.met() { "met" } else { "not met" }
+        );
+        self.headlines.retain(|x| x.id != h.id);
+        self.headlines.push(h);
+    }
+
+    /// The headline rows in the issue's order; an id this run did not measure is a row
+    /// with no numbers (not met), so every id is always present.
+    pub fn headlines(&self) -> Vec<Headline> {
+        IDS.iter()
+            .map(|id| {
+                self.headlines
+                    .iter()
+                    .find(|h| h.id == *id)
+                    .cloned()
+                    .unwrap_or_else(|| Headline {
+                        id,
+                        figure: "not measured in this run".into(),
+                        ours: None,
+                        unit: String::new(),
+                        reference_name: "none".into(),
+                        reference: None,
+                        better: Better::Higher,
+                        checks: Vec::new(),
+                        includes: "this scenario did not run or failed (see the notes)".into(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Adds a supporting rate (higher is better); the ratio is ours / reference.
     pub fn add(
         &mut self,
         figure: &str,
@@ -92,7 +286,7 @@ impl Report {
         );
     }
 
-    /// Adds a figure of either direction, with an optional reference.
+    /// Adds a supporting figure of either direction, with an optional reference.
     pub fn push(
         &mut self,
         figure: &str,
@@ -110,22 +304,19 @@ impl Report {
             unit: unit.into(),
             better,
         };
-        let reference = row
-            .reference
-            .map(|r| format!("{} {unit}", num(r)))
-            .unwrap_or_else(|| "not measured".into());
         let ratio = row
             .ratio()
             .map(|r| format!("{r:.3}"))
             .unwrap_or("n/a".into());
         eprintln!(
-            "  {figure}: ours {} {unit} | {reference_name}: {reference} | ratio {ratio}",
-            num(ours)
+            "  {figure}: ours {} {unit} | {reference_name}: {} | ratio {ratio}",
+            num(ours),
+            opt(reference, unit)
         );
         self.rows.push(row);
     }
 
-    /// A note printed under the table (a skip, a caveat).
+    /// A note printed under the tables (a skip, a caveat, a check that passed).
     pub fn note(&mut self, text: impl Into<String>) {
         let text = text.into();
         eprintln!("  note: {text}");
@@ -140,7 +331,7 @@ impl Report {
         });
     }
 
-    /// The rows.
+    /// The supporting rows.
     pub fn rows(&self) -> &[Row] {
         &self.rows
     }
@@ -150,21 +341,62 @@ impl Report {
         &self.distributions
     }
 
-    /// The table as Markdown.
+    /// The headline table as Markdown, then a line per row saying met or not met.
+    pub fn headline_table(&self) -> String {
+        let mut s = String::new();
+        s.push_str("| id | figure | ours | reference | ratio ours/ref | target | met |\n");
+        s.push_str("|---|---|---:|---|---:|---|---|\n");
+        let all = self.headlines();
+        for h in &all {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {}: {} | {} | {} | {} |",
+                h.id,
+                h.figure,
+                opt(h.ours, &h.unit),
+                h.reference_name,
+                opt(h.reference, &h.unit),
+                h.ratio().map(|r| format!("{r:.3}")).unwrap_or("n/a".into()),
+                h.target(),
+                if h.met() { "**met**" } else { "not met" }
+            );
+        }
+        s.push('\n');
+        for h in &all {
+            let detail: Vec<String> = h
+                .checks
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} = {} (target {})",
+                        c.what,
+                        c.value.map(num).unwrap_or_else(|| "not measured".into()),
+                        c.target_text()
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "- `{}`: {}{}",
+                h.id,
+                if h.met() { "**met**" } else { "**not met**" },
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", detail.join("; "))
+                }
+            );
+        }
+        s
+    }
+
+    /// The supporting table as Markdown.
     pub fn table(&self) -> String {
         let mut s = String::new();
         s.push_str("| figure | ours | ceiling or peer | reference | ratio ours/ref | better |\n");
         s.push_str("|---|---:|---|---:|---:|---|\n");
         for r in &self.rows {
-            let reference = r
-                .reference
-                .map(|v| format!("{} {}", num(v), r.unit))
-                .unwrap_or_else(|| "not measured".into());
             let ratio = r.ratio().map(|x| format!("{x:.3}")).unwrap_or("n/a".into());
-            let better = match r.better {
-                Better::Higher => "higher",
-                Better::Lower => "lower",
-            };
             let _ = writeln!(
                 s,
                 "| {} | {} {} | {} | {} | {} | {} |",
@@ -172,37 +404,72 @@ impl Report {
                 num(r.ours),
                 r.unit,
                 r.reference_name,
-                reference,
+                opt(r.reference, &r.unit),
                 ratio,
-                better
+                r.better.word()
             );
         }
         s
     }
 
-    /// Prints the table and notes on stdout.
+    /// Prints the tables and notes on stdout.
     pub fn print(&self) {
+        print!("{}", self.headline_table());
+        println!();
         print!("{}", self.table());
         for n in &self.notes {
             println!("- {n}");
         }
     }
 
-    /// Writes `results.md` into `dir`, naming the charts beside it.
-    pub fn write_markdown(
+    /// `results.json`: an array with one object per headline id.
+    pub fn json(&self) -> Value {
+        Value::Array(self.headlines().iter().map(Headline::to_json).collect())
+    }
+
+    /// Writes `results.md` and `results.json` into `dir`, naming the charts beside them.
+    pub fn write(
         &self,
         dir: &Path,
         machine: &Machine,
         command: &str,
+        quick: bool,
         charts: &[String],
     ) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(
+            dir.join("results.md"),
+            self.markdown(machine, command, quick, charts),
+        )?;
+        let mut json = serde_json::to_string_pretty(&self.json())?;
+        json.push('\n');
+        std::fs::write(dir.join("results.json"), json)?;
+        Ok(())
+    }
+
+    /// The text of `results.md`.
+    pub fn markdown(
+        &self,
+        machine: &Machine,
+        command: &str,
+        quick: bool,
+        charts: &[String],
+    ) -> String {
         let mut s = String::new();
         s.push_str("# latchkey benchmark results\n\n");
+        if quick {
+            s.push_str(
+                "**This is the quick run** (`scripts/bench.sh --quick`): smaller sizes and \
+                 shorter measurements, to check the whole path. Its numbers are indicative \
+                 only; the full run (`scripts/bench.sh`) is the one to quote.\n\n",
+            );
+        }
         s.push_str(
-            "Written by `latchkey-bench`; reproduce with `scripts/bench.sh` (add `--quick` for \
-             the short run). Every reference is measured in the same run on the same machine. \
-             **The load generators and the server share the same cores**, so absolute numbers \
-             are understated and noisy: compare the ratios.\n\n",
+            "Written by `latchkey-bench`; reproduce with `scripts/bench.sh`. Every reference \
+             is measured in the same run, on the same machine, driven by the same client. \
+             **The load generators and the servers share the same cores**, so absolute \
+             numbers are understated: compare the ratios. `results.json` beside this file \
+             holds the headline rows.\n\n",
         );
         let _ = writeln!(s, "- command: `{command}`");
         let _ = writeln!(s, "- date: {}", machine.date);
@@ -210,11 +477,20 @@ impl Report {
         let _ = writeln!(s, "- CPU: {} ({} cores)", machine.cpu, machine.cores);
         let _ = writeln!(s, "- memory: {:.1} GiB", machine.memory_gib);
         let _ = writeln!(s, "- kernel: {}\n", machine.kernel);
-        s.push_str(&self.table());
+        s.push_str("## Headline figures (issue 15)\n\n");
+        s.push_str(&self.headline_table());
         s.push_str(
             "\nratio = ours / reference. For a rate (`better: higher`) a ratio above 1 beats \
-             the reference; for a latency or cost (`better: lower`) a ratio below 1 does.\n",
+             the reference; for a cost (`better: lower`) a ratio below 1 does.\n\n",
         );
+        s.push_str("### What each figure includes\n\n");
+        for h in self.headlines() {
+            let _ = writeln!(s, "- `{}`: {}", h.id, h.includes);
+        }
+        if !self.rows.is_empty() {
+            s.push_str("\n## Supporting figures\n\n");
+            s.push_str(&self.table());
+        }
         if !self.notes.is_empty() {
             s.push_str("\n## Notes\n\n");
             for n in &self.notes {
@@ -227,9 +503,7 @@ impl Report {
                 let _ = writeln!(s, "![{c}]({c})\n");
             }
         }
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("results.md"), s)?;
-        Ok(())
+        s
     }
 }
 
@@ -237,15 +511,61 @@ impl Report {
 mod tests {
     use super::*;
 
+    fn headline(ours: Option<f64>, reference: Option<f64>) -> Headline {
+        Headline {
+            id: "append_64_vs_raw",
+            figure: "appends".into(),
+            ours,
+            unit: "appends/s".into(),
+            reference_name: "raw sled".into(),
+            reference,
+            better: Better::Higher,
+            checks: vec![
+                Check::new(
+                    "ratio",
+                    ours.zip(reference).map(|(o, r)| o / r),
+                    Op::AtLeast,
+                    0.8,
+                ),
+                Check::new("appends/s", ours, Op::AtLeast, 50_000.0),
+            ],
+            includes: "64 tasks".into(),
+        }
+    }
+
     #[test]
-    fn ratio_and_table() {
+    fn ratio_target_and_met() {
+        let h = headline(Some(60_000.0), Some(70_000.0));
+        assert!((h.ratio().unwrap() - 0.857).abs() < 0.001);
+        assert!(h.met());
+        assert_eq!(h.target(), "ratio >= 0.80, appends/s >= 50000");
+        assert!(!headline(Some(40_000.0), Some(45_000.0)).met());
+        assert!(!headline(None, Some(1.0)).met());
+        assert!(Check::new("p99 ms", Some(49.0), Op::Below, 50.0).met());
+        assert!(!Check::new("p99 ms", Some(50.0), Op::Below, 50.0).met());
+        assert!(!Check::new("p99 ms", None, Op::Below, 50.0).met());
+    }
+
+    #[test]
+    fn every_id_is_written_even_when_not_measured() {
         let mut r = Report::new();
-        r.add("x", 50.0, "ceiling", 100.0, "per s");
+        r.headline(headline(Some(60_000.0), Some(70_000.0)));
         r.push("lat", 2.0, "peer", None, "ms", Better::Lower);
-        assert_eq!(r.rows()[0].ratio(), Some(0.5));
-        assert_eq!(r.rows()[1].ratio(), None);
-        let t = r.table();
-        assert!(t.contains("| x | 50.0 per s | ceiling | 100.0 per s | 0.500 | higher |"));
-        assert!(t.contains("not measured"));
+        let json = r.json();
+        let rows = json.as_array().unwrap();
+        let ids: Vec<&str> = rows.iter().map(|v| v["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, IDS);
+        let append = &rows[2];
+        assert_eq!(append["met"], true);
+        assert_eq!(append["better"], "higher");
+        for key in ["ours", "reference", "ratio", "target"] {
+            assert!(append.get(key).is_some(), "{key}");
+        }
+        assert_eq!(rows[0]["met"], false);
+        assert!(rows[0]["ours"].is_null());
+        let t = r.headline_table();
+        assert!(t.contains("- `append_64_vs_raw`: **met**"));
+        assert!(t.contains("- `signin_vs_verify_peer`: **not met**"));
+        assert!(r.table().contains("not measured"));
     }
 }

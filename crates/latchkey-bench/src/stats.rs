@@ -33,16 +33,6 @@ pub fn summarize(samples: &mut [f64]) -> Summary {
     }
 }
 
-/// At most `points` evenly spaced samples of a sorted distribution, for a CDF chart.
-pub fn thin(sorted: &[f64], points: usize) -> Vec<f64> {
-    if sorted.len() <= points || points == 0 {
-        return sorted.to_vec();
-    }
-    (0..points)
-        .map(|i| sorted[i * (sorted.len() - 1) / (points - 1).max(1)])
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +43,5 @@ mod tests {
         let s = summarize(&mut v);
         assert_eq!((s.n, s.p50, s.max), (5, 3.0, 5.0));
         assert_eq!(percentile(&[], 0.5), 0.0);
-        assert_eq!(thin(&v, 3), vec![1.0, 3.0, 5.0]);
     }
 }

@@ -1,20 +1,22 @@
-//! The fanout shape against `nats-server` (the peer a team would pick): its WebSocket
-//! listener on loopback without TLS, one WebSocket per user subscribed to its two subjects
+//! The fanout shapes against `nats-server` (the peer a team would pick): its WebSocket
+//! listener on loopback without TLS, one WebSocket per user subscribed to its subjects
 //! (`room.p.<i>`, `room.g.<g>`), and messages published with `PUB` over one plain TCP
-//! connection on the same schedule. Core NATS keeps nothing on disk and checks no
-//! per-message permission: it is the speed of bare routing.
+//! connection on the same schedule (every message due is written at once, stamped when
+//! written). Core NATS keeps nothing on disk and checks no per-message permission: it is
+//! the speed of bare routing. Receivers parse the protocol in place, with no allocation
+//! per message.
 
-use super::{drive, publish, Outcome, Shape, Slot, Tally, Target};
+use super::drive::{sleep_until_ns, Plan, Published, Publisher, Ramp};
+use super::shape::{body, now_ns, parse_body, Stamp};
+use super::{drive, Outcome, Shape, Slot, Tally, Target};
 use crate::fanout::ours::{runtime, ws_config};
 use crate::server::{find_program, free_port};
 use futures_util::{SinkExt, StreamExt};
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream as StdTcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -43,12 +45,12 @@ pub fn target_of(subject: &str) -> Option<Target> {
 /// One item of the NATS text protocol from the server.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Item {
-    /// `MSG <subject> <sid> [reply] <n>` and its payload.
+    /// `MSG <subject> <sid> [reply] <n>` and its payload, read in place.
     Msg {
-        /// The subject.
-        subject: String,
-        /// The payload.
-        payload: Vec<u8>,
+        /// The room of the subject (None: not a subject of the shape).
+        target: Option<Target>,
+        /// The payload's stamp (None: not a run message).
+        stamp: Option<Stamp>,
     },
     /// `PING`: answer `PONG`.
     Ping,
@@ -60,43 +62,56 @@ pub enum Item {
     Other,
 }
 
-/// Splits a byte stream (WebSocket frames may cut or join protocol lines) into items.
+/// Splits a byte stream (WebSocket frames may cut or join protocol lines) into items,
+/// reading from a cursor and compacting once per push.
 #[derive(Default)]
 pub struct Parser {
     buf: Vec<u8>,
+    pos: usize,
 }
 
 impl Parser {
     /// Appends received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// The next complete item, if the buffer holds one.
     pub fn next_item(&mut self) -> Option<Item> {
-        let end = self.buf.windows(2).position(|w| w == b"\r\n")?;
-        let line = String::from_utf8_lossy(&self.buf[..end]).to_string();
-        if let Some(rest) = line.strip_prefix("MSG ") {
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let n: usize = fields.last().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let rest = &self.buf[self.pos..];
+        let end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let line = &rest[..end];
+        if let Some(fields) = line.strip_prefix(b"MSG ") {
+            let mut words = fields.split(|b| *b == b' ').filter(|w| !w.is_empty());
+            let subject = words.next().unwrap_or_default();
+            let n: usize = words
+                .next_back()
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             let start = end + 2;
-            if self.buf.len() < start + n + 2 {
+            if rest.len() < start + n + 2 {
                 return None;
             }
-            let payload = self.buf[start..start + n].to_vec();
-            self.buf.drain(..start + n + 2);
-            return Some(Item::Msg {
-                subject: fields.first().map(|s| s.to_string()).unwrap_or_default(),
-                payload,
-            });
+            let item = Item::Msg {
+                target: std::str::from_utf8(subject).ok().and_then(target_of),
+                stamp: parse_body(&rest[start..start + n]),
+            };
+            self.pos += start + n + 2;
+            return Some(item);
         }
-        self.buf.drain(..end + 2);
-        Some(match line.as_str() {
-            "PING" => Item::Ping,
-            "PONG" => Item::Pong,
-            l if l.starts_with("-ERR") => Item::Err(l.to_string()),
+        let item = match line {
+            b"PING" => Item::Ping,
+            b"PONG" => Item::Pong,
+            l if l.starts_with(b"-ERR") => Item::Err(String::from_utf8_lossy(l).to_string()),
             _ => Item::Other,
-        })
+        };
+        self.pos += end + 2;
+        Some(item)
     }
 }
 
@@ -178,8 +193,8 @@ async fn read_until(ws: &mut Ws, parser: &mut Parser, want: &Item) -> anyhow::Re
     }
 }
 
-/// Connects, subscribes to the connection's two subjects, and waits for the `PONG` that
-/// says the subscriptions are in place.
+/// Connects, subscribes to the connection's subjects, and waits for the `PONG` that says
+/// the subscriptions are in place.
 async fn connect(ws_port: u16, shape: &Shape, i: usize) -> anyhow::Result<(Ws, Parser)> {
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
         format!("ws://127.0.0.1:{ws_port}/"),
@@ -189,33 +204,26 @@ async fn connect(ws_port: u16, shape: &Shape, i: usize) -> anyhow::Result<(Ws, P
     .await?;
     let mut parser = Parser::default();
     read_until(&mut ws, &mut parser, &Item::Other).await?; // INFO
-    let [own, group] = shape.rooms_of(i);
-    let hello = format!(
-        "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB {} 1\r\nSUB {} 2\r\nPING\r\n",
-        subject(own),
-        subject(group)
-    );
+    let mut hello = String::from("CONNECT {\"verbose\":false,\"pedantic\":false}\r\n");
+    for (sid, room) in shape.rooms_of(i).into_iter().enumerate() {
+        hello.push_str(&format!("SUB {} {}\r\n", subject(room), sid + 1));
+    }
+    hello.push_str("PING\r\n");
     ws.send(Message::binary(hello.into_bytes())).await?;
     read_until(&mut ws, &mut parser, &Item::Pong).await?;
     Ok((ws, parser))
 }
 
-async fn receive(mut ws: Ws, mut parser: Parser, slot: Slot, shape: Shape) -> Tally {
-    let Slot {
-        index: conn,
-        received,
-        mut stop,
-        ..
-    } = slot;
+async fn receive(mut ws: Ws, mut parser: Parser, mut slot: Slot, shape: Shape) -> Tally {
     let mut tally = Tally::default();
     loop {
         while let Some(item) = parser.next_item() {
             match item {
-                Item::Msg { subject, payload } => {
-                    let body = String::from_utf8_lossy(&payload);
-                    tally.message(&shape, conn, target_of(&subject), &body);
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
+                Item::Msg {
+                    target,
+                    stamp: Some(stamp),
+                } => slot.steps.delivery(&shape, slot.index, target, stamp),
+                Item::Msg { stamp: None, .. } | Item::Err(_) => slot.steps.unreadable(),
                 Item::Ping => {
                     if ws
                         .send(Message::binary(b"PONG\r\n".to_vec()))
@@ -226,12 +234,11 @@ async fn receive(mut ws: Ws, mut parser: Parser, slot: Slot, shape: Shape) -> Ta
                         return tally;
                     }
                 }
-                Item::Err(_) => tally.unexpected += 1,
                 Item::Pong | Item::Other => {}
             }
         }
         let msg = tokio::select! {
-            _ = stop.changed() => return tally,
+            _ = slot.stop.changed() => return tally,
             m = ws.next() => m,
         };
         match msg {
@@ -246,48 +253,63 @@ async fn receive(mut ws: Ws, mut parser: Parser, slot: Slot, shape: Shape) -> Ta
     }
 }
 
-/// A publishing connection over plain TCP; a reader thread answers the server's PINGs.
-fn publisher(port: u16) -> anyhow::Result<impl FnMut(u64, Target, &str) -> anyhow::Result<()>> {
-    let stream = StdTcpStream::connect(("127.0.0.1", port))?;
-    stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut info = String::new();
-    reader.read_line(&mut info)?;
-    anyhow::ensure!(
-        info.starts_with("INFO"),
-        "nats: expected INFO, got {info:?}"
-    );
-    let writer = Arc::new(Mutex::new(stream));
-    {
-        let mut w = writer
-            .lock()
-            .map_err(|_| anyhow::anyhow!("publisher lock poisoned"))?;
-        w.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")?;
+/// Publishes over one plain TCP connection: every message due is written at once, each
+/// stamped with the write time. A reader task drains what the server sends (INFO, and a
+/// PING every two minutes, which a run never lasts long enough to miss twice).
+struct Pub {
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    shape: Shape,
+}
+
+impl Pub {
+    async fn connect(port: u16, shape: Shape) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = stream.into_split();
+        let mut info = [0u8; 4];
+        reader.read_exact(&mut info).await?;
+        anyhow::ensure!(&info == b"INFO", "nats: expected INFO");
+        tokio::spawn(async move {
+            let mut sink = [0u8; 4096];
+            while reader.read(&mut sink).await.is_ok_and(|n| n > 0) {}
+        });
+        writer
+            .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+            .await?;
+        Ok(Self { writer, shape })
     }
-    let pong = writer.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-            if line.trim_end() == "PING" {
-                if let Ok(mut w) = pong.lock() {
-                    let _ = w.write_all(b"PONG\r\n");
-                }
+}
+
+impl Publisher for Pub {
+    async fn publish(&mut self, plan: Plan) -> anyhow::Result<Published> {
+        let start = now_ns() + 20_000_000;
+        let end = plan.first + plan.count;
+        let mut next = plan.first;
+        let mut frame = Vec::new();
+        while next < end {
+            sleep_until_ns(plan.due(start, next)).await;
+            let now = now_ns();
+            frame.clear();
+            while next < end && plan.due(start, next) <= now {
+                let body = body(next, plan.step, now);
+                let subject = subject(self.shape.target(next));
+                frame.extend_from_slice(
+                    format!("PUB {subject} {}\r\n{body}\r\n", body.len()).as_bytes(),
+                );
+                next += 1;
             }
-            line.clear();
+            self.writer.write_all(&frame).await?;
         }
-    });
-    Ok(move |_k: u64, target: Target, body: &str| {
-        let frame = format!("PUB {} {}\r\n{body}\r\n", subject(target), body.len());
-        let mut w = writer
-            .lock()
-            .map_err(|_| anyhow::anyhow!("publisher lock poisoned"))?;
-        w.write_all(frame.as_bytes())?;
-        Ok(())
-    })
+        Ok(Published {
+            published: plan.count,
+            errors: 0,
+            seconds: now_ns().saturating_sub(start) as f64 / 1e9,
+        })
+    }
 }
 
 /// Runs the shape against a fresh nats-server.
-pub fn run(shape: Shape, program: &Path) -> anyhow::Result<Outcome> {
+pub fn run(shape: Shape, schedule: Ramp, program: &Path) -> anyhow::Result<Outcome> {
     let nats = Nats::start(program)?;
     let (port, ws_port) = (nats.port, nats.ws_port);
     let open = |slot: Slot| async move {
@@ -299,10 +321,12 @@ pub fn run(shape: Shape, program: &Path) -> anyhow::Result<Outcome> {
             }
         }
     };
-    let publisher = move || publish(shape, 1, move |_| publisher(port));
-    let outcome = runtime()?.block_on(drive(
+    let rt = runtime()?;
+    let publisher = rt.block_on(Pub::connect(port, shape))?;
+    let outcome = rt.block_on(drive(
         "nats-server",
         shape,
+        schedule,
         nats.child.id(),
         open,
         publisher,
@@ -318,23 +342,32 @@ mod tests {
     #[test]
     fn parses_split_and_joined_frames() {
         let mut p = Parser::default();
-        p.push(b"INFO {\"x\":1}\r\nMSG room.g.3 2 5\r\nhel");
+        let b = body(9, 3, 77);
+        p.push(b"INFO {\"x\":1}\r\nMSG room.g.3 2 100\r\n");
         assert_eq!(p.next_item(), Some(Item::Other));
         assert_eq!(p.next_item(), None);
-        p.push(b"lo\r\nPING\r\nMSG room.p.1 1 reply.x 0\r\n\r\n");
+        p.push(&b.as_bytes()[..50]);
+        assert_eq!(p.next_item(), None);
+        p.push(&b.as_bytes()[50..]);
+        p.push(b"\r\nPING\r\nMSG room.p.1 1 reply.x 0\r\n\r\n");
+        let stamp = Stamp {
+            k: 9,
+            step: 3,
+            sent_ns: 77,
+        };
         assert_eq!(
             p.next_item(),
             Some(Item::Msg {
-                subject: "room.g.3".into(),
-                payload: b"hello".to_vec()
+                target: Some(Target::Group(3)),
+                stamp: Some(stamp)
             })
         );
         assert_eq!(p.next_item(), Some(Item::Ping));
         assert_eq!(
             p.next_item(),
             Some(Item::Msg {
-                subject: "room.p.1".into(),
-                payload: Vec::new()
+                target: Some(Target::Personal(1)),
+                stamp: None
             })
         );
         assert_eq!(p.next_item(), None);

@@ -1,16 +1,21 @@
-//! The fanout shape against latchkey: users signed in with in-process SSH keys, a private
-//! personal room each and private rooms of ten, WebSocket connections authenticated with
-//! `Authorization: Bearer`, and messages posted over REST (each post is a durable,
-//! fsynced append that answers after it is projected and handed to the fanout hub).
+//! The fanout shapes against latchkey: users signed in with in-process SSH keys, their
+//! private rooms, WebSocket connections authenticated with `Authorization: Bearer`, and
+//! messages posted over REST by up to [`PUBLISHERS`] concurrent async posters on
+//! keep-alive connections (each post is a durable, fsynced append that answers after it
+//! is projected and handed to the fanout hub). Receivers read each frame with byte
+//! searches (the room id and the body's stamp), never a JSON parse.
 
-use super::{drive, publish, Outcome, Shape, Slot, Tally, Target};
+use super::drive::{sleep_until_ns, Plan, Published, Publisher, Ramp};
+use super::shape::{find, now_ns, parse_body, Shape, Target};
+use super::{drive, Outcome, Slot, Tally};
 use crate::client::{self, Identity, Session};
+use crate::http1::Conn;
 use crate::server::Server;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
@@ -22,8 +27,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Threads signing users in and creating rooms.
 const SETUP_THREADS: usize = 32;
-/// Threads posting messages (each post waits for its fsync and projection).
-const PUBLISH_THREADS: usize = 32;
+/// Concurrent posters (each waits for its post's fsync and projection).
+pub const PUBLISHERS: usize = 128;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -86,26 +91,36 @@ fn parallel<T: Send>(
     Ok(out.into_iter().map(|(_, v)| v).collect())
 }
 
-/// Signs every user in, creates the personal rooms and the groups of ten.
+/// Signs every user in, creates the personal rooms (if the shape has them) and the
+/// groups, and adds every member.
 fn setup(url: &str, shape: &Shape) -> anyhow::Result<World> {
     let users = parallel(shape.connections, SETUP_THREADS, |agent, i| {
         let session = client::sign_in(agent, url, &Identity::generate()?)?;
-        let room = client::create_room(agent, url, &session.token, &format!("personal {i}"))?;
+        let room = if shape.personal {
+            client::create_room(agent, url, &session.token, &format!("personal {i}"))?
+        } else {
+            String::new()
+        };
         Ok((session, room))
     })?;
     let (sessions, personal): (Vec<Session>, Vec<String>) = users.into_iter().unzip();
     let groups = parallel(shape.groups(), SETUP_THREADS, |agent, g| {
-        let members = shape.members(Target::Group(g));
-        let owner = &sessions[members.start];
-        let room = client::create_room(agent, url, &owner.token, &format!("group {g}"))?;
-        for m in members.skip(1) {
-            client::add_member(agent, url, &owner.token, &room, &sessions[m].user_id)?;
-        }
-        Ok(room)
+        let owner = &sessions[shape.members(Target::Group(g)).start];
+        client::create_room(agent, url, &owner.token, &format!("group {g}"))
+    })?;
+    let adds: Vec<(usize, usize)> = (0..shape.groups())
+        .flat_map(|g| shape.members(Target::Group(g)).skip(1).map(move |m| (g, m)))
+        .collect();
+    parallel(adds.len(), SETUP_THREADS, |agent, i| {
+        let (g, m) = adds[i];
+        let owner = &sessions[shape.members(Target::Group(g)).start];
+        client::add_member(agent, url, &owner.token, &groups[g], &sessions[m].user_id)
     })?;
     let mut rooms = HashMap::new();
-    for (i, r) in personal.iter().enumerate() {
-        rooms.insert(r.clone(), Target::Personal(i));
+    if shape.personal {
+        for (i, r) in personal.iter().enumerate() {
+            rooms.insert(r.clone(), Target::Personal(i));
+        }
     }
     for (g, r) in groups.iter().enumerate() {
         rooms.insert(r.clone(), Target::Group(g));
@@ -118,25 +133,13 @@ fn setup(url: &str, shape: &Shape) -> anyhow::Result<World> {
     })
 }
 
-/// The parts of a server frame the client reads.
+/// The parts of a setup frame the client reads (hello, pong).
 #[derive(Deserialize)]
 struct Frame {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    room_id: Option<String>,
-    #[serde(default)]
-    event: Option<String>,
-    #[serde(default)]
-    data: Option<Data>,
-    #[serde(default)]
     rooms: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct Data {
-    #[serde(default)]
-    body: Option<String>,
 }
 
 /// A lean client config: thousands of these share the machine with the server.
@@ -179,52 +182,45 @@ async fn connect(ws_url: &str, token: &str) -> anyhow::Result<(Ws, Vec<String>)>
     }
 }
 
-/// Reads frames until told to stop, checking each against the shape.
+/// Counts one frame: a message (room id and stamp found by byte search) or not.
+fn count(frame: &[u8], slot: &Slot, shape: &Shape, world: &World) {
+    const BODY: &[u8] = b"\"body\":\"";
+    const ROOM: &[u8] = b"\"room_id\":\"";
+    let stamp = find(frame, BODY).and_then(|i| parse_body(&frame[i + BODY.len()..]));
+    let Some(stamp) = stamp else {
+        if find(frame, b"\"pong\"").is_none() {
+            slot.steps.unreadable();
+        }
+        return;
+    };
+    let room = find(frame, ROOM)
+        .and_then(|i| frame.get(i + ROOM.len()..i + ROOM.len() + 36))
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .and_then(|r| world.rooms.get(r))
+        .copied();
+    slot.steps.delivery(shape, slot.index, room, stamp);
+}
+
+/// Reads frames until told to stop.
 async fn receive(
     mut ws: Ws,
-    slot: Slot,
+    mut slot: Slot,
     shape: Shape,
     world: Arc<World>,
     mut tally: Tally,
 ) -> Tally {
-    let Slot {
-        index: conn,
-        received,
-        mut stop,
-        ..
-    } = slot;
     loop {
         let msg = tokio::select! {
-            _ = stop.changed() => break,
+            _ = slot.stop.changed() => break,
             m = ws.next() => m,
         };
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
+        match msg {
+            Some(Ok(Message::Text(t))) => count(t.as_bytes(), &slot, &shape, &world),
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                 tally.closed_early = true;
                 break;
             }
-            Some(Ok(_)) => continue,
-        };
-        let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
-            tally.unexpected += 1;
-            continue;
-        };
-        if frame.kind != "event" {
-            tally.unexpected += u64::from(frame.kind != "pong");
-            continue;
-        }
-        let room = frame
-            .room_id
-            .as_ref()
-            .and_then(|r| world.rooms.get(r))
-            .copied();
-        match (frame.event.as_deref(), frame.data.and_then(|d| d.body)) {
-            (Some("message.posted"), Some(body)) => {
-                tally.message(&shape, conn, room, &body);
-                received.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => tally.room_event(&shape, conn, room),
+            Some(Ok(_)) => {}
         }
     }
     tally
@@ -238,8 +234,67 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Posts each message over REST from [`PUBLISHERS`] keep-alive connections.
+struct Poster {
+    world: Arc<World>,
+    shape: Shape,
+    conns: Vec<Conn>,
+}
+
+impl Publisher for Poster {
+    async fn publish(&mut self, plan: Plan) -> anyhow::Result<Published> {
+        let start = now_ns() + 20_000_000;
+        let next = Arc::new(AtomicU64::new(plan.first));
+        let end = plan.first + plan.count;
+        let tasks: Vec<_> = std::mem::take(&mut self.conns)
+            .into_iter()
+            .map(|mut conn| {
+                let (next, world, shape) = (next.clone(), self.world.clone(), self.shape);
+                tokio::spawn(async move {
+                    let (mut ok, mut errors) = (0u64, 0u64);
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= end {
+                            return (conn, ok, errors);
+                        }
+                        sleep_until_ns(plan.due(start, k)).await;
+                        let target = shape.target(k);
+                        let Some((token, room)) = world.sender(&shape, target, k) else {
+                            errors += 1;
+                            continue;
+                        };
+                        let body = serde_json::json!({
+                            "body": super::shape::body(k, plan.step, now_ns())
+                        });
+                        let path = format!("/api/native/rooms/{room}/messages");
+                        match conn
+                            .post_json(&path, body.to_string().as_bytes(), Some(token))
+                            .await
+                        {
+                            Ok(a) if (200..300).contains(&a.status) => ok += 1,
+                            _ => errors += 1,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (mut published, mut errors) = (0, 0);
+        for t in tasks {
+            let (conn, ok, e) = t.await?;
+            self.conns.push(conn);
+            published += ok;
+            errors += e;
+        }
+        Ok(Published {
+            published,
+            errors,
+            seconds: now_ns().saturating_sub(start) as f64 / 1e9,
+        })
+    }
+}
+
 /// Runs the shape against a fresh latchkey server.
-pub fn run(shape: Shape, bin: &Path) -> anyhow::Result<Outcome> {
+pub fn run(shape: Shape, schedule: Ramp, bin: &Path) -> anyhow::Result<Outcome> {
     let server = Server::start(bin, &["--no-rate-limit"])?;
     let url = server.url().to_string();
     let t = Instant::now();
@@ -261,35 +316,34 @@ pub fn run(shape: Shape, bin: &Path) -> anyhow::Result<Outcome> {
             match slot.gated(connect(&ws_url, &token)).await {
                 Err(e) => slot.failed(e).await,
                 Ok((ws, rooms)) => {
-                    let mut tally = Tally::default();
                     let want: HashSet<Target> = shape.rooms_of(slot.index).into_iter().collect();
                     let got: HashSet<Target> = rooms
                         .iter()
                         .filter_map(|r| world.rooms.get(r).copied())
                         .collect();
-                    if got != want || rooms.len() != want.len() {
-                        tally.violations += 1; // hello named rooms other than its own
-                    }
+                    let tally = Tally {
+                        wrong_rooms: got != want || rooms.len() != want.len(),
+                        ..Tally::default()
+                    };
                     slot.ready().await;
                     receive(ws, slot, shape, world, tally).await
                 }
             }
         }
     };
-    let (w, u) = (world.clone(), url.clone());
-    let publisher = move || {
-        publish(shape, PUBLISH_THREADS, move |_| {
-            let agent = client::agent();
-            let (w, u) = (w.clone(), u.clone());
-            Ok(move |k: u64, target: Target, body: &str| {
-                let (token, room) = w
-                    .sender(&shape, target, k)
-                    .ok_or_else(|| anyhow::anyhow!("no sender for {target:?}"))?;
-                client::post_message(&agent, &u, token, room, body)
-            })
-        })
+    let poster = Poster {
+        world: world.clone(),
+        shape,
+        conns: (0..PUBLISHERS).map(|_| Conn::new(&url)).collect(),
     };
-    let outcome = runtime()?.block_on(drive("latchkey", shape, server.pid(), open, publisher))?;
+    let outcome = runtime()?.block_on(drive(
+        "latchkey",
+        shape,
+        schedule,
+        server.pid(),
+        open,
+        poster,
+    ))?;
     drop(server);
     Ok(outcome)
 }

@@ -1,173 +1,198 @@
-//! What each connection saw (deliveries, latencies, and deliveries it may not see), and
-//! the figures of one side added up from every connection.
+//! What the receivers saw, per ramp step: deliveries, deliveries a connection may not see,
+//! and a latency histogram, all atomic counters shared by every connection task (a
+//! delivery costs a few relaxed adds, no allocation, no lock). Also what each connection
+//! reports when it stops.
 
-use super::shape::{now_ns, parse_body, Shape, Target};
-use crate::stats::{summarize, thin, Summary};
+use super::shape::{now_ns, Shape, Stamp, Target};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// What one connection saw.
-#[derive(Clone, Debug, Default)]
-pub struct Tally {
-    /// Messages of this run received.
-    pub received: u64,
-    /// Publish-to-receive latency of each, microseconds.
-    pub latencies_us: Vec<u32>,
-    /// Deliveries this connection may not see (wrong room, or a message for another room).
-    pub violations: u64,
-    /// Frames that were neither a run message nor a known control frame.
-    pub unexpected: u64,
-    /// Closed by the server before the run ended.
-    pub closed_early: bool,
-    /// When the last message arrived ([`now_ns`]).
-    pub last_ns: u64,
+/// Most ramp steps a run may take (the half-load step included).
+pub const MAX_STEPS: usize = 40;
+/// Histogram buckets: exact below 64 µs, then 32 per power of two (about 3%).
+const BUCKETS: usize = 64 + 32 * 34;
+
+/// A latency histogram in microseconds, shared by all receivers.
+pub struct Histogram {
+    buckets: Vec<AtomicU64>,
 }
 
-impl Tally {
-    /// Records a message frame for connection `conn`, sent to `room` (None: a room that is
-    /// not in the shape) with `body`.
-    pub fn message(&mut self, shape: &Shape, conn: usize, room: Option<Target>, body: &str) {
-        let now = now_ns();
-        let Some((k, sent)) = parse_body(body) else {
-            self.unexpected += 1;
-            return;
-        };
-        let target = shape.target(k);
-        if room != Some(target) || !shape.rooms_of(conn).contains(&target) {
-            self.violations += 1;
-        }
-        self.received += 1;
-        self.last_ns = now;
-        let us = now.saturating_sub(sent) / 1000;
-        self.latencies_us.push(us.min(u64::from(u32::MAX)) as u32);
+fn index(us: u64) -> usize {
+    if us < 64 {
+        return us as usize;
     }
+    let e = 63 - us.leading_zeros() as usize; // >= 6
+    let sub = ((us >> (e - 5)) & 31) as usize;
+    (64 + (e - 6) * 32 + sub).min(BUCKETS - 1)
+}
 
-    /// Records a non-message room event (e.g. a join) for connection `conn`.
-    pub fn room_event(&mut self, shape: &Shape, conn: usize, room: Option<Target>) {
-        if !room.is_some_and(|r| shape.rooms_of(conn).contains(&r)) {
-            self.violations += 1;
-        }
+/// The upper edge of bucket `i`, µs.
+fn upper(i: usize) -> f64 {
+    if i < 64 {
+        return (i + 1) as f64;
     }
+    let e = (i - 64) / 32 + 6;
+    let sub = (i - 64) % 32;
+    ((32 + sub + 1) as f64) * (1u64 << (e - 5)) as f64
 }
 
-/// The figures of one side.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    /// Connections that were open when publishing started.
-    pub connections: usize,
-    /// Seconds to open them all.
-    pub connect_s: f64,
-    /// Server RSS growth per connection, bytes.
-    pub rss_per_conn: Option<f64>,
-    /// Messages published.
-    pub published: u64,
-    /// Publish errors.
-    pub publish_errors: u64,
-    /// Achieved publish rate.
-    pub publish_rate: f64,
-    /// Deliveries a complete run makes.
-    pub expected: u64,
-    /// Deliveries received.
-    pub received: u64,
-    /// Deliveries a connection may not see.
-    pub violations: u64,
-    /// Unreadable frames.
-    pub unexpected: u64,
-    /// Connections the server closed during the run.
-    pub closed_early: usize,
-    /// Deliveries/s over the run (first publish to last delivery).
-    pub deliveries_per_s: f64,
-    /// Publish-to-receive latency.
-    pub latency: Summary,
-    /// The sorted latencies, ms (thinned), for the CDF chart.
-    pub cdf_ms: Vec<f64>,
-}
-
-impl Outcome {
-    /// Adds up the tallies of every connection.
-    pub fn from_tallies(
-        tallies: Vec<Tally>,
-        connect_s: f64,
-        rss_per_conn: Option<f64>,
-        expected: u64,
-        (published, publish_errors, publish_s, start_ns): (u64, u64, f64, u64),
-    ) -> Self {
-        let connections = tallies.len();
-        let mut lat: Vec<f64> = tallies
-            .iter()
-            .flat_map(|t| t.latencies_us.iter().map(|u| f64::from(*u) / 1000.0))
-            .collect();
-        let received = tallies.iter().map(|t| t.received).sum();
-        let last = tallies.iter().map(|t| t.last_ns).max().unwrap_or(0);
-        let window = (last.saturating_sub(start_ns) as f64 / 1e9)
-            .max(publish_s)
-            .max(1e-9);
-        let latency = summarize(&mut lat);
+impl Default for Histogram {
+    fn default() -> Self {
         Self {
-            connections,
-            connect_s,
-            rss_per_conn,
-            published,
-            publish_errors,
-            publish_rate: published as f64 / publish_s.max(1e-9),
-            expected,
-            received,
-            violations: tallies.iter().map(|t| t.violations).sum(),
-            unexpected: tallies.iter().map(|t| t.unexpected).sum(),
-            closed_early: tallies.iter().filter(|t| t.closed_early).count(),
-            deliveries_per_s: received as f64 / window,
-            latency,
-            cdf_ms: thin(&lat, 2000),
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
+}
 
-    /// One line for the log.
-    pub fn describe(&self, name: &str) -> String {
-        format!(
-            "{name}: {} conns in {:.1} s, published {} ({:.0}/s, {} errors), received {}/{} \
-             deliveries ({:.0}/s), latency p50 {:.2} ms p99 {:.2} ms max {:.2} ms, \
-             {} violations, {} unexpected frames, {} closed early, RSS/conn {}",
-            self.connections,
-            self.connect_s,
-            self.published,
-            self.publish_rate,
-            self.publish_errors,
-            self.received,
-            self.expected,
-            self.deliveries_per_s,
-            self.latency.p50,
-            self.latency.p99,
-            self.latency.max,
-            self.violations,
-            self.unexpected,
-            self.closed_early,
-            self.rss_per_conn
-                .map(|b| format!("{:.1} KiB", b / 1024.0))
-                .unwrap_or_else(|| "unknown".into()),
-        )
+impl Histogram {
+    /// Counts one sample.
+    pub fn record(&self, us: u64) {
+        self.buckets[index(us)].fetch_add(1, Ordering::Relaxed);
     }
+
+    fn counts(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The `p` quantile (0..=1) in milliseconds (a bucket's upper edge: never flattering);
+    /// 0 when empty.
+    pub fn quantile_ms(&self, p: f64) -> f64 {
+        quantile(&self.counts(), p)
+    }
+
+    /// `points` evenly spaced quantiles, ms, for a CDF chart.
+    pub fn cdf_ms(&self, points: usize) -> Vec<f64> {
+        let counts = self.counts();
+        if counts.iter().all(|c| *c == 0) {
+            return Vec::new();
+        }
+        (0..points)
+            .map(|i| quantile(&counts, i as f64 / (points.max(2) - 1) as f64))
+            .collect()
+    }
+}
+
+fn quantile(counts: &[u64], p: f64) -> f64 {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = ((total as f64 * p.clamp(0.0, 1.0)).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return upper(i) / 1000.0;
+        }
+    }
+    upper(counts.len() - 1) / 1000.0
+}
+
+/// The counters of one ramp step.
+#[derive(Default)]
+pub struct StepStats {
+    /// Deliveries of this step's messages.
+    pub received: AtomicU64,
+    /// Deliveries a connection may not see (wrong room, or a message for another room).
+    pub violations: AtomicU64,
+    /// Publish-to-receive latency.
+    pub latency: Histogram,
+}
+
+/// Every step's counters, plus frames nobody could read.
+pub struct Steps {
+    steps: Vec<StepStats>,
+    /// Frames that were neither a run message nor a known control frame.
+    pub unreadable: AtomicU64,
+    /// Deliveries of any step (for draining).
+    pub total: AtomicU64,
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Self {
+            steps: (0..MAX_STEPS).map(|_| StepStats::default()).collect(),
+            unreadable: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Steps {
+    /// Step `i`'s counters (the last one for an out-of-range step).
+    pub fn step(&self, i: usize) -> &StepStats {
+        &self.steps[i.min(MAX_STEPS - 1)]
+    }
+
+    /// Records a delivery to connection `conn` of a message the frame says was sent to
+    /// `room` (None: a room not in the shape).
+    pub fn delivery(&self, shape: &Shape, conn: usize, room: Option<Target>, stamp: Stamp) {
+        let now = now_ns();
+        let step = self.step(stamp.step);
+        let target = shape.target(stamp.k);
+        if room != Some(target) || !shape.may_see(conn, target) {
+            step.violations.fetch_add(1, Ordering::Relaxed);
+        }
+        step.received.fetch_add(1, Ordering::Relaxed);
+        step.latency
+            .record(now.saturating_sub(stamp.sent_ns) / 1000);
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a frame nobody could read.
+    pub fn unreadable(&self) {
+        self.unreadable.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What one connection reports when it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    /// Closed by the server (or failed) before the run ended.
+    pub closed_early: bool,
+    /// Its hello named rooms other than its own (latchkey only).
+    pub wrong_rooms: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fanout::shape::body;
 
     #[test]
-    fn tally_flags_deliveries_outside_the_connections_rooms() {
-        let s = Shape {
-            connections: 20,
-            rate: 10.0,
-            seconds: 1.0,
+    fn histogram_quantiles_are_close_and_never_low() {
+        let h = Histogram::default();
+        for us in 1..=10_000u64 {
+            h.record(us);
+        }
+        let p50 = h.quantile_ms(0.5);
+        let p99 = h.quantile_ms(0.99);
+        assert!((5.0..5.2).contains(&p50), "{p50}");
+        assert!((9.9..10.3).contains(&p99), "{p99}");
+        assert_eq!(Histogram::default().quantile_ms(0.99), 0.0);
+        assert_eq!(h.cdf_ms(5).len(), 5);
+        for us in [0u64, 63, 64, 65, 1000, 1 << 30, u64::MAX] {
+            assert!(upper(index(us)) >= us.min(1 << 39) as f64, "{us}");
+        }
+    }
+
+    #[test]
+    fn deliveries_outside_the_connections_rooms_are_violations() {
+        let s = Shape::personal_rooms(20);
+        let steps = Steps::default();
+        let stamp = |k| Stamp {
+            k,
+            step: 1,
+            sent_ns: now_ns(),
         };
-        let mut t = Tally::default();
         // Message 0 goes to group 0: connection 3 may see it, connection 13 may not.
-        t.message(&s, 3, Some(Target::Group(0)), &body(0, now_ns()));
-        assert_eq!((t.received, t.violations), (1, 0));
-        t.message(&s, 13, Some(Target::Group(0)), &body(0, now_ns()));
-        assert_eq!(t.violations, 1);
+        steps.delivery(&s, 3, Some(Target::Group(0)), stamp(0));
+        steps.delivery(&s, 13, Some(Target::Group(0)), stamp(0));
         // A frame that names a different room than the message was sent to.
-        t.message(&s, 3, Some(Target::Personal(3)), &body(0, now_ns()));
-        assert_eq!(t.violations, 2);
-        t.room_event(&s, 3, Some(Target::Personal(4)));
-        assert_eq!(t.violations, 3);
+        steps.delivery(&s, 3, Some(Target::Personal(3)), stamp(0));
+        let one = steps.step(1);
+        assert_eq!(one.received.load(Ordering::Relaxed), 3);
+        assert_eq!(one.violations.load(Ordering::Relaxed), 2);
     }
 }
