@@ -146,8 +146,7 @@ enum Scenario {
         /// during the warm-up.
         #[arg(long, default_value_t = 8)]
         cache_mib: u64,
-        /// HTTP requests per second, over all workers. (Not `--rate`: that global flag is
-        /// the fanout's publish rate, and a subcommand flag of the same name would shadow it.)
+        /// HTTP requests per second, over all workers.
         #[arg(long, default_value_t = 60)]
         request_rate: u64,
         /// Long-lived WebSocket connections receiving the fanout.
@@ -366,7 +365,7 @@ mod tests {
                 "10",
             ],
             &["latchkey-bench", "crash", "--rounds", "2"],
-            &["latchkey-bench", "all", "--quick", "--rate", "100"],
+            &["latchkey-bench", "all", "--quick", "--connections", "100"],
         ] {
             let parsed = super::Cli::try_parse_from(args);
             assert!(parsed.is_ok(), "{args:?}: {:?}", parsed.err());
