@@ -207,54 +207,40 @@ fn sign_in(at: &Server, key: &Key, handle: Option<&str>) -> Value {
     at.redeem(&ch.challenge_id, &sig, handle).expect(201).json()
 }
 
-#[test]
-fn a_missing_server_or_one_without_jetstream_is_named_at_start() {
+/// `latchkey serve --store URL` on a fresh data dir: it must refuse to start; its stderr.
+fn refused_at_start(url: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let data = data.to_str().unwrap();
+    let out = latchkey(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--store",
+        url,
+    ]);
+    assert!(!out.status.success(), "started on {url}");
+    stderr(&out)
+}
+
+#[test]
+fn a_missing_server_or_one_without_jetstream_is_named_at_start() {
     // A port nothing listens on: bind one, then free it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let url = format!("nats://127.0.0.1:{port}");
-    let out = latchkey(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--store",
-        &url,
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("cannot reach NATS"),
-        "{}",
-        stderr(&out)
-    );
+    let err = refused_at_start(&format!("nats://127.0.0.1:{port}"));
+    assert!(err.contains("cannot reach NATS"), "{err}");
 
     let plain = Nats::start_without_jetstream();
-    let out = latchkey(&[
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--store",
-        &plain.url(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("without JetStream"),
-        "{}",
-        stderr(&out)
-    );
+    let err = refused_at_start(&plain.url());
+    assert!(err.contains("without JetStream"), "{err}");
 
-    let bad = latchkey(&["serve", "--data-dir", data, "--store", "nats://"]);
-    assert!(!bad.status.success());
-    assert!(stderr(&bad).contains("NATS"), "{}", stderr(&bad));
+    let err = refused_at_start("nats://");
+    assert!(err.contains("NATS"), "{err}");
 }
 
 #[test]
