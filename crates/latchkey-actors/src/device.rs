@@ -363,7 +363,7 @@ impl Core {
             )
             .await?;
         self.device_book().forget(id);
-        let approval: Approval = match out.state {
+        let approval: Approval = match std::sync::Arc::unwrap_or_clone(out.state) {
             PairingState::Device(d) => match d.status {
                 DeviceStatus::Issued { approval, .. } => approval,
                 _ => return Err(CoreError::Internal("issued code without approval".into()).into()),
@@ -468,7 +468,7 @@ impl Core {
         let out = self
             .device_command(id, cmd, Who::User(auth.user_id))
             .await?;
-        let PairingState::Device(after) = out.state else {
+        let PairingState::Device(after) = std::sync::Arc::unwrap_or_clone(out.state) else {
             return Err(CoreError::Internal("approved a non-device stream".into()).into());
         };
         let DeviceStatus::Approved(approval) = after.status else {

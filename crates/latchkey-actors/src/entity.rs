@@ -26,8 +26,9 @@ pub struct Executed<D: Kind> {
     pub events: Vec<D::Event>,
     /// The seq of the last appended event; 0 when nothing was appended.
     pub last_seq: u64,
-    /// The state after the events.
-    pub state: D::State,
+    /// The state after the events, shared with the entity: no copy of the state is made
+    /// per command (a room's or a user's state grows with its history).
+    pub state: Arc<D::State>,
 }
 
 /// Why a command did not run.
@@ -94,8 +95,9 @@ pub(crate) type ShardMap<D> = Arc<Mutex<HashMap<StreamId, Addr<Entity<D>>>>>;
 pub struct Loaded<D: Kind> {
     /// The stream.
     pub stream: StreamId,
-    /// The folded state.
-    pub state: D::State,
+    /// The folded state; shared with the last [`Executed`] and copied only if that is
+    /// still held when the next command evolves it.
+    pub state: Arc<D::State>,
     /// The stream's version (0 when empty).
     pub version: u64,
     /// The seq of the event at `version` (0 when empty).
@@ -111,7 +113,7 @@ pub struct PendingSnapshot<D: Kind> {
     format: u32,
     version: u64,
     seq: u64,
-    state: D::State,
+    state: Arc<D::State>,
 }
 
 impl<D: Kind> PendingSnapshot<D> {
@@ -211,7 +213,7 @@ impl<D: Kind> Loaded<D> {
         }
         let start = Self {
             stream,
-            state: D::State::default(),
+            state: Arc::default(),
             version: 0,
             seq: 0,
             snapshot_version: 0,
@@ -228,7 +230,8 @@ impl<D: Kind> Loaded<D> {
                 break;
             }
             if let Some(e) = D::extract(&rec.event) {
-                self.state = D::evolve(std::mem::take(&mut self.state), e);
+                let state = Arc::make_mut(&mut self.state);
+                *state = D::evolve(std::mem::take(state), e);
             }
             self.version = rec.envelope.version;
             self.seq = rec.seq();
@@ -269,7 +272,7 @@ impl<D: Kind> Loaded<D> {
         };
         let start = Self {
             stream: stream.clone(),
-            state,
+            state: Arc::new(state),
             version: snap.version,
             seq: snap.seq,
             snapshot_version: snap.version,
@@ -330,7 +333,8 @@ impl<D: Kind> Loaded<D> {
                 if appended.replayed {
                     self.reload(store)?;
                 } else {
-                    self.state = evolve_all::<D>(std::mem::take(&mut self.state), &events);
+                    let state = Arc::make_mut(&mut self.state);
+                    *state = evolve_all::<D>(std::mem::take(state), &events);
                     self.version = appended.last_version;
                     self.seq = appended.last_seq;
                 }
@@ -457,7 +461,7 @@ impl<D: Kind> Handler<Inspect<D>> for Entity<D> {
     fn handle(&mut self, msg: Inspect<D>, _ctx: &mut Context<Self>) {
         self.last_active = Instant::now();
         self.refresh_if_behind();
-        let _ = msg.reply.send(self.loaded.state.clone());
+        let _ = msg.reply.send(D::State::clone(&self.loaded.state));
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 /// An aggregate an entity actor can host.
 pub trait Kind:
     Decider<
-        State: Clone + Send + Unpin + 'static,
+        State: Clone + Send + Sync + Unpin + 'static,
         Command: Clone + Send + Unpin + 'static,
         Error: Send + Unpin + 'static,
         Event: Clone + Send + Unpin + 'static,

@@ -173,7 +173,7 @@ impl Core {
             .execute(id.stream(), PairingCommand::Code(cmd), who)
             .await?;
         self.wait_applied(out.last_seq).await?;
-        Ok(out.state)
+        Ok(std::sync::Arc::unwrap_or_clone(out.state))
     }
 
     /// The live code a raw value names; `PairingCodeInvalid` for anything else.

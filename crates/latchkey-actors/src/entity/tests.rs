@@ -368,3 +368,34 @@ fn rebuild_remakes_the_snapshots_of_long_streams_only() {
     assert_eq!(loaded.snapshot_version, 21, "the load starts from it");
     assert_eq!(loaded.state, full.state);
 }
+
+/// A command's result shares the entity's state instead of copying it (a user's or room's
+/// state grows with its history, so a copy per command would cost O(history)); the next
+/// command copies it only while a result is still held, and the state stays correct.
+#[test]
+fn a_command_result_shares_the_state_and_the_next_command_still_sees_its_own() {
+    let (_dir, store) = store(false);
+    let user = UserId(Uuid::new_v4());
+    let mut loaded = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
+    let run = |loaded: &mut Loaded<UserDecider>, cmd: UserCommand| {
+        let Decided::Append(events, req) =
+            loaded.decide(&cmd, Who::System, Uuid::new_v4()).unwrap()
+        else {
+            panic!("nothing decided");
+        };
+        let result = store.append_blocking(req);
+        loaded.settle(store.as_ref(), events, result).unwrap()
+    };
+    let first = run(&mut loaded, register(user));
+    assert!(
+        Arc::ptr_eq(&first.state, &loaded.state),
+        "the result is a copy"
+    );
+    let disabled = run(&mut loaded, UserCommand::Disable { now: T0 });
+    assert!(Arc::ptr_eq(&disabled.state, &loaded.state));
+    // The first result was still held: it kept the state before the second command.
+    assert!(!first.state.user().unwrap().disabled);
+    assert!(disabled.state.user().unwrap().disabled);
+    let reloaded = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
+    assert_eq!(reloaded.state, loaded.state);
+}
