@@ -17,18 +17,18 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A fixed instant for commands built by hand.
-const T0: Timestamp = Timestamp(1_700_000_000_000);
+pub(crate) const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
-fn store() -> (tempfile::TempDir, Arc<SledStore>) {
+pub(crate) fn store() -> (tempfile::TempDir, Arc<SledStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SledStore::open(dir.path(), StoreOptions::default()).unwrap());
     (dir, store)
 }
 
-fn register(user: UserId) -> UserCommand {
+pub(crate) fn register(user: UserId) -> UserCommand {
     UserCommand::Register {
         user_id: user,
         handle: "alice".into(),
@@ -125,6 +125,16 @@ fn core_config() -> CoreConfig {
     c
 }
 
+/// A core config on a manual clock at `T0`, with the ticking sweeper out of the way (the
+/// test sweeps by hand).
+fn on_manual_clock() -> (CoreConfig, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut config = core_config();
+    config.sweep_every = Duration::from_secs(3600);
+    config.clock = clock.clone();
+    (config, clock)
+}
+
 fn expired(store: &SledStore, issued: &latchkey_domain::pairing::IssuedChallenge) -> bool {
     store
         .read_stream(&issued.challenge_id.stream(), 1)
@@ -140,12 +150,8 @@ fn expired(store: &SledStore, issued: &latchkey_domain::pairing::IssuedChallenge
 #[actix_rt::test]
 async fn the_sweeper_expires_lapsed_challenges() {
     let (_dir, store) = store();
-    let clock = Arc::new(ManualClock::new(T0));
-    let mut config = core_config();
+    let (mut config, clock) = on_manual_clock();
     config.challenge_ttl = Duration::from_secs(60);
-    // The ticking sweeper stays out of the way: the test sweeps by hand.
-    config.sweep_every = Duration::from_secs(3600);
-    config.clock = clock.clone();
     let core = Core::start(store.clone(), config, encode()).unwrap();
     let issued = core
         .issue_challenge(KEY, ChallengePurpose::SignIn, None)
@@ -184,10 +190,7 @@ async fn the_sweeper_expires_lapsed_challenges() {
 #[actix_rt::test]
 async fn a_finished_pairing_stops_its_actor_at_once() {
     let (_dir, store) = store();
-    let clock = Arc::new(ManualClock::new(T0));
-    let mut config = core_config();
-    config.sweep_every = Duration::from_secs(3600);
-    config.clock = clock.clone();
+    let (config, clock) = on_manual_clock();
     let core = Core::start(store.clone(), config, encode()).unwrap();
     let issued = core
         .issue_challenge(KEY, ChallengePurpose::SignIn, None)

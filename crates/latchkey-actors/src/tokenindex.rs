@@ -117,16 +117,12 @@ mod tests {
     use super::*;
     use crate::entity::execute_blocking;
     use crate::readmodel::{projections_with, ReadModels};
-    use latchkey_domain::sshkey::parse_public_key;
+    use crate::tests::{register, store, T0};
     use latchkey_domain::user::MintToken;
-    use latchkey_domain::{Actor, KeyId, RevokeReason, UserCommand, UserDecider};
+    use latchkey_domain::{Actor, RevokeReason, UserCommand, UserDecider};
     use latchkey_store::projection::Projector;
-    use latchkey_store::{EventStore, SledStore, StoreOptions};
+    use latchkey_store::{EventStore, SledStore};
     use uuid::Uuid;
-
-    const T0: Timestamp = Timestamp(1_700_000_000_000);
-    const KEY: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl a@b";
 
     fn run(store: &SledStore, user: UserId, cmd: UserCommand) {
         execute_blocking::<UserDecider>(store, user.stream(), &cmd, Actor::System).unwrap();
@@ -160,24 +156,11 @@ mod tests {
 
     #[test]
     fn the_index_follows_mint_use_and_revoke_and_reloads_the_same() {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            std::sync::Arc::new(SledStore::open(dir.path(), StoreOptions::default()).unwrap());
+        let (_dir, store) = store();
         let index = TokenIndex::default();
         let mut projector = Projector::new(store.clone(), projections_with(index.clone())).unwrap();
         let user = UserId(Uuid::new_v4());
-        run(
-            &store,
-            user,
-            UserCommand::Register {
-                user_id: user,
-                handle: "alice".into(),
-                key_id: KeyId(Uuid::new_v4()),
-                key: parse_public_key(KEY).unwrap(),
-                admin: false,
-                now: T0,
-            },
-        );
+        run(&store, user, register(user));
         let (kept, kept_hash, cmd) = mint(1);
         run(&store, user, cmd);
         let (gone, gone_hash, cmd) = mint(2);
