@@ -126,6 +126,22 @@ impl Headline {
             .join(", ")
     }
 
+    /// The row's columns as shown on the console and in `results.md`: id, figure, ours,
+    /// the reference's name, the reference, the ratio and the target.
+    fn columns(&self) -> [String; 7] {
+        [
+            self.id.to_string(),
+            self.figure.to_string(),
+            opt(self.ours, &self.unit),
+            self.reference_name.to_string(),
+            opt(self.reference, &self.unit),
+            self.ratio()
+                .map(|r| format!("{r:.3}"))
+                .unwrap_or("n/a".into()),
+            self.target(),
+        ]
+    }
+
     /// The row as a `results.json` object.
     pub fn to_json(&self) -> Value {
         json!({
@@ -228,16 +244,11 @@ impl Report {
 
     /// Adds (or replaces) a headline row.
     pub fn headline(&mut self, h: Headline) {
+        let [id, figure, ours, ref_name, reference, ratio, target] = h.columns();
+        let met = if h.met() { "met" } else { "not met" };
         eprintln!(
-            "  [{}] {}: ours {} | {}: {} | ratio {} | target {} | {}",
-            h.id,
-            h.figure,
-            opt(h.ours, &h.unit),
-            h.reference_name,
-            opt(h.reference, &h.unit),
-            h.ratio().map(|r| format!("{r:.3}")).unwrap_or("n/a".into()),
-            h.target(),
-            if h.met() { "met" } else { "not met" }
+            "  [{id}] {figure}: ours {ours} | {ref_name}: {reference} | ratio {ratio} | \
+             target {target} | {met}"
         );
         self.headlines.retain(|x| x.id != h.id);
         self.headlines.push(h);
@@ -348,17 +359,11 @@ impl Report {
         s.push_str("|---|---|---:|---|---:|---|---|\n");
         let all = self.headlines();
         for h in &all {
+            let [id, figure, ours, ref_name, reference, ratio, target] = h.columns();
+            let met = if h.met() { "**met**" } else { "not met" };
             let _ = writeln!(
                 s,
-                "| `{}` | {} | {} | {}: {} | {} | {} | {} |",
-                h.id,
-                h.figure,
-                opt(h.ours, &h.unit),
-                h.reference_name,
-                opt(h.reference, &h.unit),
-                h.ratio().map(|r| format!("{r:.3}")).unwrap_or("n/a".into()),
-                h.target(),
-                if h.met() { "**met**" } else { "not met" }
+                "| `{id}` | {figure} | {ours} | {ref_name}: {reference} | {ratio} | {target} | {met} |"
             );
         }
         s.push('\n');
