@@ -1,25 +1,39 @@
-//! Erasing the bodies of legacy messages: a message posted before bodies were stored
+//! Finding the posts a deletion needs (the room's state keeps no per-message record: the
+//! sender and audience of a message come from its post in the log), and erasing the
+//! bodies of legacy messages: a message posted before bodies were stored
 //! beside the log (`MessagePosted`) holds its text inside its hash-chained envelope, so
 //! its deletion replaces that envelope with a tombstone (seq and hash stay, the text
 //! leaves the log). A detached body (`MessagePostedV2`) needs none of this: the journal
 //! erases it in the same write as the `MessageDeleted` event.
 
 use crate::roommodel::Rooms;
+use latchkey_domain::room::PostedMessage;
 use latchkey_domain::{Event, MessageId, RoomEvent, RoomId, UserId};
 use latchkey_store::{EventStore, StoreResult};
 
 /// The `why` of the tombstone a legacy message's erasure leaves.
 pub const ERASED: &str = "erased";
 
-/// The seq of message `id`'s post in `room` when it is a legacy post (body inside its
-/// envelope) still in the log. Ask before its deletion is projected: the rooms model then
-/// drops the row and its index.
-pub fn legacy_post(
+/// A message's post as a deletion needs it: its sender and audience for the room
+/// decider, and its seq when it is a legacy post (body inside its envelope) still in the
+/// log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundPost {
+    /// What the room decider needs to decide the deletion.
+    pub message: PostedMessage,
+    /// The seq of a legacy post, which its erasure tombstones.
+    pub legacy: Option<u64>,
+}
+
+/// Message `id`'s post in `room`, read from the log at the seq the rooms index gives.
+/// `None` once its deletion is projected (the rooms model then drops the row and its
+/// index), or for a message that was never posted here.
+pub fn find_post(
     store: &dyn EventStore,
     rooms: &Rooms,
     room: RoomId,
     id: MessageId,
-) -> StoreResult<Option<u64>> {
+) -> StoreResult<Option<FoundPost>> {
     let Some(seq) = rooms.message_seq(room, id)? else {
         return Ok(None);
     };
@@ -28,28 +42,48 @@ pub fn legacy_post(
     let Some(rec) = store.read_all(seq)?.next().transpose()? else {
         return Ok(None);
     };
-    let legacy = matches!(&rec.event,
-        Event::Room(RoomEvent::MessagePosted { message_id, .. }) if *message_id == id);
-    Ok((rec.seq() == seq && legacy).then_some(seq))
+    let Event::Room(event) = &rec.event else {
+        return Ok(None);
+    };
+    Ok(match PostedMessage::of(event) {
+        Some((message_id, message)) if message_id == id && rec.seq() == seq => Some(FoundPost {
+            message,
+            legacy: matches!(event, RoomEvent::MessagePosted { .. }).then_some(seq),
+        }),
+        _ => None,
+    })
 }
 
-/// The seqs of every legacy post `sender` made in `room` that is still in the log: a walk
+/// Everything `sender` posted in `room` that is still in the log, in posting order: a walk
 /// of the room's stream, for an admin's bulk erasure.
-pub fn legacy_posts_by(
-    store: &dyn EventStore,
-    room: RoomId,
-    sender: UserId,
-) -> StoreResult<Vec<u64>> {
-    let mut seqs = Vec::new();
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SenderPosts {
+    /// Each post's id and audience, for `RoomCommand::EraseSender`.
+    pub posts: Vec<(MessageId, PostedMessage)>,
+    /// The seqs of the legacy ones, which their erasure tombstones.
+    pub legacy: Vec<u64>,
+}
+
+/// Reads `sender`'s posts in `room` (see [`SenderPosts`]).
+pub fn posts_by(store: &dyn EventStore, room: RoomId, sender: UserId) -> StoreResult<SenderPosts> {
+    let mut out = SenderPosts::default();
     for rec in store.read_stream(&room.stream(), 1)? {
         let rec = rec?;
-        if matches!(&rec.event,
-            Event::Room(RoomEvent::MessagePosted { sender: s, .. }) if *s == sender)
-        {
-            seqs.push(rec.seq());
+        let Event::Room(event) = &rec.event else {
+            continue;
+        };
+        let Some((id, message)) = PostedMessage::of(event) else {
+            continue;
+        };
+        if message.sender != sender {
+            continue;
         }
+        if matches!(event, RoomEvent::MessagePosted { .. }) {
+            out.legacy.push(rec.seq());
+        }
+        out.posts.push((id, message));
     }
-    Ok(seqs)
+    Ok(out)
 }
 
 /// Replaces the legacy posts at `seqs`, whose deletions are in the log, by tombstones.
@@ -129,11 +163,23 @@ mod tests {
             .unwrap();
         let models = ReadModels::open(store.as_ref()).unwrap();
         // Before the deletion is projected, the index names the post.
-        let seq = legacy_post(store.as_ref(), models.rooms(), room, old).unwrap();
-        assert_eq!(seq, Some(2));
+        let found = find_post(store.as_ref(), models.rooms(), room, old).unwrap();
+        let alices = PostedMessage {
+            sender: alice,
+            target_user_ids: vec![],
+        };
         assert_eq!(
-            legacy_posts_by(store.as_ref(), room, alice).unwrap(),
-            vec![2, 3]
+            found,
+            Some(FoundPost {
+                message: alices.clone(),
+                legacy: Some(2)
+            })
+        );
+        let by_alice = posts_by(store.as_ref(), room, alice).unwrap();
+        assert_eq!(by_alice.legacy, vec![2, 3]);
+        assert_eq!(
+            by_alice.posts,
+            vec![(old, alices.clone()), (kept, alices.clone())]
         );
         append(&store, &room.stream(), deletion);
         Projector::new(dyn_store.clone(), projections())
@@ -143,9 +189,13 @@ mod tests {
         assert_eq!(drop_legacy_bodies(store.as_ref(), &[2]).unwrap(), 1);
         // Again: the post is a tombstone already, nothing more to drop.
         assert_eq!(drop_legacy_bodies(store.as_ref(), &[2]).unwrap(), 0);
+        let by_alice = posts_by(store.as_ref(), room, alice).unwrap();
+        assert_eq!(by_alice.legacy, vec![3]);
+        assert_eq!(by_alice.posts, vec![(kept, alices)]);
         assert_eq!(
-            legacy_posts_by(store.as_ref(), room, alice).unwrap(),
-            vec![3]
+            find_post(store.as_ref(), models.rooms(), room, old).unwrap(),
+            None,
+            "a deleted post is no longer found"
         );
         // The rooms model forgot the erased post, as a rebuild from the log does.
         assert_eq!(models.rooms().message_seq(room, old).unwrap(), None);

@@ -89,7 +89,6 @@ impl From<UserError> for CoreError {
             UserError::ScopeNotAllowed => CoreError::InvalidRequest(
                 "a personal token may carry chat:read and chat:write".into(),
             ),
-            UserError::TokenNotFound => CoreError::NotFound("no such token"),
             UserError::KeyNotFound => CoreError::NotFound("no such key"),
             // The key was removed between its signature and the session's mint.
             UserError::SigningKeyUnknown => CoreError::KeyUnknown,

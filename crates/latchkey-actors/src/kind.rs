@@ -55,7 +55,8 @@ impl Kind for UserDecider {
     fn wrap(event: UserEvent) -> Event {
         Event::User(event)
     }
-    const SNAPSHOT_FORMAT: Option<u32> = Some(1);
+    // 2: the state keeps live tokens only.
+    const SNAPSHOT_FORMAT: Option<u32> = Some(2);
     fn encode_state(state: &Self::State) -> Option<StoreResult<Vec<u8>>> {
         Some(codec::encode(state))
     }
@@ -88,7 +89,8 @@ impl Kind for RoomDecider {
     fn wrap(event: RoomEvent) -> Event {
         Event::Room(event)
     }
-    const SNAPSHOT_FORMAT: Option<u32> = Some(2);
+    // 3: the state keeps the deleted messages' ids, not every message.
+    const SNAPSHOT_FORMAT: Option<u32> = Some(3);
     fn encode_state(state: &Self::State) -> Option<StoreResult<Vec<u8>>> {
         Some(codec::encode(state))
     }
@@ -116,7 +118,7 @@ mod tests {
         Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | n)
     }
 
-    fn token(n: u128, status: TokenStatus) -> (TokenId, TokenRecord) {
+    fn token(n: u128) -> (TokenId, TokenRecord) {
         let t = Timestamp(1_790_000_000_000);
         let record = TokenRecord {
             hash: [n as u8; 32],
@@ -130,26 +132,14 @@ mod tests {
             created_at: t,
             expires_at: Some(t.plus_secs(60)),
             last_used_at: Some(t.plus_secs(30)),
-            status,
+            status: TokenStatus::Live,
         };
         (TokenId(id(n)), record)
     }
 
     fn user_sample() -> UserState {
         let t = Timestamp(1_790_000_000_000);
-        let tokens: BTreeMap<TokenId, TokenRecord> = [
-            token(10, TokenStatus::Live),
-            token(
-                11,
-                TokenStatus::Revoked {
-                    reason: RevokeReason::Admin,
-                    at: t,
-                },
-            ),
-            token(12, TokenStatus::Expired),
-        ]
-        .into_iter()
-        .collect();
+        let tokens: BTreeMap<TokenId, TokenRecord> = [token(10), token(11)].into_iter().collect();
         UserState::Registered(User {
             id: UserId(id(1)),
             handle: "alice".into(),
@@ -177,14 +167,10 @@ mod tests {
             owner: UserId(id(1)),
             members: BTreeSet::from([UserId(id(1)), UserId(id(2))]),
             created_at: Timestamp(1_790_000_000_000),
-            messages: BTreeMap::from([(
+            deleted: BTreeSet::from([
                 latchkey_domain::MessageId(id(30)),
-                latchkey_domain::room::PostedMessage {
-                    sender: UserId(id(2)),
-                    target_user_ids: vec![UserId(id(1))],
-                    deleted: false,
-                },
-            )]),
+                latchkey_domain::MessageId(id(31)),
+            ]),
         })
     }
 
@@ -254,6 +240,94 @@ mod tests {
         assert_eq!(
             RoomDecider::decode_state(&bytes).unwrap().unwrap(),
             room_sample()
+        );
+    }
+
+    /// The snapshot size of `D`'s state after `events`.
+    fn state_bytes<D: Kind>(events: &[D::Event]) -> usize {
+        let state = events.iter().fold(D::State::default(), D::evolve);
+        D::encode_state(&state).unwrap().unwrap().len()
+    }
+
+    #[test]
+    fn a_state_does_not_grow_with_its_history() {
+        let t = Timestamp(1_790_000_000_000);
+        let (room, alice) = (RoomId(id(20)), UserId(id(1)));
+        let post = |n: u128| RoomEvent::MessagePostedV2 {
+            message_id: MessageId(id(1000 + n)),
+            sender: alice,
+            body_hash: [0; 32],
+            target_user_ids: vec![UserId(id(2))],
+            reply_to: None,
+            at: t,
+            body: None,
+        };
+        let created = RoomEvent::RoomCreated {
+            room_id: room,
+            name: "r".into(),
+            visibility: RoomVisibility::Public,
+            owner: alice,
+            at: t,
+        };
+        let mut few = vec![created.clone(), post(0)];
+        let mut many = vec![created];
+        many.extend((0..10_000).map(post));
+        assert_eq!(
+            state_bytes::<RoomDecider>(&few),
+            state_bytes::<RoomDecider>(&many),
+            "a room's state does not grow with its posts"
+        );
+        few.push(RoomEvent::MessageDeleted {
+            message_id: MessageId(id(1000)),
+            sender: alice,
+            target_user_ids: vec![],
+            by: Some(alice),
+            reason: DeleteReason::Sender,
+            at: t,
+        });
+        assert!(state_bytes::<RoomDecider>(&few) > state_bytes::<RoomDecider>(&many[..2]));
+
+        let UserState::Registered(user) = user_sample() else {
+            unreachable!()
+        };
+        let registered = UserEvent::UserRegistered {
+            user_id: user.id,
+            handle: user.handle.clone(),
+            key_id: user.keys[0].key_id,
+            key: user.keys[0].key.clone(),
+            admin: false,
+            at: t,
+        };
+        let session = |n: u128| {
+            let (token_id, r) = token(n);
+            [
+                UserEvent::TokenMinted {
+                    token_id,
+                    hash: r.hash,
+                    kind: TokenKind::Session,
+                    scopes: r.scopes,
+                    name: None,
+                    device_name: None,
+                    user_agent: r.user_agent,
+                    ip: r.ip,
+                    key_fingerprint: r.key_fingerprint,
+                    created_at: t,
+                    expires_at: r.expires_at,
+                },
+                UserEvent::TokenRevoked {
+                    token_id,
+                    reason: RevokeReason::Logout,
+                    at: t,
+                },
+            ]
+        };
+        let many: Vec<UserEvent> = std::iter::once(registered.clone())
+            .chain((0..5_000).flat_map(session))
+            .collect();
+        assert_eq!(
+            state_bytes::<UserDecider>(&[registered]),
+            state_bytes::<UserDecider>(&many),
+            "a user's state does not grow with tokens minted and revoked"
         );
     }
 

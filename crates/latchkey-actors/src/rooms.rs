@@ -186,14 +186,16 @@ impl Core {
         if self.store().stream_head(&room.stream())?.0 == 0 {
             return Err(CoreError::NotFound("no such room"));
         }
-        let legacy = erasure::legacy_post(
+        let found = erasure::find_post(
             self.store().as_ref(),
             self.models().rooms(),
             room,
             message_id,
         )?;
+        let legacy = found.as_ref().and_then(|f| f.legacy);
         let cmd = RoomCommand::Delete {
             message_id,
+            message: found.map(|f| f.message),
             by: auth.user_id,
             now: self.now(),
         };
@@ -219,18 +221,21 @@ impl Core {
 
     /// An admin erases every message `user` sent, in every room they were ever a member
     /// of (no one posts elsewhere); returns how many messages were erased and the seq of
-    /// the last deletion (0 when there was nothing to erase).
+    /// the last deletion (0 when there was nothing to erase). Each room's erasure covers
+    /// the posts its stream holds when it is read, after catching up with other nodes.
     pub async fn erase_messages(
         &self,
         admin: UserId,
         user: UserId,
     ) -> Result<(u64, u64), CoreError> {
+        self.catch_up().await?;
         let rooms = self.models().rooms().rooms_ever(user)?;
         let (mut erased, mut seq) = (0u64, 0u64);
         for room in rooms {
-            let legacy = erasure::legacy_posts_by(self.store().as_ref(), room, user)?;
+            let found = erasure::posts_by(self.store().as_ref(), room, user)?;
             let cmd = RoomCommand::EraseSender {
                 user_id: user,
+                posts: found.posts,
                 by: Some(admin),
                 now: self.now(),
             };
@@ -241,7 +246,7 @@ impl Core {
             self.wait_applied(out.last_seq).await?;
             erased += out.events.len() as u64;
             seq = seq.max(out.last_seq);
-            self.drop_legacy_bodies(legacy).await?;
+            self.drop_legacy_bodies(found.legacy).await?;
         }
         Ok((erased, seq))
     }

@@ -4,10 +4,9 @@
 //! membership intervals. Users are found through the read models, never a log scan.
 
 use crate::json::{event_json, rfc3339, wire_kind, wire_visibility};
-use latchkey_actors::entity::Loaded;
 use latchkey_actors::readmodel::ReadModels;
-use latchkey_domain::user::{TokenRecord, TokenStatus};
-use latchkey_domain::{Event, Timestamp, TokenId, UserDecider, UserEvent, UserId};
+use latchkey_domain::user::{token_history, TokenRecord, TokenStatus, UserState};
+use latchkey_domain::{Decider, Event, Timestamp, TokenId, UserDecider, UserEvent, UserId};
 use latchkey_proto as proto;
 use latchkey_proto::admin::*;
 use latchkey_store::{Entry, EventStore, Recorded, StoreResult, Tombstone};
@@ -319,13 +318,26 @@ pub fn state_user(
         return Ok(None);
     };
     let as_of = seq_at(store, at)?;
-    let state = Loaded::<UserDecider>::load_until(store, user_id.stream(), as_of)?.state;
+    // One read of the stream gives the user as of `as_of` and every token it ever
+    // minted: the aggregate's state keeps live tokens only, and the document lists all.
+    let mut events = Vec::new();
+    for rec in store.read_stream(&user_id.stream(), 1)? {
+        let rec = rec?;
+        if rec.seq() > as_of {
+            break;
+        }
+        if let Event::User(e) = rec.event {
+            events.push(e);
+        }
+    }
+    let state = events
+        .iter()
+        .fold(UserState::default(), UserDecider::evolve);
     let Some(user) = state.user() else {
         return Ok(None);
     };
     let when = at.unwrap_or(now);
-    let tokens = user
-        .tokens
+    let tokens = token_history(&events)
         .iter()
         .map(|(id, t)| state_token(id, t, when))
         .collect();

@@ -152,10 +152,11 @@ pub fn erase_messages(
         .ok_or_else(|| AdminError::NotFound(format!("no user {who}")))?;
     let (mut erased, mut seq) = (0u64, 0u64);
     for room in models.rooms().rooms_ever(user)? {
-        let legacy = latchkey_actors::erasure::legacy_posts_by(store.as_ref(), room, user)
+        let found = latchkey_actors::erasure::posts_by(store.as_ref(), room, user)
             .map_err(|e| AdminError::NotWritten(e.to_string()))?;
         let cmd = RoomCommand::EraseSender {
             user_id: user,
+            posts: found.posts,
             by: None,
             now,
         };
@@ -170,7 +171,7 @@ pub fn erase_messages(
         erased += out.events.len() as u64;
         seq = seq.max(out.last_seq);
         // A legacy post holds its body in its envelope: it becomes a tombstone.
-        latchkey_actors::erasure::drop_legacy_bodies(store.as_ref(), &legacy)
+        latchkey_actors::erasure::drop_legacy_bodies(store.as_ref(), &found.legacy)
             .map_err(|e| AdminError::NotWritten(e.to_string()))?;
     }
     catch_up(store)?;

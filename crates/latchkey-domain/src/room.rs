@@ -3,13 +3,15 @@
 //!
 //! Must not: decide who sees which event: that is the visibility rule in `visibility`,
 //! which works on membership intervals over seqs. This state knows only the present, and
-//! of its messages only what deleting needs (sender, audience, deleted or not), never a
-//! body; `reply_to` is not checked against history.
+//! of its messages only which were deleted: its size does not grow with the room's
+//! history. What a deletion needs of a message (sender, audience) is
+//! read from its post by the caller and carried in the command. Never a body;
+//! `reply_to` is not checked against history.
 
 use crate::decider::{AggregateEvent, Decider};
 use crate::events::{DeleteReason, LeaveReason, MessageBody, RoomEvent, RoomVisibility};
 use crate::ids::{MessageId, RoomId, Timestamp, UserId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use thiserror::Error;
 
 /// The longest room name, in characters, after trimming.
@@ -58,19 +60,46 @@ pub struct Room {
     pub members: BTreeSet<UserId>,
     /// When it was created.
     pub created_at: Timestamp,
-    /// Every message posted here, by id: what deleting one needs to know.
-    pub messages: BTreeMap<MessageId, PostedMessage>,
+    /// The messages deleted so far (a second delete changes nothing).
+    pub deleted: BTreeSet<MessageId>,
 }
 
-/// What the room remembers of a message (never its body).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What deleting needs of a posted message, read by the caller from its post event
+/// (never its body).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PostedMessage {
     /// Who posted it.
     pub sender: UserId,
     /// Its targets; empty for everyone.
     pub target_user_ids: Vec<UserId>,
-    /// Whether it was deleted.
-    pub deleted: bool,
+}
+
+impl PostedMessage {
+    /// The message a post event made (either version), with its id; `None` for any other
+    /// event.
+    pub fn of(event: &RoomEvent) -> Option<(MessageId, PostedMessage)> {
+        match event {
+            RoomEvent::MessagePosted {
+                message_id,
+                sender,
+                target_user_ids,
+                ..
+            }
+            | RoomEvent::MessagePostedV2 {
+                message_id,
+                sender,
+                target_user_ids,
+                ..
+            } => Some((
+                *message_id,
+                PostedMessage {
+                    sender: *sender,
+                    target_user_ids: target_user_ids.clone(),
+                },
+            )),
+            _ => None,
+        }
+    }
 }
 
 impl Room {
@@ -166,6 +195,8 @@ pub enum RoomCommand {
     Delete {
         /// The message.
         message_id: MessageId,
+        /// Its post in this room, as the caller found it (`None`: no such message here).
+        message: Option<PostedMessage>,
         /// Who asks (must be its sender).
         by: UserId,
         /// Now.
@@ -175,6 +206,10 @@ pub enum RoomCommand {
     EraseSender {
         /// Whose messages.
         user_id: UserId,
+        /// Every message `user_id` posted here, in posting order, as the caller read them
+        /// from the room's stream just before: the erasure takes effect at that read (a
+        /// post that lands after it was not yet there to erase).
+        posts: Vec<(MessageId, PostedMessage)>,
         /// The admin; `None` for the offline tool.
         by: Option<UserId>,
         /// Now.
@@ -319,24 +354,23 @@ fn deleted(
     }
 }
 
-/// `Delete`: the sender, who may still see the room, deletes their message; a second
-/// delete changes nothing.
+/// `Delete`: the sender, who may still see the room, deletes their message. A deleted
+/// message is gone: deleting it again changes nothing, whoever asks (its post may be
+/// gone from the caller's lookup by then).
 fn delete(
     room: &Room,
     message_id: MessageId,
+    message: Option<&PostedMessage>,
     by: UserId,
     now: Timestamp,
 ) -> Result<Vec<RoomEvent>, RoomError> {
     let room = room.seen_by(by)?;
-    let m = room
-        .messages
-        .get(&message_id)
-        .ok_or(RoomError::MessageNotFound)?;
+    if room.deleted.contains(&message_id) {
+        return Ok(vec![]);
+    }
+    let m = message.ok_or(RoomError::MessageNotFound)?;
     if m.sender != by {
         return Err(RoomError::NotSender);
-    }
-    if m.deleted {
-        return Ok(vec![]);
     }
     Ok(vec![deleted(
         message_id,
@@ -347,13 +381,23 @@ fn delete(
     )])
 }
 
-/// `EraseSender`: every message of `user` not yet deleted, in posting order.
-fn erase_sender(room: &Room, user: UserId, by: Option<UserId>, now: Timestamp) -> Vec<RoomEvent> {
-    room.messages
+/// `EraseSender`: every message of `user` the caller found that is not yet deleted, in
+/// posting order.
+fn erase_sender(room: &Room, cmd: &RoomCommand) -> Result<Vec<RoomEvent>, RoomError> {
+    let RoomCommand::EraseSender {
+        user_id,
+        posts,
+        by,
+        now,
+    } = cmd
+    else {
+        return Ok(vec![]);
+    };
+    Ok(posts
         .iter()
-        .filter(|(_, m)| m.sender == user && !m.deleted)
-        .map(|(id, m)| deleted(*id, m, by, DeleteReason::Admin, now))
-        .collect()
+        .filter(|(id, m)| m.sender == *user_id && !room.deleted.contains(id))
+        .map(|(id, m)| deleted(*id, m, *by, DeleteReason::Admin, *now))
+        .collect())
 }
 
 /// A post's targets, deduplicated in order; each must be a current member.
@@ -425,12 +469,11 @@ impl Decider for RoomDecider {
             RoomCommand::Post { .. } => post(created(state)?, cmd),
             RoomCommand::Delete {
                 message_id,
+                message,
                 by,
                 now,
-            } => delete(created(state)?, *message_id, *by, *now),
-            RoomCommand::EraseSender { user_id, by, now } => {
-                Ok(erase_sender(created(state)?, *user_id, *by, *now))
-            }
+            } => delete(created(state)?, *message_id, message.as_ref(), *by, *now),
+            RoomCommand::EraseSender { .. } => erase_sender(created(state)?, cmd),
         }
     }
 
@@ -452,7 +495,7 @@ impl Decider for RoomDecider {
                 owner: *owner,
                 members: BTreeSet::from([*owner]),
                 created_at: *at,
-                messages: BTreeMap::new(),
+                deleted: BTreeSet::new(),
             }),
             (RoomState::Active(mut room), RoomEvent::MemberJoined { user_id, .. }) => {
                 room.members.insert(*user_id);
@@ -462,33 +505,8 @@ impl Decider for RoomDecider {
                 room.members.remove(user_id);
                 RoomState::Active(room)
             }
-            (
-                RoomState::Active(mut room),
-                RoomEvent::MessagePosted {
-                    message_id,
-                    sender,
-                    target_user_ids,
-                    ..
-                }
-                | RoomEvent::MessagePostedV2 {
-                    message_id,
-                    sender,
-                    target_user_ids,
-                    ..
-                },
-            ) => {
-                let m = PostedMessage {
-                    sender: *sender,
-                    target_user_ids: target_user_ids.clone(),
-                    deleted: false,
-                };
-                room.messages.insert(*message_id, m);
-                RoomState::Active(room)
-            }
             (RoomState::Active(mut room), RoomEvent::MessageDeleted { message_id, .. }) => {
-                if let Some(m) = room.messages.get_mut(message_id) {
-                    m.deleted = true;
-                }
+                room.deleted.insert(*message_id);
                 RoomState::Active(room)
             }
             (state, _) => state,

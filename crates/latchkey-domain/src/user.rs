@@ -119,8 +119,10 @@ pub struct User {
     pub disabled: bool,
     /// Registered keys, oldest first; never empty.
     pub keys: Vec<UserKey>,
-    /// Every token ever minted for this user, live or not, by id. A `BTreeMap` so that
-    /// revoke-all and the sweeper emit events in a stable order.
+    /// This user's live tokens (not revoked, not swept), by id. A revoked or swept token
+    /// leaves the state, so its size follows the live tokens and not the history
+    /// ([`token_history`] folds every token ever minted, for the admin). A `BTreeMap` so
+    /// that revoke-all and the sweeper emit events in a stable order.
     pub tokens: BTreeMap<TokenId, TokenRecord>,
 }
 
@@ -403,9 +405,6 @@ pub enum UserError {
     /// A personal token's name is blank or over [`MAX_PAT_NAME_CHARS`] characters.
     #[error("invalid token name")]
     InvalidTokenName,
-    /// No token with that id.
-    #[error("token not found")]
-    TokenNotFound,
 }
 
 impl AggregateEvent for UserEvent {
@@ -413,9 +412,11 @@ impl AggregateEvent for UserEvent {
 }
 
 /// `RecordTokenUse`: a `TokenUsed` at most every [`TOKEN_USE_INTERVAL_MS`], and only for a
-/// valid token of an enabled user.
+/// valid token of an enabled user; a token that is not live changes nothing.
 fn record_use(user: &User, token_id: TokenId, now: Timestamp) -> Result<Vec<UserEvent>, UserError> {
-    let token = user.tokens.get(&token_id).ok_or(UserError::TokenNotFound)?;
+    let Some(token) = user.tokens.get(&token_id) else {
+        return Ok(vec![]);
+    };
     let recently_recorded = token
         .last_used_at
         .is_some_and(|last| now.0.saturating_sub(last.0) < TOKEN_USE_INTERVAL_MS);
@@ -468,12 +469,13 @@ impl Decider for UserDecider {
                 reason,
                 now,
             } => {
+                // A token that is not live (revoked, swept, or never minted here) changes
+                // nothing: the state keeps live tokens only, so telling "unknown" from
+                // "already revoked" is the caller's check, against the tokens read model.
                 let user = registered(state)?;
-                let token = user.tokens.get(token_id).ok_or(UserError::TokenNotFound)?;
-                if token.is_live() {
-                    Ok(vec![revoked(*token_id, *reason, *now)])
-                } else {
-                    Ok(vec![])
+                match user.tokens.get(token_id) {
+                    Some(t) if t.is_live() => Ok(vec![revoked(*token_id, *reason, *now)]),
+                    _ => Ok(vec![]),
                 }
             }
             UserCommand::RevokeAllTokens { keep, now } => Ok(registered(state)?
@@ -545,38 +547,65 @@ impl Decider for UserDecider {
                 added_at: *at,
             }),
             UserEvent::KeyRemoved { key_id, .. } => user.keys.retain(|k| k.key_id != *key_id),
-            UserEvent::TokenMinted { .. } => {
-                if let Some((id, record)) = TokenRecord::minted(event) {
-                    user.tokens.insert(id, record);
-                }
-            }
-            UserEvent::TokenUsed { token_id, at } => {
-                if let Some(t) = user.tokens.get_mut(token_id) {
-                    t.last_used_at = Some(*at);
-                }
-            }
-            UserEvent::TokenRevoked {
-                token_id,
-                reason,
-                at,
-            } => {
-                if let Some(t) = user.tokens.get_mut(token_id) {
-                    t.status = TokenStatus::Revoked {
-                        reason: *reason,
-                        at: *at,
-                    };
-                }
-            }
-            UserEvent::TokenExpired { token_id } => {
-                if let Some(t) = user.tokens.get_mut(token_id) {
-                    t.status = TokenStatus::Expired;
-                }
+            UserEvent::TokenMinted { .. }
+            | UserEvent::TokenUsed { .. }
+            | UserEvent::TokenRevoked { .. }
+            | UserEvent::TokenExpired { .. } => {
+                apply_to_token(&mut user.tokens, event);
+                user.tokens.retain(|_, t| t.is_live());
             }
             UserEvent::UserDisabled { .. } => user.disabled = true,
             UserEvent::UserEnabled { .. } => user.disabled = false,
         }
         UserState::Registered(user)
     }
+}
+
+/// Applies a token event to `tokens` (other events change nothing).
+fn apply_to_token(tokens: &mut BTreeMap<TokenId, TokenRecord>, event: &UserEvent) {
+    match event {
+        UserEvent::TokenMinted { .. } => {
+            if let Some((id, record)) = TokenRecord::minted(event) {
+                tokens.insert(id, record);
+            }
+        }
+        UserEvent::TokenUsed { token_id, at } => {
+            if let Some(t) = tokens.get_mut(token_id) {
+                t.last_used_at = Some(*at);
+            }
+        }
+        UserEvent::TokenRevoked {
+            token_id,
+            reason,
+            at,
+        } => {
+            if let Some(t) = tokens.get_mut(token_id) {
+                t.status = TokenStatus::Revoked {
+                    reason: *reason,
+                    at: *at,
+                };
+            }
+        }
+        UserEvent::TokenExpired { token_id } => {
+            if let Some(t) = tokens.get_mut(token_id) {
+                t.status = TokenStatus::Expired;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every token a user stream's `events` minted, live or not, with its status as of the
+/// last of them: what `admin state user` lists. The aggregate's own state keeps only the
+/// live ones.
+pub fn token_history<'a>(
+    events: impl IntoIterator<Item = &'a UserEvent>,
+) -> BTreeMap<TokenId, TokenRecord> {
+    let mut tokens = BTreeMap::new();
+    for event in events {
+        apply_to_token(&mut tokens, event);
+    }
+    tokens
 }
 
 /// The user every command but `Register` needs.

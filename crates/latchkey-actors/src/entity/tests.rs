@@ -108,6 +108,12 @@ fn append(store: &dyn EventStore, user: UserId, events: Vec<UserEvent>) -> Vec<u
     seqs
 }
 
+/// The user kind's current snapshot format.
+const FORMAT: u32 = match UserDecider::SNAPSHOT_FORMAT {
+    Some(f) => f,
+    None => 0,
+};
+
 fn put(
     store: &dyn EventStore,
     user: UserId,
@@ -154,7 +160,7 @@ proptest! {
         let max_seq = seqs[until.index(seqs.len())];
         let expected_now = full_fold(store.as_ref(), user, u64::MAX);
         let expected_then = full_fold(store.as_ref(), user, max_seq);
-        put(store.as_ref(), user, 1, k, prefix.seq, &prefix.state);
+        put(store.as_ref(), user, FORMAT, k, prefix.seq, &prefix.state);
 
         let now = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
         prop_assert_eq!(now.snapshot_version, k, "restored from the snapshot");
@@ -208,7 +214,7 @@ fn a_snapshot_the_log_disagrees_with_is_ignored() {
     put(
         store.as_ref(),
         user,
-        1,
+        FORMAT,
         10,
         seqs[9] + 1,
         &UserState::default(),
@@ -217,7 +223,7 @@ fn a_snapshot_the_log_disagrees_with_is_ignored() {
     assert_eq!(loaded.snapshot_version, 0);
     assert_eq!(loaded.state, full.state);
     // Past the stream's end.
-    put(store.as_ref(), user, 1, 99, 99, &UserState::default());
+    put(store.as_ref(), user, FORMAT, 99, 99, &UserState::default());
     let loaded = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
     assert_eq!(loaded.state, full.state);
 }
@@ -226,7 +232,7 @@ fn a_snapshot_the_log_disagrees_with_is_ignored() {
 fn a_snapshot_that_does_not_decode_is_ignored() {
     let (_dir, store, user, seqs, full) = twenty();
     let snap = Snapshot {
-        format: 1,
+        format: FORMAT,
         version: 10,
         seq: seqs[9],
         state: vec![0xff; 7],
@@ -241,7 +247,7 @@ fn a_snapshot_that_does_not_decode_is_ignored() {
 fn a_snapshot_after_the_asked_seq_is_not_used() {
     let (_dir, store, user, seqs, _) = twenty();
     let at_15 = full_fold(store.as_ref(), user, seqs[14]);
-    put(store.as_ref(), user, 1, 15, seqs[14], &at_15.state);
+    put(store.as_ref(), user, FORMAT, 15, seqs[14], &at_15.state);
     let at_5 = Loaded::<UserDecider>::load_until(store.as_ref(), user.stream(), seqs[4]).unwrap();
     assert_eq!(at_5.snapshot_version, 0);
     assert_eq!(at_5.version, 5);
@@ -295,7 +301,7 @@ async fn an_entity_snapshots_its_stream_every_n_events() {
             }
         }
     };
-    assert_eq!(snap.format, 1);
+    assert_eq!(snap.format, FORMAT);
     let restored = Loaded::<UserDecider>::load(store.as_ref(), user.stream()).unwrap();
     assert_eq!(restored.snapshot_version, 10);
     assert_eq!(restored.version, 13);

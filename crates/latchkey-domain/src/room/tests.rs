@@ -410,9 +410,15 @@ fn post_to_unknown_room_is_not_found() {
 
 // ---- Delete and erase ----
 
-fn delete(by: UserId) -> RoomCommand {
+/// A delete of message 1 by `by`, whose post the caller found as `sent_by` with
+/// `targets` (`None`: no such message).
+fn delete(by: UserId, found: Option<(UserId, Vec<UserId>)>) -> RoomCommand {
     RoomCommand::Delete {
         message_id: mid(1),
+        message: found.map(|(sender, target_user_ids)| PostedMessage {
+            sender,
+            target_user_ids,
+        }),
         by,
         now: T0,
     }
@@ -440,7 +446,7 @@ fn the_sender_deletes_their_message_with_its_audience() {
         joined(u(2), u(2)),
         posted(u(2), "oops", vec![owner()]),
     ])
-    .when(delete(u(2)))
+    .when(delete(u(2), Some((u(2), vec![owner()]))))
     .then(vec![deleted(
         u(2),
         vec![owner()],
@@ -456,7 +462,7 @@ fn deleting_twice_changes_nothing() {
         posted(owner(), "oops", vec![]),
         deleted(owner(), vec![], Some(owner()), DeleteReason::Sender),
     ])
-    .when(delete(owner()))
+    .when(delete(owner(), None))
     .then(vec![]);
 }
 
@@ -467,14 +473,14 @@ fn only_the_sender_may_delete() {
         joined(u(2), u(2)),
         posted(u(2), "mine", vec![]),
     ])
-    .when(delete(owner()))
+    .when(delete(owner(), Some((u(2), vec![]))))
     .then_error(RoomError::NotSender);
 }
 
 #[test]
 fn deleting_an_unknown_message_is_message_not_found() {
     given(vec![public()])
-        .when(delete(owner()))
+        .when(delete(owner(), None))
         .then_error(RoomError::MessageNotFound);
 }
 
@@ -486,7 +492,7 @@ fn deleting_in_a_private_room_one_cannot_see_is_not_found() {
         posted(u(2), "hi", vec![]),
         left(u(2), owner(), LeaveReason::Removed),
     ])
-    .when(delete(u(2)))
+    .when(delete(u(2), Some((u(2), vec![]))))
     .then_error(RoomError::NotFound);
 }
 
@@ -498,13 +504,27 @@ fn a_former_member_of_a_public_room_may_still_delete_their_message() {
         posted(u(2), "bye", vec![]),
         left(u(2), u(2), LeaveReason::Left),
     ])
-    .when(delete(u(2)))
+    .when(delete(u(2), Some((u(2), vec![]))))
     .then(vec![deleted(
         u(2),
         vec![],
         Some(u(2)),
         DeleteReason::Sender,
     )]);
+}
+
+/// The erasure of `user` with the posts a caller finds in `events`.
+fn erase(events: &[RoomEvent], user: UserId) -> RoomCommand {
+    RoomCommand::EraseSender {
+        user_id: user,
+        posts: events
+            .iter()
+            .filter_map(PostedMessage::of)
+            .filter(|(_, m)| m.sender == user)
+            .collect(),
+        by: None,
+        now: T0,
+    }
 }
 
 #[test]
@@ -525,34 +545,31 @@ fn erase_sender_deletes_each_live_message_of_that_user_only() {
         reply_to: None,
         at: T0,
     };
-    let erase = RoomCommand::EraseSender {
-        user_id: u(2),
-        by: None,
-        now: T0,
-    };
     let mut gone_legacy = deleted(u(2), vec![], None, DeleteReason::Admin);
     if let RoomEvent::MessageDeleted { message_id, .. } = &mut gone_legacy {
         *message_id = mid(3);
     }
-    given(vec![
+    let history = vec![
         public(),
         joined(u(2), u(2)),
         posted(u(2), "a", vec![]),
         other,
         legacy,
-    ])
-    .when(erase.clone())
-    .then(vec![
-        deleted(u(2), vec![], None, DeleteReason::Admin),
-        gone_legacy,
-    ]);
-    given(vec![
+    ];
+    given(history.clone())
+        .when(erase(&history, u(2)))
+        .then(vec![
+            deleted(u(2), vec![], None, DeleteReason::Admin),
+            gone_legacy,
+        ]);
+    let history = vec![
         public(),
         posted(u(2), "a", vec![]),
         deleted(u(2), vec![], Some(u(2)), DeleteReason::Sender),
-    ])
-    .when(erase)
-    .then(vec![]);
+    ];
+    given(history.clone())
+        .when(erase(&history, u(2)))
+        .then(vec![]);
 }
 
 #[test]

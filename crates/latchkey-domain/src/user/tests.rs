@@ -534,10 +534,10 @@ fn record_use_of_revoked_or_expired_token_is_idempotent() {
 }
 
 #[test]
-fn record_use_of_unknown_token_is_token_not_found() {
+fn record_use_of_unknown_token_changes_nothing() {
     given(vec![registered(false)])
         .when(use_cmd(1, at(1)))
-        .then_error(UserError::TokenNotFound);
+        .then_nothing();
 }
 
 #[test]
@@ -562,14 +562,19 @@ fn revoke_token_revokes_it() {
     let state = given(vec![registered(false), session(1, 1)])
         .when(revoke_cmd(1, at(2)))
         .then(vec![revoked_ev(1, RevokeReason::Revoked, at(2))]);
+    assert!(
+        !state.user().unwrap().tokens.contains_key(&tid(1)),
+        "a revoked token leaves the state"
+    );
+    assert!(!token_is_valid_at(&state, tid(1), at(2)));
+    let history = token_history(&[session(1, 1), revoked_ev(1, RevokeReason::Revoked, at(2))]);
     assert_eq!(
-        state.user().unwrap().tokens[&tid(1)].status,
+        history[&tid(1)].status,
         TokenStatus::Revoked {
             reason: RevokeReason::Revoked,
             at: at(2)
         }
     );
-    assert!(!token_is_valid_at(&state, tid(1), at(2)));
 }
 
 #[test]
@@ -595,10 +600,44 @@ fn revoke_expired_token_is_idempotent() {
 }
 
 #[test]
-fn revoke_unknown_token_is_token_not_found() {
+fn revoke_unknown_token_changes_nothing() {
+    // The state keeps live tokens only: "unknown" and "already revoked" look the same,
+    // and callers check that the token exists against the tokens read model.
     given(vec![registered(false)])
         .when(revoke_cmd(1, at(3)))
-        .then_error(UserError::TokenNotFound);
+        .then_nothing();
+}
+
+#[test]
+fn the_state_keeps_live_tokens_only_and_the_history_keeps_all() {
+    let mut events = vec![registered(false)];
+    for n in 1..=50 {
+        events.push(session(n, 1));
+        events.push(revoked_ev(n, RevokeReason::Logout, at(1)));
+    }
+    events.push(session(51, 1));
+    events.push(minted(52, TokenKind::Personal, None, Some(at(5))));
+    events.push(UserEvent::TokenExpired { token_id: tid(52) });
+    let state = given(events.clone())
+        .when(revoke_cmd(99, at(2)))
+        .then_nothing();
+    let live: Vec<TokenId> = state.user().unwrap().tokens.keys().copied().collect();
+    assert_eq!(
+        live,
+        vec![tid(51)],
+        "only the live token stays in the state"
+    );
+    let history = token_history(&events[1..]);
+    assert_eq!(history.len(), 52);
+    assert_eq!(history[&tid(51)].status, TokenStatus::Live);
+    assert_eq!(history[&tid(52)].status, TokenStatus::Expired);
+    assert!(matches!(
+        history[&tid(7)].status,
+        TokenStatus::Revoked {
+            reason: RevokeReason::Logout,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -681,10 +720,12 @@ fn expire_tokens_sweeps_what_has_lapsed() {
         UserEvent::TokenExpired { token_id: tid(1) },
         UserEvent::TokenExpired { token_id: tid(4) },
     ]);
-    assert_eq!(
-        state.user().unwrap().tokens[&tid(1)].status,
-        TokenStatus::Expired
+    let user = state.user().unwrap();
+    assert!(
+        !user.tokens.contains_key(&tid(1)),
+        "a swept token leaves the state"
     );
+    assert!(user.tokens.contains_key(&tid(2)) && user.tokens.contains_key(&tid(3)));
 }
 
 #[test]
