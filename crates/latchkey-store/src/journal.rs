@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -46,6 +46,21 @@ struct TombstoneRequest {
     why: String,
     exact_from: u64,
     reply: oneshot::Sender<StoreResult<u64>>,
+}
+
+/// How often (by the store's clock) expired command ids are pruned.
+const PRUNE_EVERY_MS: i64 = 60_000;
+
+/// Most command ids one prune removes.
+const PRUNE_BATCH: usize = 10_000;
+
+/// The smallest UUIDv7 of unix millisecond `ms`: its 48-bit time, big-endian, then zeros.
+/// Every v7 id made before `ms` sorts below it.
+fn v7_floor(ms: i64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let ms = u64::try_from(ms).unwrap_or(0).min((1 << 48) - 1);
+    key[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    key
 }
 
 /// What `commands` remembers of an append, for idempotent retries.
@@ -143,7 +158,8 @@ struct Writer {
     retention: Duration,
     /// Stamps `recorded_at` and ages command ids (the injected wall clock).
     clock: WallClock,
-    last_prune: Instant,
+    /// When (by `clock`, unix ms) command ids were last pruned.
+    last_prune_ms: i64,
     /// Set after a failed flush or fsync: every later append is refused until restart.
     poisoned: bool,
 }
@@ -201,7 +217,7 @@ pub(crate) fn start(
         last_recorded_at,
         retention: opts.command_retention,
         clock: opts.clock.clone(),
-        last_prune: Instant::now(),
+        last_prune_ms: (opts.clock)(),
         poisoned: false,
     };
     let (tx, rx) = mpsc::sync_channel(opts.queue_capacity);
@@ -376,7 +392,7 @@ impl Writer {
                 let result = self.tombstone(&t);
                 let _ = t.reply.send(result);
             }
-            if self.last_prune.elapsed() > Duration::from_secs(600) {
+            if (self.clock)().saturating_sub(self.last_prune_ms) > PRUNE_EVERY_MS {
                 self.prune_commands();
             }
         }
@@ -684,18 +700,23 @@ impl Writer {
         Ok(n)
     }
 
-    /// Forgets command ids older than the retention (bounded idempotency memory).
+    /// Forgets command ids older than the retention (bounded idempotency memory), at most
+    /// [`PRUNE_BATCH`] a run (the next run goes on). Command ids are UUIDv7, made from the
+    /// same clock (`Registry::execute`, `execute_blocking`), whose first 48 bits are their
+    /// time in ms: the expired ones are a prefix of the tree, so the walk reads only them
+    /// and stops at the cutoff, however many recent ones the tree holds. Each record's
+    /// `recorded_at` still decides, so an id of another version that sorts early is kept
+    /// while it is recent.
     fn prune_commands(&mut self) {
-        self.last_prune = Instant::now();
-        let cutoff = (self.clock)() - self.retention.as_millis() as i64;
+        self.last_prune_ms = (self.clock)();
+        let cutoff = self.last_prune_ms - self.retention.as_millis() as i64;
         let mut batch = sled::Batch::default();
         let mut n = 0usize;
-        for (k, v) in self.inner.trees.commands.iter().flatten() {
-            if let Ok(rec) = decode_command(&v) {
-                if rec.recorded_at.0 < cutoff {
-                    batch.remove(k);
-                    n += 1;
-                }
+        let expired = self.inner.trees.commands.range(..v7_floor(cutoff));
+        for (k, v) in expired.flatten().take(PRUNE_BATCH) {
+            if decode_command(&v).is_ok_and(|rec| rec.recorded_at.0 < cutoff) {
+                batch.remove(k);
+                n += 1;
             }
         }
         if n > 0 {

@@ -745,3 +745,69 @@ fn a_compacted_log_exports_and_imports_and_verifies() {
     let mut it = bad.into_iter().map(Ok);
     assert!(other.import_envelopes(&mut it, &mut |_| {}).is_err());
 }
+
+#[test]
+fn expired_command_ids_are_forgotten_and_recent_ones_kept() {
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    const HOUR: i64 = 3600 * 1000;
+    let t0: i64 = 1_790_000_000_000;
+    let now = Arc::new(AtomicI64::new(t0));
+    let clock: clock::WallClock = {
+        let now = now.clone();
+        Arc::new(move || now.load(SeqCst))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        clock,
+        ..StoreOptions::default()
+    };
+    let store = SledStore::open(dir.path(), opts).unwrap();
+    let v7 = |ms: i64| {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            (ms / 1000) as u64,
+            ((ms % 1000) * 1_000_000) as u32,
+        );
+        Uuid::new_v7(ts)
+    };
+    let with_id = |id: Uuid| AppendRequest {
+        command_id: id,
+        ..req(&user_stream(), ExpectedVersion::Any, vec![disabled(1)])
+    };
+    let old = with_id(v7(t0));
+    assert!(!store.append_blocking(old.clone()).unwrap().replayed);
+
+    // A day and an hour later: the first append's group is followed by a prune.
+    now.store(t0 + 25 * HOUR, SeqCst);
+    let recent = with_id(v7(t0 + 25 * HOUR));
+    assert!(!store.append_blocking(recent.clone()).unwrap().replayed);
+    // An id of another version that sorts first, recorded now: only its record's age
+    // may prune it. Two minutes on, the next append is followed by a second prune.
+    let early_but_recent = with_id(Uuid::from_u128(1));
+    assert!(
+        !store
+            .append_blocking(early_but_recent.clone())
+            .unwrap()
+            .replayed
+    );
+    now.store(t0 + 25 * HOUR + 120_000, SeqCst);
+    assert!(
+        !store
+            .append_blocking(with_id(v7(now.load(SeqCst))))
+            .unwrap()
+            .replayed
+    );
+
+    assert!(
+        store.append_blocking(recent).unwrap().replayed,
+        "a recent id is still deduplicated"
+    );
+    assert!(
+        store.append_blocking(early_but_recent).unwrap().replayed,
+        "a recent record is kept whatever its key"
+    );
+    assert!(
+        !store.append_blocking(old).unwrap().replayed,
+        "past the retention the id is forgotten: the retry appends anew"
+    );
+}
