@@ -19,16 +19,18 @@
 //!
 //! Layout: `connect` (URLs, server checks, the streams' config), `wire` (the message
 //! body), `keys` (the body secrets' stream), `mirror` (the local copy), `follow` (the
-//! follower task), `append` (publishing).
+//! follower task), `append` (publishing), `import` (an export into an empty stream).
 
 mod append;
 pub mod connect;
 mod follow;
+pub mod import;
 pub mod keys;
 pub(crate) mod mirror;
 pub mod wire;
 
 pub use connect::NatsOptions;
+pub use import::{import_stream, StreamImport};
 
 use crate::error::{StoreError, StoreResult};
 use crate::projection::ReadModel;
