@@ -18,7 +18,7 @@
 //! must be the previous batch's), so a writer that slips in while the import runs makes it
 //! fail instead of interleaving; acknowledgements are awaited in a window, in order.
 
-use super::connect::{self, NatsOptions};
+use super::connect::NatsOptions;
 use super::keys;
 use super::wire::{self, Batch, BatchBody, BatchEvent};
 use crate::bodies;
@@ -27,7 +27,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::RawEntry;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use async_nats::HeaderMap;
-use latchkey_domain::{Event, MessageId, RoomEvent};
+use latchkey_domain::{Event, RoomEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
 use uuid::Uuid;
 
@@ -69,15 +69,9 @@ pub fn import_stream(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| StoreError::Io {
-            context: "start the NATS runtime".into(),
-            source,
-        })?;
+        .map_err(super::runtime_failed)?;
     rt.block_on(async {
-        let client = connect::connect(opts).await?;
-        let mut js = jetstream::new(client);
-        js.set_timeout(opts.timeout);
-        let info = connect::ensure_stream_patiently(&js, opts).await?;
+        let (js, info) = super::open_streams(opts).await?;
         if info.state.last_sequence > 0 || info.state.messages > 0 {
             return Err(StoreError::Encode(format!(
                 "import needs an empty stream; stream {} at {} already holds messages (last sequence {}): import into a new stream (or delete this one)",
@@ -219,7 +213,7 @@ impl Importer {
             }
             (Event::Room(RoomEvent::MessageDeleted { message_id, .. }), None) => {
                 if self.keyed.remove(&message_id.0) {
-                    keys::erase(&self.js, &self.opts, &MessageId(message_id.0)).await?;
+                    keys::erase(&self.js, &self.opts, message_id).await?;
                 }
                 Ok(None)
             }
