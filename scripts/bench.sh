@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every latchkey benchmark, each figure beside its ceiling or peer measured in the
 # same run with the same client, and writes crates/latchkey-bench/results/results.md,
-# results.json (one object per headline figure: ours, reference, ratio, target, met) and
-# PNG charts beside them.
+# results.json (one object per headline figure: ours, reference, ratio, target, met; then
+# one per JetStream figure: append, sign-in and fanout on 1 and 2 nodes over a local
+# nats-server -js, beside sled's) and PNG charts beside them.
 #
 #   scripts/bench.sh            the full run (about 15 minutes on 2 cores, after the build)
 #   scripts/bench.sh --quick    the short run (about 5 minutes, after the build)

@@ -12,6 +12,7 @@ mod browser;
 mod chat;
 mod client;
 mod cluster;
+mod cluster_import;
 mod compaction;
 mod crash;
 mod credentials;

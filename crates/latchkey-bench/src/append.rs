@@ -6,7 +6,7 @@
 //! whatever the same writers have waiting, so the batches are the same by construction.
 
 use crate::report::{Better, Check, Headline, Op, Report};
-use latchkey_domain::{Actor, Event, Timestamp, UserEvent, UserId};
+use latchkey_domain::{Actor, Event, StreamId, Timestamp, UserEvent, UserId};
 use latchkey_store::{AppendRequest, EventStore, ExpectedVersion, SledStore, StoreOptions};
 use std::fs::File;
 use std::path::Path;
@@ -26,7 +26,11 @@ struct Side {
 }
 
 /// Runs `writers` tasks for `seconds`, each calling `one(writer, n)` in a loop; appends/s.
-async fn drive<F, Fut>(writers: usize, seconds: f64, one: F) -> anyhow::Result<(u64, f64)>
+pub(crate) async fn drive<F, Fut>(
+    writers: usize,
+    seconds: f64,
+    one: F,
+) -> anyhow::Result<(u64, f64)>
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
@@ -59,6 +63,27 @@ where
     Ok((counted, counted as f64 / elapsed))
 }
 
+/// A writer's `n`th append: one small event at version `n + 1` of its own `stream`.
+pub(crate) fn one_append(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    n: u64,
+) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+    let fut = store.append(AppendRequest {
+        stream: stream.clone(),
+        expected: ExpectedVersion::Exact(n),
+        events: vec![Event::User(UserEvent::UserEnabled {
+            at: Timestamp(n as i64),
+        })],
+        command_id: Uuid::new_v4(),
+        actor: Actor::System,
+    });
+    async move {
+        fut.await.map_err(|e| anyhow::anyhow!("append: {e}"))?;
+        Ok(())
+    }
+}
+
 /// The journal, `writers` tasks each appending one event to its own stream.
 /// With `flame`, `perf` records this process while the writers run; it attaches after
 /// the store and the runtime exist, since perf follows only the threads it found.
@@ -84,19 +109,7 @@ fn journal(
     let before = store.stats().flushes.load(Ordering::Relaxed);
     let perf = crate::perf::Recorder::start(flame, "append", std::process::id());
     let (appends, rate) = rt.block_on(drive(writers, seconds, move |w, n| {
-        let fut = s.append(AppendRequest {
-            stream: streams[w].clone(),
-            expected: ExpectedVersion::Exact(n),
-            events: vec![Event::User(UserEvent::UserEnabled {
-                at: Timestamp(n as i64),
-            })],
-            command_id: Uuid::new_v4(),
-            actor: Actor::System,
-        });
-        async move {
-            fut.await.map_err(|e| anyhow::anyhow!("append: {e}"))?;
-            Ok(())
-        }
+        one_append(s.as_ref(), &streams[w], n)
     }))?;
     if let Some(p) = perf {
         p.finish();
@@ -204,6 +217,7 @@ pub fn run(seconds: f64, flame: Option<&Path>, report: &mut Report) -> anyhow::R
             ours.group, raw.group
         ),
     });
+    report.baseline("append", ours.rate);
     let without = journal(&rt, WRITERS, seconds, false, None)?;
     report.add(
         &format!("journal appends/s, {WRITERS} writers, with sync_data"),

@@ -72,10 +72,13 @@ struct Side {
 }
 
 /// What one timed run did: each sign-in's latency (ms), its window (s), its failures.
-struct Run {
-    lat: Vec<f64>,
-    window: f64,
-    errors: u64,
+pub(crate) struct Run {
+    /// Each sign-in's latency, ms.
+    pub lat: Vec<f64>,
+    /// The timed window, s.
+    pub window: f64,
+    /// Failed sign-ins.
+    pub errors: u64,
 }
 
 impl Side {
@@ -93,7 +96,7 @@ impl Side {
 }
 
 /// Runs every identity as a client against `url` for `seconds` (0: one sign-in each).
-async fn load(url: &str, ids: &Arc<Vec<Identity>>, seconds: f64) -> anyhow::Result<Run> {
+pub(crate) async fn load(url: &str, ids: &Arc<Vec<Identity>>, seconds: f64) -> anyhow::Result<Run> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..ids.len())
@@ -197,6 +200,7 @@ pub fn run(
         ours.errors,
         theirs.errors
     );
+    report.baseline("signin", ours.rate);
     add_rows(report, clients, seconds, (&ours, &theirs, raw));
     Ok(())
 }

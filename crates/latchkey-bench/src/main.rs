@@ -15,6 +15,8 @@
 //! - `fanout`: maximum sustained WebSocket deliveries/s by a rate ramp, latchkey
 //!   (`fanout::ours`) vs nats-server over WebSocket (`fanout::nats`), two shapes, same
 //!   client; RSS per idle connection.
+//! - `jetstream`: append, sign-in and fanout on 1 and 2 latchkey nodes over a local
+//!   `nats-server -js`, beside the sled figures of the same run (issue 17).
 //! - `revoke`: from `DELETE /api/native/token` to the WS 4001 close and to the next 401.
 //! - `crash`, `soak`: checks rather than figures (`scripts/crash.sh`, `scripts/soak.sh`):
 //!   `kill -9` rounds under mixed load with every acknowledged write checked, and a steady
@@ -36,6 +38,7 @@ mod client;
 mod crash;
 mod fanout;
 mod http1;
+mod jetstream;
 mod login;
 mod machine;
 mod perf;
@@ -119,6 +122,9 @@ enum Scenario {
     },
     /// Time from token revocation to the WS 4001 close and to the next 401.
     Revoke,
+    /// Append, sign-in and fanout on 1 and 2 nodes over a local nats-server -js, beside
+    /// the sled figures of the same run (run after them: `all` does).
+    Jetstream,
     /// Not a figure: kill -9 rounds under mixed load; every acknowledged write must
     /// survive, `admin verify` pass and `admin rebuild` find the read models identical.
     Crash {
@@ -204,6 +210,15 @@ fn run_one(scenario: Scenario, cli: &Cli, s: &Settings, report: &mut Report) -> 
         Scenario::Replay => replay::run(s.events, report),
         Scenario::Fanout { no_peer } => fanout::run(s.fanout, &bin()?, !no_peer, report),
         Scenario::Revoke => revoke::run(s.revocations, &bin()?, report),
+        Scenario::Jetstream => jetstream::run(
+            jetstream::Sizes {
+                seconds: s.seconds,
+                clients: cli.clients,
+                fanout: s.fanout,
+            },
+            &bin()?,
+            report,
+        ),
         Scenario::Crash { .. } | Scenario::Soak { .. } => Ok(()),
     }
 }
@@ -302,6 +317,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Replay,
             Scenario::Fanout { no_peer: false },
             Scenario::Revoke,
+            Scenario::Jetstream,
         ],
         one => vec![one],
     };

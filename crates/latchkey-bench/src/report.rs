@@ -175,6 +175,59 @@ pub const IDS: [&str; 6] = [
     "rss_per_idle_conn_kib",
 ];
 
+/// The ids of the JetStream rows (issue 17): each figure on 1 and 2 latchkey nodes over a
+/// local `nats-server -js`, beside the same figure on sled from the same run.
+pub const JETSTREAM_IDS: [&str; 6] = [
+    "jetstream_append_1node",
+    "jetstream_append_2nodes",
+    "jetstream_signin_1node",
+    "jetstream_signin_2nodes",
+    "jetstream_fanout_1node",
+    "jetstream_fanout_2nodes",
+];
+
+/// One JetStream figure beside the same figure on sled (no target: a comparison).
+#[derive(Clone, Debug)]
+pub struct Compared {
+    /// One of [`JETSTREAM_IDS`].
+    pub id: &'static str,
+    /// What was measured, in words.
+    pub figure: String,
+    /// On JetStream (`None`: not measured).
+    pub jetstream: Option<f64>,
+    /// On sled, by the same driver in the same run (`None`: not measured).
+    pub sled: Option<f64>,
+    /// Unit of both.
+    pub unit: String,
+    /// What the figure includes.
+    pub includes: String,
+}
+
+impl Compared {
+    /// JetStream / sled, when both were measured.
+    pub fn ratio(&self) -> Option<f64> {
+        let s = self.sled.filter(|s| *s > 0.0)?;
+        self.jetstream.map(|j| j / s)
+    }
+
+    /// The row as a `results.json` object, with the headline rows' keys (no target).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "ours": self.jetstream,
+            "reference": self.sled,
+            "ratio": self.ratio(),
+            "target": Value::Null,
+            "better": Better::Higher.word(),
+            "met": Value::Null,
+            "figure": self.figure,
+            "unit": self.unit,
+            "reference_name": "sled, same driver, same run",
+            "checks": [],
+        })
+    }
+}
+
 /// One supporting figure (below the headline table).
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -215,6 +268,10 @@ pub struct Report {
     rows: Vec<Row>,
     notes: Vec<String>,
     distributions: Vec<Distribution>,
+    compared: Vec<Compared>,
+    /// Sled figures the JetStream rows compare with, by name (`append`, `signin`,
+    /// `fanout_one_room`), kept by the sled scenarios.
+    baselines: Vec<(&'static str, f64)>,
 }
 
 /// A number with as many digits as it deserves.
@@ -342,6 +399,75 @@ impl Report {
         });
     }
 
+    /// Keeps a sled figure for the JetStream rows (`append`, `signin`, `fanout_one_room`).
+    pub fn baseline(&mut self, name: &'static str, value: f64) {
+        self.baselines.retain(|(n, _)| *n != name);
+        self.baselines.push((name, value));
+    }
+
+    /// A sled figure kept by [`Report::baseline`] earlier in the run.
+    pub fn baseline_of(&self, name: &str) -> Option<f64> {
+        self.baselines
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Adds (or replaces) a JetStream row.
+    pub fn compared(&mut self, c: Compared) {
+        let ratio = c.ratio().map(|r| format!("{r:.3}")).unwrap_or("n/a".into());
+        eprintln!(
+            "  [{}] {}: JetStream {} | sled {} | ratio {ratio}",
+            c.id,
+            c.figure,
+            opt(c.jetstream, &c.unit),
+            opt(c.sled, &c.unit)
+        );
+        self.compared.retain(|x| x.id != c.id);
+        self.compared.push(c);
+    }
+
+    /// The JetStream rows in [`JETSTREAM_IDS`] order; an id not measured is a row with no
+    /// numbers.
+    pub fn jetstream_rows(&self) -> Vec<Compared> {
+        JETSTREAM_IDS
+            .iter()
+            .map(|id| {
+                self.compared
+                    .iter()
+                    .find(|c| c.id == *id)
+                    .cloned()
+                    .unwrap_or_else(|| Compared {
+                        id,
+                        figure: "not measured in this run".into(),
+                        jetstream: None,
+                        sled: None,
+                        unit: String::new(),
+                        includes: "this scenario did not run or failed (see the notes)".into(),
+                    })
+            })
+            .collect()
+    }
+
+    /// The JetStream table as Markdown.
+    pub fn jetstream_table(&self) -> String {
+        let mut s = String::new();
+        s.push_str("| id | figure | JetStream | sled (same run) | ratio JetStream/sled |\n");
+        s.push_str("|---|---|---:|---:|---:|\n");
+        for c in self.jetstream_rows() {
+            let ratio = c.ratio().map(|r| format!("{r:.3}")).unwrap_or("n/a".into());
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {} | {ratio} |",
+                c.id,
+                c.figure,
+                opt(c.jetstream, &c.unit),
+                opt(c.sled, &c.unit)
+            );
+        }
+        s
+    }
+
     /// The supporting rows.
     pub fn rows(&self) -> &[Row] {
         &self.rows
@@ -422,14 +548,27 @@ impl Report {
         print!("{}", self.headline_table());
         println!();
         print!("{}", self.table());
+        println!();
+        print!("{}", self.jetstream_table());
         for n in &self.notes {
             println!("- {n}");
         }
     }
 
-    /// `results.json`: an array with one object per headline id.
+    /// `results.json`: an array with one object per headline id, then one per JetStream
+    /// id.
     pub fn json(&self) -> Value {
-        Value::Array(self.headlines().iter().map(Headline::to_json).collect())
+        let headlines = self
+            .headlines()
+            .iter()
+            .map(Headline::to_json)
+            .collect::<Vec<_>>();
+        let jetstream = self
+            .jetstream_rows()
+            .iter()
+            .map(Compared::to_json)
+            .collect::<Vec<_>>();
+        Value::Array(headlines.into_iter().chain(jetstream).collect())
     }
 
     /// Writes `results.md` and `results.json` into `dir`, naming the charts beside them.
@@ -491,6 +630,15 @@ impl Report {
         s.push_str("### What each figure includes\n\n");
         for h in self.headlines() {
             let _ = writeln!(s, "- `{}`: {}", h.id, h.includes);
+        }
+        s.push_str("\n## JetStream next to sled (issue 17)\n\n");
+        s.push_str(&self.jetstream_table());
+        s.push_str(
+            "\nratio = JetStream / sled; no target: what the shared log costs. \
+             What each includes:\n\n",
+        );
+        for c in self.jetstream_rows() {
+            let _ = writeln!(s, "- `{}`: {}", c.id, c.includes);
         }
         if !self.rows.is_empty() {
             s.push_str("\n## Supporting figures\n\n");
@@ -559,7 +707,8 @@ mod tests {
         let json = r.json();
         let rows = json.as_array().unwrap();
         let ids: Vec<&str> = rows.iter().map(|v| v["id"].as_str().unwrap()).collect();
-        assert_eq!(ids, IDS);
+        assert_eq!(ids[..IDS.len()], IDS);
+        assert_eq!(ids[IDS.len()..], JETSTREAM_IDS);
         let append = &rows[2];
         assert_eq!(append["met"], true);
         assert_eq!(append["better"], "higher");
@@ -572,5 +721,32 @@ mod tests {
         assert!(t.contains("- `append_64_vs_raw`: **met**"));
         assert!(t.contains("- `signin_vs_verify_peer`: **not met**"));
         assert!(r.table().contains("not measured"));
+        assert!(rows[IDS.len()]["ours"].is_null());
+    }
+
+    #[test]
+    fn a_jetstream_row_sits_beside_its_sled_baseline() {
+        let mut r = Report::new();
+        r.baseline("append", 4000.0);
+        r.baseline("append", 5000.0);
+        assert_eq!(r.baseline_of("append"), Some(5000.0));
+        assert_eq!(r.baseline_of("signin"), None);
+        r.compared(Compared {
+            id: "jetstream_append_2nodes",
+            figure: "appends".into(),
+            jetstream: Some(1000.0),
+            sled: r.baseline_of("append"),
+            unit: "appends/s".into(),
+            includes: "64 tasks".into(),
+        });
+        let json = r.json();
+        let row = &json.as_array().unwrap()[IDS.len() + 1];
+        assert_eq!(row["id"], "jetstream_append_2nodes");
+        assert_eq!(row["ours"], 1000.0);
+        assert_eq!(row["reference"], 5000.0);
+        assert!((row["ratio"].as_f64().unwrap() - 0.2).abs() < 1e-9);
+        assert!(r.jetstream_table().contains(
+            "| `jetstream_append_2nodes` | appends | 1000 appends/s | 5000 appends/s | 0.200 |"
+        ));
     }
 }

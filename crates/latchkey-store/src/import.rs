@@ -152,7 +152,7 @@ impl SledStore {
 
 /// Checks one imported entry against the log so far: its seq, its link to the chain, and
 /// its stream version (which it then takes in `heads`).
-fn check(
+pub(crate) fn check(
     entry: &Entry,
     expected: u64,
     chain: [u8; 32],

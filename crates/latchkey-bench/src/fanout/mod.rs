@@ -50,7 +50,7 @@ const RSS_KIB: f64 = 12.0;
 
 /// The two shapes and their ramps: (a) starts at 100 msg/s (550 deliveries/s), (b) at
 /// 5 msg/s (5 x connections deliveries/s); each step offers 1.5 times the last.
-fn shapes(s: &Settings) -> [(Shape, Ramp); 2] {
+pub(crate) fn shapes(s: &Settings) -> [(Shape, Ramp); 2] {
     let ramp = |start| Ramp {
         start,
         growth: 1.5,
@@ -170,6 +170,9 @@ pub fn run(settings: Settings, bin: &Path, peer: bool, report: &mut Report) -> a
             notes(report, "nats-server", &shape, t);
         }
         rows(report, &shape, &ours, theirs.as_ref());
+        if !shape.personal {
+            report.baseline("fanout_one_room", ours.max());
+        }
         if let Some(h) = &ours.half {
             report.distribution(&format!("latchkey, {}", shape.describe()), h.cdf_ms.clone());
         }

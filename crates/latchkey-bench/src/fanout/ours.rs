@@ -296,7 +296,20 @@ impl Publisher for Poster {
 /// Runs the shape against a fresh latchkey server.
 pub fn run(shape: Shape, schedule: Ramp, bin: &Path) -> anyhow::Result<Outcome> {
     let server = Server::start(bin, &["--no-rate-limit"])?;
-    let url = server.url().to_string();
+    let outcome = run_at(shape, schedule, &server, &server);
+    drop(server);
+    outcome
+}
+
+/// Runs the shape with users, rooms and posts on `post` and every WebSocket on `watch`
+/// (the same server, or two nodes of one JetStream log).
+pub fn run_at(
+    shape: Shape,
+    schedule: Ramp,
+    post: &Server,
+    watch: &Server,
+) -> anyhow::Result<Outcome> {
+    let url = post.url().to_string();
     let t = Instant::now();
     let world = Arc::new(setup(&url, &shape)?);
     eprintln!(
@@ -306,7 +319,7 @@ pub fn run(shape: Shape, schedule: Ramp, bin: &Path) -> anyhow::Result<Outcome> 
         world.groups.len(),
         t.elapsed().as_secs_f64()
     );
-    let ws_url = server.ws_url();
+    let ws_url = watch.ws_url();
     let open = |slot: Slot| {
         let (world, ws_url) = (world.clone(), ws_url.clone());
         async move {
@@ -340,10 +353,9 @@ pub fn run(shape: Shape, schedule: Ramp, bin: &Path) -> anyhow::Result<Outcome> 
         "latchkey",
         shape,
         schedule,
-        server.pid(),
+        watch.pid(),
         open,
         poster,
     ))?;
-    drop(server);
     Ok(outcome)
 }

@@ -85,7 +85,8 @@ pub enum AdminCommand {
     Verify,
     /// Export the log as JSON Lines, envelopes byte for byte (offline).
     Export(ExportArgs),
-    /// Import an export or a backup into an empty or missing data dir (offline).
+    /// Import an export or a backup into an empty or missing data dir (offline), or with
+    /// `--store` into an empty JetStream stream.
     Import {
         /// The JSON Lines file.
         file: PathBuf,

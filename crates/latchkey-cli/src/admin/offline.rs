@@ -315,6 +315,21 @@ fn export(store: Option<Store>, a: &ExportArgs) -> anyhow::Result<()> {
 }
 
 fn import(dir: &Path, file: &Path, as_json: bool) -> anyhow::Result<()> {
+    let (header, mut envelopes) = import_source(file)?;
+    let store = open_or_create(dir)?;
+    let walk = Walk::new("imported", header.as_ref().map_or(0, |h| h.seq));
+    let n = store.import_envelopes(&mut envelopes, &mut |s| walk.at(s))?;
+    walk.finish(n);
+    check_imported(&store, n, header, as_json)
+}
+
+/// The envelopes of an export or a backup file, and the backup's header if it is one.
+pub(super) fn import_source(
+    file: &Path,
+) -> anyhow::Result<(
+    Option<latchkey_proto::admin::BackupHeader>,
+    impl Iterator<Item = latchkey_store::StoreResult<latchkey_store::RawEntry>>,
+)> {
     let reader = std::io::BufReader::new(
         std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
     );
@@ -327,15 +342,22 @@ fn import(dir: &Path, file: &Path, as_json: bool) -> anyhow::Result<()> {
     if header.is_some() {
         lines.next();
     }
-    let store = open_or_create(dir)?;
-    let walk = Walk::new("imported", header.as_ref().map_or(0, |h| h.seq));
-    let mut envelopes = lines.map(|line| {
+    let envelopes = lines.map(|line| {
         let line = line.map_err(|e| latchkey_store::StoreError::Encode(e.to_string()))?;
         tools::import_line(&line)
     });
-    let n = store.import_envelopes(&mut envelopes, &mut |s| walk.at(s))?;
-    walk.finish(n);
-    write::catch_up(&store)?;
+    Ok((header, envelopes))
+}
+
+/// After an import of `n` events: builds the read models, verifies the log (printed), and
+/// checks a backup's header against what was imported.
+pub(super) fn check_imported(
+    store: &Store,
+    n: u64,
+    header: Option<latchkey_proto::admin::BackupHeader>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    write::catch_up(store)?;
     let doc = read::verify(store.as_ref(), |_| {})?;
     print::verify(&doc, as_json);
     if !doc.ok {

@@ -19,16 +19,18 @@
 //!
 //! Layout: `connect` (URLs, server checks, the streams' config), `wire` (the message
 //! body), `keys` (the body secrets' stream), `mirror` (the local copy), `follow` (the
-//! follower task), `append` (publishing).
+//! follower task), `append` (publishing), `import` (an export into an empty stream).
 
 mod append;
 pub mod connect;
 mod follow;
+pub mod import;
 pub mod keys;
 pub(crate) mod mirror;
 pub mod wire;
 
 pub use connect::NatsOptions;
+pub use import::{import_stream, StreamImport};
 
 use crate::error::{StoreError, StoreResult};
 use crate::projection::ReadModel;
@@ -83,22 +85,13 @@ impl NatsStore {
             .thread_name("latchkey-nats")
             .enable_all()
             .build()
-            .map_err(|source| StoreError::Io {
-                context: "start the NATS runtime".into(),
-                source,
-            })?;
+            .map_err(runtime_failed)?;
         let handle = rt.handle().clone();
         // Dropped without blocking on every path (also an early `?` inside actix's runtime).
         let rt = Runtime(Some(rt));
         let clock = local.clock.clone();
         let o = opts.clone();
-        let (js, info) = run_on(&handle, async move {
-            let client = connect::connect(&o).await?;
-            let mut js = jetstream::new(client);
-            js.set_timeout(o.timeout);
-            let info = connect::ensure_stream_patiently(&js, &o).await?;
-            Ok::<_, StoreError>((js, info))
-        })??;
+        let (js, info) = run_on(&handle, async move { open_streams(&o).await })??;
         let local = Arc::new(SledStore::open(data_dir, local)?);
         let nats = mirror::nats_tree(&local)?;
         let applied = mirror::applied(&nats)?;
@@ -172,6 +165,26 @@ impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Why the NATS runtime did not start.
+fn runtime_failed(source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        context: "start the NATS runtime".into(),
+        source,
+    }
+}
+
+/// Connects, and creates or checks the log stream and its keys stream; the log stream's
+/// info.
+async fn open_streams(
+    opts: &NatsOptions,
+) -> StoreResult<(jetstream::Context, jetstream::stream::Info)> {
+    let client = connect::connect(opts).await?;
+    let mut js = jetstream::new(client);
+    js.set_timeout(opts.timeout);
+    let info = connect::ensure_stream_patiently(&js, opts).await?;
+    Ok((js, info))
 }
 
 /// Runs a future on the NATS runtime and waits for it from any thread (also from inside
