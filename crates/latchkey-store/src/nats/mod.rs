@@ -19,13 +19,14 @@
 //!
 //! Layout: `connect` (URLs, server checks, the streams' config), `wire` (the message
 //! body), `keys` (the body secrets' stream), `mirror` (the local copy), `follow` (the
-//! follower task), `append` (publishing).
+//! follower task), `append` (publishing), `tickets` (the WebSocket tickets' KV bucket).
 
 mod append;
 pub mod connect;
 mod follow;
 pub mod keys;
 pub(crate) mod mirror;
+pub mod tickets;
 pub mod wire;
 
 pub use connect::NatsOptions;
@@ -72,6 +73,8 @@ pub struct NatsStore {
     handle: tokio::runtime::Handle,
     follower: Mutex<Option<std::thread::JoinHandle<()>>>,
     server_id: Uuid,
+    /// The WebSocket tickets every node sees.
+    tickets: tickets::TicketBucket,
 }
 
 impl NatsStore {
@@ -114,8 +117,11 @@ impl NatsStore {
             clock,
         });
         let follower = follow::start(shared.clone(), handle.clone())?;
+        let tickets =
+            tickets::TicketBucket::new(shared.js.clone(), shared.opts.clone(), handle.clone());
         let store = Self {
             server_id: cluster_id(&info),
+            tickets,
             shared,
             rt: Mutex::new(rt),
             handle,
@@ -343,6 +349,10 @@ impl EventStore for NatsStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn tickets(&self) -> Option<&dyn crate::tickets::TicketStore> {
+        Some(&self.tickets)
     }
 
     fn shutdown(&self) -> StoreResult<()> {
