@@ -384,11 +384,11 @@ fn two_nodes_redeeming_one_ws_ticket_at_once_have_exactly_one_winner() {
     for i in 0..TRIALS {
         let t = ticket(if i % 2 == 0 { &a } else { &b }, &alice.token);
         let gate = std::sync::Barrier::new(2);
+        let go = |at: &Server| {
+            gate.wait();
+            open_with(at, &t).map_err(|r| r.status)
+        };
         let (on_a, on_b) = std::thread::scope(|s| {
-            let go = |at: &Server| {
-                gate.wait();
-                open_with(at, &t).map_err(|r| r.status)
-            };
             let x = s.spawn(|| go(&a));
             let y = s.spawn(|| go(&b));
             (x.join().unwrap(), y.join().unwrap())

@@ -436,8 +436,8 @@ impl Run {
     fn post(&mut self, sender: usize, r: usize, targets: Vec<usize>, stray: bool) {
         let body = format!("#{} from m{sender} to {targets:?}", self.log.len());
         let op = self.note(format!("m{sender} posts in room {r} to {targets:?}"));
-        let ids: Vec<&str> = targets.iter().map(|t| self.id(*t)).collect();
         let n = self.pick();
+        let ids: Vec<&str> = targets.iter().map(|t| self.id(*t)).collect();
         let resp = post(
             &self.nodes[n],
             self.token(sender),

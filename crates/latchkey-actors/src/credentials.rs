@@ -285,6 +285,7 @@ impl Core {
         };
         if let Some(shared) = self.store().tickets() {
             if let Err(e) = shared.put(hash, ticket).await {
+                tracing::warn!(error = %e, "storing a WebSocket ticket failed");
                 self.tickets().redeem(&hash, now);
                 return Err(e.into());
             }

@@ -11,7 +11,7 @@
 use super::connect::NatsOptions;
 use crate::error::{StoreError, StoreResult};
 use crate::tickets::{Ticket, TicketFuture, TicketStore, TICKET_TTL_SECS};
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::{self, kv, stream};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -58,16 +58,25 @@ impl TicketBucket {
         }
     }
 
-    /// The bucket's config: file storage, the log's replicas, history 1.
-    fn config(&self) -> kv::Config {
-        kv::Config {
-            bucket: bucket_name(&self.opts.stream),
-            description: "latchkey: single-use WebSocket tickets by SHA-256".into(),
-            history: 1,
-            max_age: Duration::from_secs(TICKET_TTL_SECS.unsigned_abs()),
+    /// The bucket's stream, as a KV bucket lays it out: file storage, the log's replicas,
+    /// one message per key, rollups and direct gets allowed. Made by hand because
+    /// async-nats 0.51's `create_key_value` first asks for the account's info, whose
+    /// answer from nats-server 2.9 it cannot decode.
+    fn stream_config(&self) -> stream::Config {
+        let bucket = bucket_name(&self.opts.stream);
+        stream::Config {
+            name: format!("KV_{bucket}"),
+            description: Some("latchkey: single-use WebSocket tickets by SHA-256".into()),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
             max_bytes: MAX_BYTES,
-            storage: jetstream::stream::StorageType::File,
+            max_age: Duration::from_secs(TICKET_TTL_SECS.unsigned_abs()),
+            storage: stream::StorageType::File,
             num_replicas: self.opts.replicas.max(1),
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
         }
     }
@@ -80,13 +89,13 @@ impl TicketBucket {
                 if let Ok(kv) = self.js.get_key_value(&name).await {
                     return Ok(kv);
                 }
-                match self.js.create_key_value(self.config()).await {
+                let created = self.js.create_stream(self.stream_config()).await;
+                match self.js.get_key_value(&name).await {
                     Ok(kv) => Ok(kv),
-                    Err(created) => self
-                        .js
-                        .get_key_value(&name)
-                        .await
-                        .map_err(|_| unavailable("open the bucket for", created)),
+                    Err(e) => Err(match created {
+                        Err(c) => unavailable("create the bucket for", c),
+                        Ok(_) => unavailable("open the bucket for", e),
+                    }),
                 }
             })
             .await
