@@ -830,7 +830,7 @@ impl Run {
         println!(
             "{} operations, {} events ({leaves} leaves, {targeted} targeted posts), {} rooms, \
              {sessions} connections ({} disconnects, {} revocations)",
-            self.log.len(),
+            self.log.len() - count("  (on node "),
             self.events.len(),
             self.rooms.len(),
             count("disconnects"),
