@@ -2,7 +2,9 @@
 //! processes (Debian's package) on random loopback ports and temp dirs: a token minted on
 //! one node works on the other at the next request, a revoke on one node closes the
 //! credential's sockets on the other with 4001, single-use values stay single-use across
-//! nodes, a client of a killed node resumes on the other with no gap and no duplicate,
+//! nodes (challenges, WebSocket tickets in their KV bucket, stored by hash only, with one
+//! winner when two nodes redeem one at once, and device codes and user codes found on the
+//! other node at once), a client of a killed node resumes on the other with no gap and no duplicate,
 //! a message body posted on one node is read on the other and erased on the shared
 //! log (its key message overwritten in the keys stream), and a missing server or one
 //! without JetStream is named at start-up.
@@ -22,6 +24,8 @@ use tempfile::TempDir;
 
 /// How long a nats-server may take to say it is ready.
 const NATS_START: Duration = Duration::from_secs(20);
+/// Operations per sequence of the two-node model test.
+const MODEL_OPS: usize = 200;
 
 /// A `nats-server` child on a random loopback port, with its store in a temp dir; killed on
 /// drop.
@@ -200,6 +204,19 @@ fn node(nats: &Nats) -> Server {
     Server::start(&["--store", &nats.url()])
 }
 
+/// The seq `at` has applied to its read models (`/healthz`).
+fn applied(at: &Server) -> u64 {
+    let v: Value = at.get("/healthz", None).expect(200).json();
+    v["applied"].as_u64().unwrap_or_else(|| panic!("{v}"))
+}
+
+/// Waits (polling, bounded) until `at` has applied everything `ahead` had applied.
+pub fn wait_caught_up(at: &Server, ahead: &Server) {
+    let want = applied(ahead);
+    let ok = crate::support::wait_until(Duration::from_secs(10), || applied(at) >= want);
+    assert!(ok, "the node did not reach seq {want}: at {}", applied(at));
+}
+
 /// Signs in on `at` with a challenge issued there; the token.
 fn sign_in(at: &Server, key: &Key, handle: Option<&str>) -> Value {
     let ch = at.challenge(&key.pubkey());
@@ -306,28 +323,147 @@ fn a_challenge_issued_on_one_node_is_redeemed_once_across_both() {
     }
 }
 
+/// A fresh WebSocket ticket minted on `at` with `token`.
+fn ticket(at: &Server, token: &str) -> String {
+    let v: Value = at
+        .post_json("/api/native/ws-ticket", &json!({}), Some(token))
+        .expect(201)
+        .json();
+    v["ticket"].as_str().unwrap().to_string()
+}
+
+/// Opens the WebSocket on `at` with `ticket`.
+fn open_with(at: &Server, ticket: &str) -> Result<crate::chat::Ws, crate::chat::Refused> {
+    try_connect(at, &format!("{WS}?ticket={ticket}"), None)
+}
+
+/// Asserts that `ticket` is refused on `at` exactly as a ticket nobody minted is.
+#[track_caller]
+fn refused_like_unknown(at: &Server, ticket: &str) {
+    let unknown = format!("lkw_{}", "x".repeat(ticket.len() - 4));
+    let want = open_with(at, &unknown)
+        .err()
+        .expect("an unknown ticket opened");
+    let got = open_with(at, ticket).err().expect("a spent ticket opened");
+    assert_eq!(
+        (got.status, &got.body),
+        (401, &want.body),
+        "{got:?} vs {want:?}"
+    );
+}
+
 #[test]
-fn a_ws_ticket_spent_on_one_node_is_refused_on_the_other() {
+fn a_ws_ticket_minted_on_one_node_opens_on_the_other_and_is_spent_on_both() {
     let nats = Nats::start();
     let a = node(&nats);
     let b = node(&nats);
     let alice = User::new(&a, "tix");
-    let v: Value = a
-        .post_json("/api/native/ws-ticket", &json!({}), Some(&alice.token))
-        .expect(201)
-        .json();
-    let ticket = v["ticket"].as_str().unwrap();
-    let path = format!("{WS}?ticket={ticket}");
-    let mut ws = try_connect(&a, &path, None).unwrap_or_else(|r| panic!("refused: {r:?}"));
-    ws.hello();
-    let again = try_connect(&b, &path, None)
-        .err()
-        .expect("spent ticket accepted");
-    assert_eq!(again.status, 401, "{again:?}");
-    let again = try_connect(&a, &path, None)
-        .err()
-        .expect("spent ticket accepted");
-    assert_eq!(again.status, 401, "{again:?}");
+    for i in 0..6 {
+        let (mint, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        // Minted on one node, opened at once on the other; the hello is Alice's.
+        let t = ticket(mint, &alice.token);
+        let mut ws = open_with(other, &t).unwrap_or_else(|r| panic!("refused: {r:?}"));
+        assert_eq!(ws.hello()["user_id"], alice.id.as_str());
+        refused_like_unknown(mint, &t);
+        refused_like_unknown(other, &t);
+        // Spent on the minting node: refused on the other.
+        let t = ticket(mint, &alice.token);
+        open_with(mint, &t).unwrap_or_else(|r| panic!("refused: {r:?}"));
+        refused_like_unknown(other, &t);
+    }
+}
+
+#[test]
+fn two_nodes_redeeming_one_ws_ticket_at_once_have_exactly_one_winner() {
+    const TRIALS: usize = 12;
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&a, "race");
+    let mut wins = [0usize; 2];
+    for i in 0..TRIALS {
+        let t = ticket(if i % 2 == 0 { &a } else { &b }, &alice.token);
+        let gate = std::sync::Barrier::new(2);
+        let go = |at: &Server| {
+            gate.wait();
+            open_with(at, &t).map_err(|r| r.status)
+        };
+        let (on_a, on_b) = std::thread::scope(|s| {
+            let x = s.spawn(|| go(&a));
+            let y = s.spawn(|| go(&b));
+            (x.join().unwrap(), y.join().unwrap())
+        });
+        let won: Vec<bool> = [&on_a, &on_b].iter().map(|r| r.is_ok()).collect();
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "trial {i}: A {:?}, B {:?}",
+            on_a.as_ref().err(),
+            on_b.as_ref().err()
+        );
+        for (n, r) in [on_a, on_b].into_iter().enumerate() {
+            match r {
+                Ok(_) => wins[n] += 1,
+                Err(status) => assert_eq!(status, 401, "trial {i}"),
+            }
+        }
+    }
+    println!("ticket races: A won {}, B won {}", wins[0], wins[1]);
+}
+
+#[test]
+fn a_ws_ticket_is_stored_by_its_hash_and_never_as_itself() {
+    use sha2::{Digest, Sha256};
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let alice = User::new(&a, "hashed");
+    let spent = ticket(&a, &alice.token);
+    open_with(&b, &spent).unwrap_or_else(|r| panic!("refused: {r:?}"));
+    let waiting = ticket(&b, &alice.token);
+    // The KV bucket holds the unspent ticket under its hex SHA-256 (no vacuous grep)...
+    let key = hex::encode(Sha256::digest(waiting.as_bytes()));
+    let found =
+        crate::support::wait_until(Duration::from_secs(5), || holds(nats.dir(), key.as_bytes()));
+    assert!(found, "the ticket's hash is not in JetStream's files");
+    // ...and no file of JetStream or of either node holds a raw ticket.
+    for dir in [nats.dir().to_path_buf(), a.data_dir(), b.data_dir()] {
+        for t in [&spent, &waiting] {
+            assert!(
+                !holds(&dir, t.as_bytes()),
+                "{}: holds a ticket",
+                dir.display()
+            );
+        }
+    }
+    open_with(&a, &waiting).unwrap_or_else(|r| panic!("refused: {r:?}"));
+}
+
+#[test]
+fn a_device_code_from_one_node_is_polled_looked_up_and_approved_on_the_other() {
+    use crate::device::{approve, lookup, poll, redeem, session, start};
+    let nats = Nats::start();
+    let a = node(&nats);
+    let b = node(&nats);
+    let (_, approver) = session(&a, "approver");
+    for i in 0..4 {
+        let (asked, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let s = start(asked, &[]);
+        // At once on the other node: pending, not invalid_grant (unknown code).
+        poll(other, &s.device_code).oauth_error("authorization_pending");
+        // The user code is looked up and approved on the other node too.
+        let shown: Value = lookup(other, &approver, &s.user_code).expect(200).json();
+        assert_eq!(shown["user_code"], s.user_code.as_str(), "{shown}");
+        approve(other, &approver, &s.user_code).expect(200);
+        // Redeemed on the asking node once it has the approval (a lagging node answers
+        // authorization_pending, which is no error), then spent on both.
+        wait_caught_up(asked, other);
+        let t = redeem(asked, &s.device_code);
+        let token = t["access_token"].as_str().unwrap();
+        other.get("/api/native/me", Some(token)).expect(200);
+        poll(other, &s.device_code).oauth_error("invalid_grant");
+        poll(asked, &s.device_code).oauth_error("invalid_grant");
+    }
 }
 
 #[test]
@@ -370,6 +506,7 @@ fn without_jetstream_writes_answer_503_with_retry_after_and_reads_still_serve() 
     let alice = User::new(&a, "nq");
     create_room(&a, &alice.token, "before", "public");
     b.get("/api/native/me", Some(&alice.token)).expect(200);
+    ticket(&a, &alice.token);
     nats.kill9();
     for at in [&a, &b] {
         let started = Instant::now();
@@ -382,6 +519,12 @@ fn without_jetstream_writes_answer_503_with_retry_after_and_reads_still_serve() 
             took < Duration::from_secs(12),
             "the write hung for {took:?}"
         );
+        // A WebSocket ticket lives in JetStream too: minting one is a write.
+        let started = Instant::now();
+        let r = at.post_json("/api/native/ws-ticket", &json!({}), Some(&alice.token));
+        assert_eq!(r.status, 503, "{r:?}");
+        assert!(r.retry_after.is_some(), "503 without Retry-After: {r:?}");
+        assert!(started.elapsed() < Duration::from_secs(12), "the mint hung");
         // Reads of what the node knows keep serving.
         at.get("/api/native/me", Some(&alice.token)).expect(200);
         at.get("/api/native/rooms", Some(&alice.token)).expect(200);
@@ -617,5 +760,89 @@ fn a_room_or_user_made_on_one_node_is_found_on_the_other_at_the_next_request() {
         // A user registered on B, added by the owner on A at once.
         let carol = User::new(&b, &format!("new{i}"));
         crate::chat::add_member(&a, &alice.token, &room, &carol.id).expect(204);
+    }
+}
+
+#[test]
+fn rooms_and_fanout_on_two_nodes_agree_with_the_naive_oracle() {
+    // The model test's sequences, with requests and connections spread over two nodes.
+    crate::model::run_seeds("cluster::rooms_and_fanout", MODEL_OPS, || {
+        let nats = Nats::start();
+        let url = nats.url();
+        let nodes = (0..2)
+            .map(|_| Server::start_unlimited(&["--store", &url]))
+            .collect();
+        (nats, nodes)
+    });
+}
+
+/// Registers an admin with `key` straight on the shared log, as the offline
+/// `latchkey admin user add --admin` does on a sled data dir (which a JetStream log has
+/// not), through the store crate's own append. The admin's handle is `root`.
+fn add_admin(nats: &Nats, key: &Key) {
+    use latchkey_domain::{sshkey, Actor, Event, KeyId, Timestamp, UserEvent, UserId};
+    use latchkey_store::{AppendRequest, EventStore, ExpectedVersion, NatsOptions, NatsStore};
+    let dir = tempfile::tempdir().unwrap();
+    let store = NatsStore::open(
+        &dir.path().join("copy"),
+        NatsOptions::new(&nats.url()),
+        latchkey_store::StoreOptions::default(),
+    )
+    .expect("open the stream");
+    let user_id = UserId(uuid::Uuid::new_v4());
+    let registered = UserEvent::UserRegistered {
+        user_id,
+        handle: "root".into(),
+        key_id: KeyId(uuid::Uuid::new_v4()),
+        key: sshkey::parse_public_key(&key.pubkey()).unwrap(),
+        admin: true,
+        at: Timestamp(crate::server::now_secs() * 1000),
+    };
+    store
+        .append_blocking(AppendRequest {
+            stream: user_id.stream(),
+            expected: ExpectedVersion::Exact(0),
+            events: vec![Event::User(registered)],
+            command_id: uuid::Uuid::new_v4(),
+            actor: Actor::System,
+        })
+        .expect("append the admin");
+    store.close().unwrap();
+}
+
+#[test]
+fn a_pairing_code_minted_on_one_node_is_redeemed_once_on_the_other() {
+    let nats = Nats::start();
+    let keys = tempfile::tempdir().unwrap();
+    let root_key = Key::generate(keys.path(), "ed25519", "root@ops");
+    add_admin(&nats, &root_key);
+    let a = node(&nats);
+    let b = node(&nats);
+    let root = a.sign_in(&root_key, None).token;
+    for i in 0..4 {
+        let (mint, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        // A user registered on the other node a moment ago is found by handle.
+        let user = User::new(other, &format!("paired{i}"));
+        let minted: Value = mint
+            .post_json(
+                "/api/admin/pairing-codes",
+                &json!({ "user": format!("paired{i}") }),
+                Some(&root),
+            )
+            .expect(201)
+            .json();
+        let code = minted["code"].as_str().unwrap();
+        // Redeemed at once on the other node; the device token is the user's.
+        let pair = |at: &Server| at.post_json("/api/native/pair", &json!({ "code": code }), None);
+        let paired: Value = pair(other).expect(201).json();
+        let token = paired["token"].as_str().unwrap();
+        let me: Value = mint.get("/api/native/me", Some(token)).expect(200).json();
+        assert_eq!(me["user"]["id"], user.id.as_str(), "{me}");
+        // Spent everywhere, with one body for every refusal.
+        let refused = pair(mint).expect_error(401, "pairing_code_invalid");
+        assert_eq!(
+            refused,
+            pair(other).expect_error(401, "pairing_code_invalid")
+        );
     }
 }

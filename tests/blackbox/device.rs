@@ -23,16 +23,16 @@ const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const CLIENT: &str = "Living Room TV";
 
 /// An answer with the headers these tests look at.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     cache_control: String,
-    body: Value,
+    pub(crate) body: Value,
 }
 
 impl Answer {
     /// Asserts the OAuth error shape (HTTP 400 unless said otherwise) with this code.
     #[track_caller]
-    fn oauth_error(&self, code: &str) {
+    pub(crate) fn oauth_error(&self, code: &str) {
         assert_eq!(self.status, 400, "{code}: {}", self.body);
         self.oauth_shape(code);
     }
@@ -56,7 +56,7 @@ impl Answer {
     }
 
     #[track_caller]
-    fn ok(&self) -> &Value {
+    pub(crate) fn ok(&self) -> &Value {
         assert_eq!(self.status, 200, "{}", self.body);
         assert_eq!(self.cache_control, "no-store");
         &self.body
@@ -91,13 +91,13 @@ fn json_post(server: &Server, path: &str, body: &Value) -> Answer {
 }
 
 /// A started device authorization.
-struct Started {
-    device_code: String,
-    user_code: String,
+pub(crate) struct Started {
+    pub(crate) device_code: String,
+    pub(crate) user_code: String,
     body: Value,
 }
 
-fn start(server: &Server, extra: &[(&str, &str)]) -> Started {
+pub(crate) fn start(server: &Server, extra: &[(&str, &str)]) -> Started {
     let mut pairs = vec![("client_id", CLIENT), ("device_name", "tv")];
     pairs.extend_from_slice(extra);
     let a = form(server, CODE, &pairs);
@@ -109,7 +109,7 @@ fn start(server: &Server, extra: &[(&str, &str)]) -> Started {
     }
 }
 
-fn poll(server: &Server, device_code: &str) -> Answer {
+pub(crate) fn poll(server: &Server, device_code: &str) -> Answer {
     form(
         server,
         TOKEN,
@@ -121,22 +121,22 @@ fn poll(server: &Server, device_code: &str) -> Answer {
     )
 }
 
-fn approve(server: &Server, session: &str, user_code: &str) -> Resp {
+pub(crate) fn approve(server: &Server, session: &str, user_code: &str) -> Resp {
     server.post_json(APPROVE, &json!({ "user_code": user_code }), Some(session))
 }
 
-fn lookup(server: &Server, session: &str, user_code: &str) -> Resp {
+pub(crate) fn lookup(server: &Server, session: &str, user_code: &str) -> Resp {
     server.get(&format!("/api/native/device/{user_code}"), Some(session))
 }
 
-fn session(server: &Server, handle: &str) -> (Key, String) {
+pub(crate) fn session(server: &Server, handle: &str) -> (Key, String) {
     let key = Key::generate(server.scratch(), "ed25519", &format!("{handle}@laptop"));
     let token = server.sign_in(&key, Some(handle)).token;
     (key, token)
 }
 
 /// One poll after approval: it redeems at once, whatever the interval.
-fn redeem(server: &Server, device_code: &str) -> Value {
+pub(crate) fn redeem(server: &Server, device_code: &str) -> Value {
     poll(server, device_code).ok().clone()
 }
 

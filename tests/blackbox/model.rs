@@ -15,6 +15,11 @@
 //! frames holds each one. Because the driver is sequential and every REST call returns
 //! after its event is applied, seq order is operation order, which the labelling checks.
 //!
+//! The same model runs across two nodes on one JetStream log (`cluster::`): each request
+//! goes to a seeded choice of node, once that node has applied what the other has (the
+//! driver reads its own writes), and every WebSocket delivery and every history answer on
+//! either node must be the oracle's.
+//!
 //! `MODEL_SEED=N` reruns one sequence; `MODEL_OPS=N` changes its length.
 
 use crate::chat::{
@@ -26,9 +31,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const USERS: usize = 6;
@@ -83,7 +88,8 @@ struct Event {
 }
 
 struct Run {
-    server: Server,
+    /// The nodes: one server, or several on one shared log.
+    nodes: Vec<Server>,
     rng: StdRng,
     users: Vec<User>,
     followers: Vec<Follower>,
@@ -95,15 +101,26 @@ struct Run {
     log: Vec<String>,
 }
 
-/// The operations of the sequence being run, for the failure message.
-static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+thread_local! {
+    /// The operations of the sequence this thread runs, for the failure message.
+    static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
 
 #[test]
 fn rooms_and_fanout_agree_with_a_naive_oracle() {
+    run_seeds("model::", DEFAULT_OPS, || {
+        ((), vec![Server::start_unlimited(&[])])
+    });
+}
+
+/// Runs the fixed seeds and one random one (or `MODEL_SEED`), each `ops` operations long
+/// (or `MODEL_OPS`), on fresh nodes from `start` (its first value is kept alive for the
+/// run: the nodes' shared log, if any). `filter` names the test for the rerun line.
+pub fn run_seeds<G>(filter: &str, ops: usize, start: impl Fn() -> (G, Vec<Server>)) {
     let ops = std::env::var("MODEL_OPS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(DEFAULT_OPS);
+        .unwrap_or(ops);
     let seeds: Vec<u64> = match std::env::var("MODEL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -114,12 +131,16 @@ fn rooms_and_fanout_agree_with_a_naive_oracle() {
     for seed in seeds {
         println!("model sequence: seed {seed}, {ops} operations");
         let started = Instant::now();
-        if let Err(e) = catch_unwind(AssertUnwindSafe(|| run_sequence(seed, ops))) {
-            let log = LOG.lock().map(|l| l.clone()).unwrap_or_default();
+        let run = || {
+            let (_guard, nodes) = start();
+            run_sequence(nodes, seed, ops)
+        };
+        if let Err(e) = catch_unwind(AssertUnwindSafe(run)) {
+            let log = LOG.with(|l| l.borrow().clone());
             let from = log.len().saturating_sub(60);
             eprintln!(
                 "\nMODEL TEST FAILED with seed {seed} (rerun: MODEL_SEED={seed} cargo test -p \
-                 latchkey-tests --test blackbox model::). Last operations:\n{}",
+                 latchkey-tests --test blackbox {filter}). Last operations:\n{}",
                 log[from..]
                     .iter()
                     .enumerate()
@@ -133,23 +154,21 @@ fn rooms_and_fanout_agree_with_a_naive_oracle() {
     }
 }
 
-fn run_sequence(seed: u64, ops: usize) {
-    if let Ok(mut l) = LOG.lock() {
-        l.clear();
-    }
-    let server = Server::start_unlimited(&[]);
+fn run_sequence(nodes: Vec<Server>, seed: u64, ops: usize) {
+    LOG.with(|l| l.borrow_mut().clear());
+    let server = &nodes[0];
     let users: Vec<User> = (0..USERS)
-        .map(|i| User::new(&server, &format!("m{i}")))
+        .map(|i| User::new(server, &format!("m{i}")))
         .collect();
     let followers = (0..USERS)
         .map(|i| Follower::new(&format!("m{i}")))
         .collect();
     let inboxes = users
         .iter()
-        .map(|u| crate::chat::create_room(&server, &u.token, "inbox", "private"))
+        .map(|u| crate::chat::create_room(server, &u.token, "inbox", "private"))
         .collect();
     let mut run = Run {
-        server,
+        nodes,
         rng: StdRng::seed_from_u64(seed),
         users,
         followers,
@@ -159,7 +178,8 @@ fn run_sequence(seed: u64, ops: usize) {
         log: Vec::new(),
     };
     for u in 0..USERS {
-        run.followers[u].connect(&run.server, &run.users[u].token);
+        let node = &run.nodes[u % run.nodes.len()];
+        run.followers[u].connect(node, &run.users[u].token);
     }
     for step in 0..ops {
         if step < MIN_ROOMS {
@@ -178,11 +198,30 @@ fn run_sequence(seed: u64, ops: usize) {
 
 impl Run {
     fn note(&mut self, text: String) -> usize {
-        if let Ok(mut l) = LOG.lock() {
-            l.push(text.clone());
-        }
+        LOG.with(|l| l.borrow_mut().push(text.clone()));
         self.log.push(text);
         self.log.len() - 1
+    }
+
+    /// The node the next request goes to: the one node, or a seeded choice once it has
+    /// applied every event the others have (a client that reads its own writes).
+    fn pick(&mut self) -> usize {
+        if self.nodes.len() == 1 {
+            return 0;
+        }
+        let n = self.rng.gen_range(0..self.nodes.len());
+        self.note(format!("  (on node {n})"));
+        self.sync_to(n);
+        n
+    }
+
+    /// Waits until node `n` has applied what every other node has.
+    fn sync_to(&self, n: usize) {
+        for (m, other) in self.nodes.iter().enumerate() {
+            if m != n {
+                crate::cluster::wait_caught_up(&self.nodes[n], other);
+            }
+        }
     }
 
     fn id(&self, u: usize) -> &str {
@@ -266,7 +305,8 @@ impl Run {
             "m{owner} creates {visibility} room {}",
             self.rooms.len()
         ));
-        let resp = try_create_room(&self.server, self.token(owner), &name, visibility);
+        let n = self.pick();
+        let resp = try_create_room(&self.nodes[n], self.token(owner), &name, visibility);
         let v: Value = resp.expect(201).json();
         assert_eq!(v["owner"], self.id(owner));
         self.rooms.push(Room {
@@ -286,7 +326,8 @@ impl Run {
 
     fn join(&mut self, u: usize, r: usize) {
         let op = self.note(format!("m{u} joins room {r}"));
-        let resp = join(&self.server, self.token(u), &self.rooms[r].id);
+        let n = self.pick();
+        let resp = join(&self.nodes[n], self.token(u), &self.rooms[r].id);
         let room = &mut self.rooms[r];
         if !room.public && !room.members.contains(&u) {
             return expect(&resp, 404, "not_found");
@@ -304,7 +345,8 @@ impl Run {
 
     fn leave(&mut self, u: usize, r: usize) {
         let op = self.note(format!("m{u} leaves room {r}"));
-        let resp = leave(&self.server, self.token(u), &self.rooms[r].id);
+        let n = self.pick();
+        let resp = leave(&self.nodes[n], self.token(u), &self.rooms[r].id);
         let room = &mut self.rooms[r];
         if room.owner == u {
             return expect(&resp, 409, "conflict");
@@ -331,7 +373,13 @@ impl Run {
 
     fn add(&mut self, by: usize, r: usize, x: usize) {
         let op = self.note(format!("m{by} adds m{x} to room {r}"));
-        let resp = add_member(&self.server, self.token(by), &self.rooms[r].id, self.id(x));
+        let n = self.pick();
+        let resp = add_member(
+            &self.nodes[n],
+            self.token(by),
+            &self.rooms[r].id,
+            self.id(x),
+        );
         if !self.sees(by, r) {
             return expect(&resp, 404, "not_found");
         }
@@ -352,7 +400,13 @@ impl Run {
 
     fn remove(&mut self, by: usize, r: usize, x: usize) {
         let op = self.note(format!("m{by} removes m{x} from room {r}"));
-        let resp = remove_member(&self.server, self.token(by), &self.rooms[r].id, self.id(x));
+        let n = self.pick();
+        let resp = remove_member(
+            &self.nodes[n],
+            self.token(by),
+            &self.rooms[r].id,
+            self.id(x),
+        );
         if !self.sees(by, r) {
             return expect(&resp, 404, "not_found");
         }
@@ -382,9 +436,10 @@ impl Run {
     fn post(&mut self, sender: usize, r: usize, targets: Vec<usize>, stray: bool) {
         let body = format!("#{} from m{sender} to {targets:?}", self.log.len());
         let op = self.note(format!("m{sender} posts in room {r} to {targets:?}"));
+        let n = self.pick();
         let ids: Vec<&str> = targets.iter().map(|t| self.id(*t)).collect();
         let resp = post(
-            &self.server,
+            &self.nodes[n],
             self.token(sender),
             &self.rooms[r].id,
             &body,
@@ -434,7 +489,8 @@ impl Run {
         }
         let since = self.followers[u].cursor;
         self.note(format!("m{u} reconnects, resume since {since}"));
-        self.followers[u].connect(&self.server, &self.users[u].token);
+        let n = self.pick();
+        self.followers[u].connect(&self.nodes[n], &self.users[u].token);
     }
 
     fn revoke(&mut self, u: usize) {
@@ -442,7 +498,8 @@ impl Run {
         self.note(format!(
             "m{u} logs out (connected: {was}), signs in again, resumes"
         ));
-        self.users[u].log_out(&self.server);
+        let n = self.pick();
+        self.users[u].log_out(&self.nodes[n]);
         if was {
             let code = self.followers[u].expect_closed(Duration::from_secs(5));
             assert_eq!(
@@ -451,8 +508,10 @@ impl Run {
                 "m{u}: close code after its token was revoked"
             );
         }
-        self.users[u].sign_in_again(&self.server);
-        self.followers[u].connect(&self.server, &self.users[u].token);
+        let n = self.pick();
+        self.users[u].sign_in_again(&self.nodes[n]);
+        let n = self.pick();
+        self.followers[u].connect(&self.nodes[n], &self.users[u].token);
     }
 
     // ---- the end ----
@@ -464,14 +523,16 @@ impl Run {
     fn quiesce(&mut self) {
         for u in 0..USERS {
             if !self.followers[u].connected() {
-                self.followers[u].connect(&self.server, &self.users[u].token);
+                let n = self.pick();
+                self.followers[u].connect(&self.nodes[n], &self.users[u].token);
             }
         }
         let mut last = 0;
         for u in 0..USERS {
             self.followers[u].wait_resumed(QUIESCENCE);
+            let n = self.pick();
             let (id, seq) = crate::chat::posted(
-                &self.server,
+                &self.nodes[n],
                 self.token(u),
                 &self.inboxes[u],
                 "barrier",
@@ -498,12 +559,13 @@ impl Run {
             }
         }
         for u in 0..USERS {
+            let node = &self.nodes[u % self.nodes.len()];
             let f = &mut self.followers[u];
             let before = f.events.len();
             f.disconnect(true);
             let end = Instant::now() + QUIESCENCE;
             loop {
-                f.connect(&self.server, &self.users[u].token);
+                f.connect(node, &self.users[u].token);
                 f.wait_resumed(QUIESCENCE);
                 let head = f.sessions.last().unwrap().hello["head"].as_u64().unwrap();
                 if head >= last {
@@ -768,7 +830,7 @@ impl Run {
         println!(
             "{} operations, {} events ({leaves} leaves, {targeted} targeted posts), {} rooms, \
              {sessions} connections ({} disconnects, {} revocations)",
-            self.log.len(),
+            self.log.len() - count("  (on node "),
             self.events.len(),
             self.rooms.len(),
             count("disconnects"),
@@ -828,59 +890,62 @@ impl Run {
             .collect()
     }
 
-    /// REST agrees: my rooms, and each room's history is the oracle's visible posts.
+    /// REST agrees on every node, once each has applied everything: my rooms, and each
+    /// room's history is the oracle's visible posts.
     fn check_rest(&self, seqs: &[u64]) {
-        for (u, visible) in self.oracle_by_op().iter().enumerate() {
-            let list: Value = self
-                .server
-                .get(ROOMS, Some(self.token(u)))
-                .expect(200)
-                .json();
-            let mut mine: Vec<&str> = list["rooms"]
-                .as_array()
-                .expect("rooms")
-                .iter()
-                .map(|r| r["id"].as_str().expect("id"))
-                .filter(|id| *id != self.inboxes[u])
-                .collect();
-            mine.sort();
-            let mut want: Vec<&str> = self
-                .rooms
-                .iter()
-                .filter(|r| r.members.contains(&u))
-                .map(|r| r.id.as_str())
-                .collect();
-            want.sort();
-            assert_eq!(mine, want, "m{u}: GET /rooms");
-            for (r, room) in self.rooms.iter().enumerate() {
-                // The visibility rule alone decides (DESIGN §7): a former member reads their
-                // own membership periods; only a never-member is refused.
-                if !room.ever.contains(&u) {
-                    let resp = self
-                        .server
-                        .get(&room_path(&room.id, "/messages"), Some(self.token(u)));
-                    if room.public {
-                        resp.expect_error(403, "not_a_member");
-                    } else {
-                        resp.expect_error(404, "not_found");
-                    }
-                    continue;
-                }
-                let got: Vec<u64> = full_history(&self.server, self.token(u), &room.id, 7)
-                    .iter()
-                    .map(|m| m["seq"].as_u64().expect("seq"))
-                    .collect();
-                let mut want: Vec<u64> = visible
-                    .iter()
-                    .filter(|i| {
-                        self.events[**i].room == r
-                            && matches!(self.events[**i].kind, Kind::Posted { .. })
-                    })
-                    .map(|i| seqs[*i])
-                    .collect();
-                want.reverse();
-                assert_eq!(got, want, "m{u}: REST history of room {r}");
+        for (n, node) in self.nodes.iter().enumerate() {
+            self.sync_to(n);
+            for (u, visible) in self.oracle_by_op().iter().enumerate() {
+                self.check_rest_of(node, u, visible, seqs);
             }
+        }
+    }
+
+    /// [`Run::check_rest`] for user `u` on `node`.
+    fn check_rest_of(&self, node: &Server, u: usize, visible: &[usize], seqs: &[u64]) {
+        let list: Value = node.get(ROOMS, Some(self.token(u))).expect(200).json();
+        let mut mine: Vec<&str> = list["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id"))
+            .filter(|id| *id != self.inboxes[u])
+            .collect();
+        mine.sort();
+        let mut want: Vec<&str> = self
+            .rooms
+            .iter()
+            .filter(|r| r.members.contains(&u))
+            .map(|r| r.id.as_str())
+            .collect();
+        want.sort();
+        assert_eq!(mine, want, "m{u}: GET /rooms");
+        for (r, room) in self.rooms.iter().enumerate() {
+            // The visibility rule alone decides (DESIGN §7): a former member reads their
+            // own membership periods; only a never-member is refused.
+            if !room.ever.contains(&u) {
+                let resp = node.get(&room_path(&room.id, "/messages"), Some(self.token(u)));
+                if room.public {
+                    resp.expect_error(403, "not_a_member");
+                } else {
+                    resp.expect_error(404, "not_found");
+                }
+                continue;
+            }
+            let got: Vec<u64> = full_history(node, self.token(u), &room.id, 7)
+                .iter()
+                .map(|m| m["seq"].as_u64().expect("seq"))
+                .collect();
+            let mut want: Vec<u64> = visible
+                .iter()
+                .filter(|i| {
+                    self.events[**i].room == r
+                        && matches!(self.events[**i].kind, Kind::Posted { .. })
+                })
+                .map(|i| seqs[*i])
+                .collect();
+            want.reverse();
+            assert_eq!(got, want, "m{u}: REST history of room {r}");
         }
     }
 }

@@ -40,6 +40,24 @@ impl Core {
         }
     }
 
+    /// Runs a read-model lookup; when it finds nothing on a shared log, catches up and runs
+    /// it once more (the check before a 401 or 404 for a code, ticket or id another node
+    /// may have made a moment ago).
+    pub(crate) async fn lookup_fresh<T, E>(
+        &self,
+        f: impl Fn() -> Result<Option<T>, E>,
+    ) -> Result<Option<T>, E>
+    where
+        E: From<CoreError>,
+    {
+        let found = f()?;
+        if found.is_some() || !self.store().is_shared() {
+            return Ok(found);
+        }
+        self.catch_up().await?;
+        f()
+    }
+
     /// Runs a lookup; when it finds nothing (`NotFound` or `Unauthorized`) on a shared log,
     /// catches up and runs it once more.
     pub async fn fresh<T, F, Fut>(&self, mut f: F) -> Result<T, CoreError>

@@ -9,7 +9,7 @@ use crate::entity::Executed;
 use crate::error::CoreError;
 use crate::readmodel::{KeyRow, TokenRow};
 use crate::signin::Loaded;
-use crate::tickets::{Ticket, TICKET_TTL_SECS};
+use crate::tickets::{Inserted, Ticket, TICKET_TTL_SECS};
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::{MintToken, PatTerms};
 use latchkey_domain::{
@@ -265,8 +265,9 @@ impl Core {
         Ok(out.last_seq)
     }
 
-    /// Mints a single-use WebSocket ticket bound to the presenting token.
-    pub fn mint_ws_ticket(&self, auth: &Auth) -> Result<(RawToken, i64), CoreError> {
+    /// Mints a single-use WebSocket ticket bound to the presenting token. On a shared log
+    /// it is stored for every node (`Busy`, a 503, when that store is unreachable).
+    pub async fn mint_ws_ticket(&self, auth: &Auth) -> Result<(RawToken, i64), CoreError> {
         let raw = token::generate(TokenPrefix::WsTicket, self.random32());
         let now = self.now();
         let mut expires_at = now.plus_secs(TICKET_TTL_SECS);
@@ -278,27 +279,50 @@ impl Core {
             token_id: auth.token_id,
             expires_at,
         };
-        if !self.tickets().insert(raw.hash(), ticket, now) {
+        let hash = raw.hash();
+        let Inserted::Stored { evicted } = self.tickets().insert(hash, ticket, now) else {
             return Err(CoreError::Busy);
+        };
+        if let Some(shared) = self.store().tickets() {
+            if let Err(e) = shared.put(hash, ticket).await {
+                tracing::warn!(error = %e, "storing a WebSocket ticket failed");
+                self.tickets().redeem(&hash, now);
+                return Err(e.into());
+            }
+            if let Some(old) = evicted {
+                if let Err(e) = shared.forget(old).await {
+                    tracing::warn!(error = %e, "dropping an evicted WebSocket ticket failed");
+                }
+            }
         }
         Ok((raw, TICKET_TTL_SECS))
     }
 
-    /// Redeems a ticket (single use) into the credential that minted it, if that token is
-    /// still live.
-    pub fn redeem_ws_ticket(&self, ticket: &str) -> Result<Auth, CoreError> {
+    /// Redeems a ticket (single use, across every node of a shared log) into the
+    /// credential that minted it, if that token is still live.
+    pub async fn redeem_ws_ticket(&self, ticket: &str) -> Result<Auth, CoreError> {
         let parsed = token::parse(ticket).map_err(|_| CoreError::Unauthorized)?;
         if parsed.prefix() != TokenPrefix::WsTicket {
             return Err(CoreError::Unauthorized);
         }
         let now = self.now();
-        let ticket = self
-            .tickets()
-            .redeem(&parsed.hash(), now)
+        let hash = parsed.hash();
+        let here = self.tickets().redeem(&hash, now);
+        let ticket = match self.store().tickets() {
+            Some(shared) => shared.take(hash).await?,
+            None => here,
+        };
+        let ticket = ticket
+            .filter(|t| t.expires_at > now)
             .ok_or(CoreError::Unauthorized)?;
+        // Minted on another node a moment ago with a token this node may not know yet.
         let row = self
-            .models()
-            .token_by_id(ticket.token_id)?
+            .lookup_fresh(|| {
+                self.models()
+                    .token_by_id(ticket.token_id)
+                    .map_err(CoreError::from)
+            })
+            .await?
             .ok_or(CoreError::Unauthorized)?;
         self.auth_from_row(row, now)
     }

@@ -210,12 +210,18 @@ impl Core {
         }
     }
 
-    /// The stream of a device code; `invalid_grant` when unknown.
-    fn by_device_code(&self, device_code: &str) -> Result<PairingId, DeviceFlowError> {
-        self.models()
-            .devices()
-            .by_device_code(&token::hash_token(device_code))?
-            .ok_or(DeviceFlowError::InvalidGrant)
+    /// The stream of a device code (caught up first on a shared log); `invalid_grant` when
+    /// unknown.
+    async fn by_device_code(&self, device_code: &str) -> Result<PairingId, DeviceFlowError> {
+        let hash = token::hash_token(device_code);
+        self.lookup_fresh(|| {
+            self.models()
+                .devices()
+                .by_device_code(&hash)
+                .map_err(DeviceFlowError::from)
+        })
+        .await?
+        .ok_or(DeviceFlowError::InvalidGrant)
     }
 
     /// A fresh user code no pending request holds, claimed until released.
@@ -296,7 +302,7 @@ impl Core {
         challenge_id: &str,
         signature: &str,
     ) -> Result<(), DeviceFlowError> {
-        let id = self.by_device_code(device_code)?;
+        let id = self.by_device_code(device_code).await?;
         let challenge_id = Uuid::parse_str(challenge_id)
             .map(PairingId)
             .map_err(|_| DeviceFlowError::InvalidRequest("challenge_id is not a UUID".into()))?;
@@ -312,7 +318,7 @@ impl Core {
 
     /// The device gives up.
     pub async fn device_cancel(&self, device_code: &str) -> Result<(), DeviceFlowError> {
-        let id = self.by_device_code(device_code)?;
+        let id = self.by_device_code(device_code).await?;
         let cmd = DeviceCommand::Cancel { now: self.now() };
         self.device_command(id, cmd, Who::Anonymous).await?;
         self.device_book().forget(id);
@@ -325,7 +331,7 @@ impl Core {
         device_code: &str,
         client_id: &str,
     ) -> Result<DeviceToken, DeviceFlowError> {
-        let id = self.by_device_code(device_code)?;
+        let id = self.by_device_code(device_code).await?;
         let state = self.device_state(id).await?;
         let now = self.now();
         let (verdict, clock) = device::poll(&state, client_id, self.device_book().clock(id), now);
@@ -408,10 +414,15 @@ impl Core {
         user_code: &str,
     ) -> Result<(UserCode, DeviceState), DeviceFlowError> {
         let code = UserCode::parse(user_code).map_err(|_| DeviceFlowError::NotFound)?;
+        let hash = code.hash();
         let id = self
-            .models()
-            .devices()
-            .pending_by_user_code(&code.hash())?
+            .lookup_fresh(|| {
+                self.models()
+                    .devices()
+                    .pending_by_user_code(&hash)
+                    .map_err(DeviceFlowError::from)
+            })
+            .await?
             .ok_or(DeviceFlowError::NotFound)?;
         let state = self.device_state(id).await?;
         if !state.is_pending_at(self.now()) {

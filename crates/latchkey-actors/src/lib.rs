@@ -42,7 +42,8 @@
 //! - `codemodel`: the pairing-code projection: pending codes by hash, the admins' list,
 //!   and the sweeper's due list.
 //! - `web_session`: 15-minute browser sessions for the `/device` approval page.
-//! - `tickets`: single-use WebSocket tickets, in memory only (30 s, bound to a token).
+//! - `tickets`: single-use WebSocket tickets (30 s, bound to a token), in memory on one
+//!   node, or in the store's `TicketStore` on a shared log.
 //! - `clock`: the `Clock` and `Entropy` traits, the system clock and the OS CSPRNG (the
 //!   only reads of either), and `ManualClock` for tests.
 //! - `close`: the WebSocket close codes the hub sends (the wire's vocabulary, re-exported

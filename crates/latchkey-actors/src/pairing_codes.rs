@@ -108,7 +108,8 @@ impl Core {
         req: MintRequest,
     ) -> Result<NewPairingCode, CoreError> {
         let user_id = self
-            .resolve_user(&req.user)?
+            .lookup_fresh(|| self.resolve_user(&req.user))
+            .await?
             .ok_or(CoreError::NotFound("no such user"))?;
         let handle = self
             .models()
@@ -151,8 +152,12 @@ impl Core {
         let Ok(id) = Uuid::parse_str(id).map(PairingId) else {
             return Err(not_found);
         };
-        if self.store().stream_head(&id.stream())?.0 == 0 {
-            return Err(not_found); // never spawn an actor for a made-up id
+        // Never spawn an actor for a made-up id; another node may have minted it just now.
+        let known = || -> Result<Option<()>, CoreError> {
+            Ok((self.store().stream_head(&id.stream())?.0 > 0).then_some(()))
+        };
+        if self.lookup_fresh(known).await?.is_none() {
+            return Err(not_found);
         }
         let cmd = CodeCommand::Revoke {
             by: Some(by),
@@ -182,10 +187,15 @@ impl Core {
         if parsed.prefix() != TokenPrefix::PairingCode {
             return Err(CoreError::PairingCodeInvalid);
         }
+        let hash = parsed.hash();
         let id = self
-            .models()
-            .pairing_codes()
-            .pending_by_hash(&parsed.hash())?
+            .lookup_fresh(|| {
+                self.models()
+                    .pairing_codes()
+                    .pending_by_hash(&hash)
+                    .map_err(CoreError::from)
+            })
+            .await?
             .ok_or(CoreError::PairingCodeInvalid)?;
         match self.pairings().inspect(id.stream()).await? {
             PairingState::Code(c) if c.is_live_at(self.now()) => Ok(c),

@@ -1,13 +1,15 @@
-//! WebSocket tickets (`lkw_`): single use, 30 s, bound to the token that minted them. They
-//! live in memory only: a ticket is a bootstrap value for one connection, not state worth
-//! an event, and a restart simply makes clients ask for a new one.
+//! WebSocket tickets (`lkw_`): single use, 30 s, bound to the token that minted them. A
+//! ticket is a bootstrap value for one connection, not state worth an event, and a restart
+//! simply makes clients ask for a new one. On sled (one node) they live in this in-memory
+//! store only. On a shared log the store's `TicketStore` (a JetStream KV bucket) holds them
+//! for every node, and redeems each once across all nodes (`Core::redeem_ws_ticket`); this
+//! store then only keeps each user's tickets minted on this node, oldest first, so the
+//! per-user cap holds per node.
 
-use latchkey_domain::{Timestamp, TokenId, UserId};
+use latchkey_domain::{Timestamp, UserId};
+pub use latchkey_store::tickets::{Ticket, TICKET_TTL_SECS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-
-/// A ticket's lifetime in seconds.
-pub const TICKET_TTL_SECS: i64 = 30;
 
 /// Most outstanding tickets; minting beyond this first drops the lapsed ones, then refuses.
 const MAX_TICKETS: usize = 100_000;
@@ -16,15 +18,16 @@ const MAX_TICKETS: usize = 100_000;
 /// client that asks again always gets a working ticket and no user can fill the store.
 pub const MAX_TICKETS_PER_USER: usize = 32;
 
-/// What a ticket stands for.
+/// What [`Tickets::insert`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ticket {
-    /// The user.
-    pub user_id: UserId,
-    /// The token that minted it: revoking that token closes the connection.
-    pub token_id: TokenId,
-    /// When the ticket lapses.
-    pub expires_at: Timestamp,
+pub enum Inserted {
+    /// Stored; `evicted` is the user's oldest ticket it pushed out, if any.
+    Stored {
+        /// The SHA-256 of the evicted ticket.
+        evicted: Option<[u8; 32]>,
+    },
+    /// The store is full of live tickets.
+    Full,
 }
 
 /// Outstanding tickets by SHA-256 of their raw value, and each user's, oldest first.
@@ -63,25 +66,26 @@ impl Inner {
 
 impl Tickets {
     /// Stores a ticket, evicting its user's oldest when they hold
-    /// [`MAX_TICKETS_PER_USER`]; false when the store is full of live tickets.
-    pub fn insert(&self, hash: [u8; 32], ticket: Ticket, now: Timestamp) -> bool {
+    /// [`MAX_TICKETS_PER_USER`].
+    pub fn insert(&self, hash: [u8; 32], ticket: Ticket, now: Timestamp) -> Inserted {
         let Ok(mut inner) = self.inner.lock() else {
-            return false;
+            return Inserted::Full;
         };
         if inner.by_hash.len() >= MAX_TICKETS {
             inner.drop_lapsed(now);
             if inner.by_hash.len() >= MAX_TICKETS {
-                return false;
+                return Inserted::Full;
             }
         }
         let held = inner.by_user.get(&ticket.user_id).map_or(0, VecDeque::len);
+        let mut evicted = None;
         if held >= MAX_TICKETS_PER_USER {
-            let oldest = inner
+            evicted = inner
                 .by_user
                 .get_mut(&ticket.user_id)
                 .and_then(VecDeque::pop_front);
-            if let Some(oldest) = oldest {
-                inner.remove(&oldest);
+            if let Some(oldest) = &evicted {
+                inner.remove(oldest);
             }
         }
         inner.by_hash.insert(hash, ticket);
@@ -90,7 +94,7 @@ impl Tickets {
             .entry(ticket.user_id)
             .or_default()
             .push_back(hash);
-        true
+        Inserted::Stored { evicted }
     }
 
     /// Takes a ticket out (single use); `None` when unknown, used, evicted or lapsed.
@@ -103,7 +107,12 @@ impl Tickets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use latchkey_domain::TokenId;
     use uuid::Uuid;
+
+    fn stored(i: Inserted) -> bool {
+        matches!(i, Inserted::Stored { .. })
+    }
 
     #[test]
     fn a_ticket_is_single_use_and_lapses() {
@@ -113,10 +122,10 @@ mod tests {
             token_id: TokenId(Uuid::nil()),
             expires_at: Timestamp(30_000),
         };
-        assert!(t.insert([1; 32], ticket, Timestamp(0)));
+        assert!(stored(t.insert([1; 32], ticket, Timestamp(0))));
         assert_eq!(t.redeem(&[1; 32], Timestamp(1)), Some(ticket));
         assert_eq!(t.redeem(&[1; 32], Timestamp(1)), None, "single use");
-        assert!(t.insert([2; 32], ticket, Timestamp(0)));
+        assert!(stored(t.insert([2; 32], ticket, Timestamp(0))));
         assert_eq!(t.redeem(&[2; 32], Timestamp(30_000)), None, "lapsed");
     }
 
@@ -128,17 +137,26 @@ mod tests {
             token_id: TokenId(Uuid::nil()),
             expires_at: Timestamp(30_000),
         };
-        for i in 0..=MAX_TICKETS_PER_USER as u8 {
-            assert!(t.insert([i; 32], ticket(1), Timestamp(0)));
+        for i in 0..MAX_TICKETS_PER_USER as u8 {
+            let got = t.insert([i; 32], ticket(1), Timestamp(0));
+            assert_eq!(got, Inserted::Stored { evicted: None });
         }
-        assert!(t.insert([200; 32], ticket(2), Timestamp(0)));
+        let last = MAX_TICKETS_PER_USER as u8;
+        let got = t.insert([last; 32], ticket(1), Timestamp(0));
+        assert_eq!(
+            got,
+            Inserted::Stored {
+                evicted: Some([0; 32])
+            },
+            "the oldest goes"
+        );
+        assert!(stored(t.insert([200; 32], ticket(2), Timestamp(0))));
         assert_eq!(
             t.redeem(&[0; 32], Timestamp(1)),
             None,
             "the oldest was evicted"
         );
         assert_eq!(t.redeem(&[1; 32], Timestamp(1)), Some(ticket(1)));
-        let last = MAX_TICKETS_PER_USER as u8;
         assert_eq!(t.redeem(&[last; 32], Timestamp(1)), Some(ticket(1)));
         assert_eq!(
             t.redeem(&[200; 32], Timestamp(1)),

@@ -69,20 +69,24 @@ pub async fn authenticate_fresh(req: &HttpRequest) -> Result<Auth, ApiError> {
     authenticate(req)
 }
 
-/// The WebSocket's credential: a single-use `?ticket=` or the bearer header.
+/// The WebSocket's credential: a single-use `?ticket=` or the bearer header. A ticket is
+/// spent only once the URL rule and the failed-auth limit let the request through; an
+/// unreachable ticket store answers 503, anything else about a ticket 401.
 pub async fn authenticate_ws(req: &HttpRequest) -> Result<Auth, ApiError> {
     let ticket = req
         .query_string()
         .split('&')
         .find_map(|p| p.strip_prefix("ticket="))
         .map(str::to_string);
-    match ticket {
-        Some(t) => checked(req, |core, _| {
-            core.redeem_ws_ticket(&t)
-                .map_err(|_| ApiError::unauthorized("the ticket is unknown, used, or expired"))
-        }),
-        None => authenticate_fresh(req).await,
-    }
+    let Some(t) = ticket else {
+        return authenticate_fresh(req).await;
+    };
+    let core = admit(req)?;
+    let redeemed = core.redeem_ws_ticket(&t).await.map_err(|e| match e {
+        latchkey_actors::CoreError::Busy => ApiError::from(e),
+        _ => ApiError::unauthorized("the ticket is unknown, used, or expired"),
+    });
+    settle(req, &core, redeemed)
 }
 
 /// Runs a credential check behind the URL rule and the failed-auth limit.
@@ -90,6 +94,14 @@ fn checked(
     req: &HttpRequest,
     check: impl FnOnce(&Core, &HttpRequest) -> Result<Auth, ApiError>,
 ) -> Result<Auth, ApiError> {
+    let core = admit(req)?;
+    let result = check(&core, req);
+    settle(req, &core, result)
+}
+
+/// The URL rule and the failed-auth limit, checked before any credential is looked at;
+/// the core to check it with.
+fn admit(req: &HttpRequest) -> Result<web::Data<Core>, ApiError> {
     if query_has_credential(req.query_string()) {
         return Err(ApiError::unauthorized(
             "credentials are never accepted in the URL; send Authorization: Bearer",
@@ -97,19 +109,29 @@ fn checked(
     }
     let core = req
         .app_data::<web::Data<Core>>()
+        .cloned()
         .ok_or_else(|| ApiError::unavailable("not ready", 1))?;
     let limits = req.app_data::<web::Data<Limits>>();
-    let ip = client_ip(req);
-    if let (Some(l), Some(ip)) = (limits, ip) {
+    if let (Some(l), Some(ip)) = (limits, client_ip(req)) {
         l.peek_failed_auth(&ip)?;
     }
-    match check(core, req) {
+    Ok(core)
+}
+
+/// Marks a good credential used; charges a failed check to the client's failed-auth limit.
+fn settle(
+    req: &HttpRequest,
+    core: &web::Data<Core>,
+    result: Result<Auth, ApiError>,
+) -> Result<Auth, ApiError> {
+    match result {
         Ok(auth) => {
             core.clone().into_inner().touch(&auth);
             Ok(auth)
         }
         Err(e) => {
-            if let (Some(l), Some(ip)) = (limits, ip) {
+            let limits = req.app_data::<web::Data<Limits>>();
+            if let (Some(l), Some(ip)) = (limits, client_ip(req)) {
                 l.charge_failed_auth(&ip)?;
             }
             Err(e)

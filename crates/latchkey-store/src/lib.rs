@@ -18,6 +18,8 @@
 //! - `import`: envelopes written back byte for byte (export/import, replay copies).
 //! - `nats`: `NatsStore`, the log on a JetStream stream shared by many nodes, each with a
 //!   local sled copy it reads from.
+//! - `tickets`: the `TicketStore` trait, single-use WebSocket tickets every node of a shared
+//!   log sees (the JetStream KV bucket is in `nats`).
 //! - `verify`: the hash-chain and consistency check behind `latchkey admin verify`.
 //! - `reclaim`: rewriting a compacted data dir into a fresh sled database, to give the
 //!   space sled keeps back to the file system.
@@ -35,6 +37,7 @@ pub mod projection;
 pub mod reclaim;
 pub mod sled_store;
 pub mod snapshot;
+pub mod tickets;
 pub mod verify;
 
 pub use envelope::{CompactionMark, Entry, Envelope, Recorded, Tombstone};
@@ -229,6 +232,12 @@ pub trait EventStore: Send + Sync {
     /// before they decide, and lookups that miss catch up first.
     fn is_shared(&self) -> bool {
         false
+    }
+
+    /// Where WebSocket tickets live so that every node sees them (DESIGN §11); `None` on a
+    /// store no other node writes, whose one node keeps its tickets in memory.
+    fn tickets(&self) -> Option<&dyn tickets::TicketStore> {
+        None
     }
 
     /// Stops background work and flushes (the server calls it after draining).

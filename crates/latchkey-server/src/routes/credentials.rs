@@ -193,14 +193,14 @@ async fn remove_key(
 
 /// A single-use 30 s ticket for `GET /api/native/ws?ticket=`.
 #[utoipa::path(post, path = "/api/native/ws-ticket", tag = "websocket", security(("session" = []), ("pat" = []), ("device" = [])),
-    responses((status = 201, body = WsTicketResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 201, body = WsTicketResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn ws_ticket(
     Authed(auth): Authed,
     core: web::Data<Core>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     limit(&req, IpLimit::WsTicket)?;
-    let (ticket, expires_in) = core.mint_ws_ticket(&auth)?;
+    let (ticket, expires_in) = core.mint_ws_ticket(&auth).await?;
     Ok(HttpResponse::Created().json(proto::WsTicketResponse {
         ticket: ticket.expose_secret().to_string(),
         expires_in: expires_in as u64,

@@ -19,7 +19,8 @@
 //!
 //! Layout: `connect` (URLs, server checks, the streams' config), `wire` (the message
 //! body), `keys` (the body secrets' stream), `mirror` (the local copy), `follow` (the
-//! follower task), `append` (publishing), `import` (an export into an empty stream).
+//! follower task), `append` (publishing), `import` (an export into an empty stream),
+//! `tickets` (the WebSocket tickets' KV bucket).
 
 mod append;
 pub mod connect;
@@ -27,6 +28,7 @@ mod follow;
 pub mod import;
 pub mod keys;
 pub(crate) mod mirror;
+pub mod tickets;
 pub mod wire;
 
 pub use connect::NatsOptions;
@@ -74,6 +76,8 @@ pub struct NatsStore {
     handle: tokio::runtime::Handle,
     follower: Mutex<Option<std::thread::JoinHandle<()>>>,
     server_id: Uuid,
+    /// The WebSocket tickets every node sees.
+    tickets: tickets::TicketBucket,
 }
 
 impl NatsStore {
@@ -107,8 +111,11 @@ impl NatsStore {
             clock,
         });
         let follower = follow::start(shared.clone(), handle.clone())?;
+        let tickets =
+            tickets::TicketBucket::new(shared.js.clone(), shared.opts.clone(), handle.clone());
         let store = Self {
             server_id: cluster_id(&info),
+            tickets,
             shared,
             rt: Mutex::new(rt),
             handle,
@@ -356,6 +363,10 @@ impl EventStore for NatsStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn tickets(&self) -> Option<&dyn crate::tickets::TicketStore> {
+        Some(&self.tickets)
     }
 
     fn shutdown(&self) -> StoreResult<()> {
