@@ -292,6 +292,10 @@ impl Projection for ExpiryProjection {
     }
 
     fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        // Room events (most of the log) never lapse: skip them before parsing the stream id.
+        if let Event::Room(_) = rec.event {
+            return Ok(());
+        }
         let Some(stream_id) = rec.envelope.stream.uuid() else {
             return Ok(());
         };

@@ -11,7 +11,9 @@
 //!
 //! A detached body (`MessagePostedV2`) is never copied here, not even for a while: sled
 //! keeps overwritten values in its files, so a copy would outlive the body's erasure.
-//! Readers join it from the store ([`RowBody::resolve`]).
+//! Nor is a legacy body (`MessagePosted`): it is in the post's envelope already, so a copy
+//! would only double the rows a rebuild writes. Readers join either from the store
+//! ([`MessageRow::text`]).
 //!
 //! It stores what the events say; who may see what is `latchkey_domain::may_see`'s call.
 //! [`history`] and [`resume_batch`] are the queries behind REST history and WebSocket
@@ -64,25 +66,41 @@ pub struct MessageRow {
     pub sent_at: Timestamp,
 }
 
-/// Where a message's text is.
+/// Where a message's text is. Variants are append-only (the index is the encoding).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RowBody {
-    /// In the row: a legacy message (its text is in the log too), or a detached body
-    /// joined in memory by [`RowBody::resolve`] (never stored so).
+    /// The text, joined in memory by [`MessageRow::text`] (never stored so since layout 4).
     Inline(String),
     /// Beside the log, in the store's `bodies` tree.
     Detached,
     /// Deleted or erased.
     Deleted,
+    /// In the post's own envelope (a legacy `MessagePosted`), at the row's seq.
+    InLog,
 }
 
-impl RowBody {
-    /// The text, if any: a detached body is read from the store (absent once erased).
-    pub fn resolve(&self, store: &dyn EventStore, id: MessageId) -> StoreResult<Option<String>> {
-        match self {
+impl MessageRow {
+    /// The text, if any: read from the store (a detached body, absent once erased; or the
+    /// post's envelope, absent once it is a tombstone).
+    pub fn text(&self, store: &dyn EventStore) -> StoreResult<Option<String>> {
+        match &self.body {
             RowBody::Inline(t) => Ok(Some(t.clone())),
-            RowBody::Detached => Ok(store.message_body(&id)?.map(|b| b.text)),
+            RowBody::Detached => Ok(store.message_body(&self.message_id)?.map(|b| b.text)),
             RowBody::Deleted => Ok(None),
+            RowBody::InLog => {
+                // The first live event at or after the seq: the post, unless it is a tombstone.
+                let Some(rec) = store.read_all(self.seq)?.next().transpose()? else {
+                    return Ok(None);
+                };
+                Ok(match rec.event {
+                    Event::Room(RoomEvent::MessagePosted {
+                        message_id, body, ..
+                    }) if rec.envelope.seq == self.seq && message_id == self.message_id => {
+                        Some(body)
+                    }
+                    _ => None,
+                })
+            }
         }
     }
 }
@@ -167,9 +185,9 @@ impl Projection for RoomsProjection {
     }
 
     /// 3: one row per membership interval, the current members by user, and messages
-    /// indexed by id with an optional (erasable) body.
+    /// indexed by id with an optional (erasable) body. 4: a legacy body stays in the log.
     fn layout(&self) -> u32 {
-        3
+        4
     }
 
     fn apply(&mut self, rec: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
@@ -202,16 +220,16 @@ impl Projection for RoomsProjection {
             RoomEvent::MessagePosted {
                 message_id,
                 sender,
-                body,
                 target_user_ids,
                 reply_to,
                 at,
+                ..
             } => {
                 let row = MessageRow {
                     message_id: *message_id,
                     seq,
                     sender: *sender,
-                    body: RowBody::Inline(body.clone()),
+                    body: RowBody::InLog,
                     target_user_ids: target_user_ids.clone(),
                     reply_to: *reply_to,
                     sent_at: *at,
@@ -256,7 +274,7 @@ impl RoomsProjection {
     }
 
     /// A deleted message keeps its row (its seq, sender and audience) without its body. A
-    /// legacy post (body inline) loses its row and index: its envelope becomes a
+    /// legacy post (body in its envelope) loses its row and index: its envelope becomes a
     /// tombstone (`crate::erasure`), which a rebuild skips, so both paths agree.
     fn forget_body(rm: &mut ReadModelWriter<'_>, room: RoomId, id: MessageId) -> StoreResult<()> {
         let Some(seq) = rm
@@ -270,7 +288,7 @@ impl RoomsProjection {
             return Ok(());
         };
         let mut row: MessageRow = codec::decode(&bytes, "message row")?;
-        if let RowBody::Inline(_) = row.body {
+        if let RowBody::Inline(_) | RowBody::InLog = row.body {
             rm.remove(message_key(room, seq))?;
             return rm.remove(message_index_key(room, id));
         }

@@ -276,10 +276,10 @@ impl Core {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut page =
             roommodel::history(rooms, auth.user_id, room, (before, after), limit, MAX_SCAN)?;
-        // Detached bodies are joined here, from the store, and exist only in this answer.
+        // Bodies are joined here, from the store, and exist only in this answer.
         for m in &mut page.messages {
-            if m.body == RowBody::Detached {
-                m.body = match RowBody::Detached.resolve(self.store().as_ref(), m.message_id)? {
+            if matches!(m.body, RowBody::Detached | RowBody::InLog) {
+                m.body = match m.text(self.store().as_ref())? {
                     Some(text) => RowBody::Inline(text),
                     None => RowBody::Deleted,
                 };

@@ -4,7 +4,8 @@
 //!
 //! The log is written straight through `SledStore::append_blocking` in large batches, with
 //! a chat-shaped mix: per user a challenge, its verification, a registration and a session
-//! token; rooms of ten members; and, for the rest, 100-byte messages.
+//! token; rooms of ten members; and, for the rest, 100-byte messages with time-ordered
+//! (v7) ids, as the server mints them.
 
 use crate::report::{Better, Check, Headline, Op, Report};
 use latchkey_domain::{
@@ -134,7 +135,8 @@ fn room(store: &SledStore, members: &[UserId], messages: usize, now: i64) -> any
             .map(|j| {
                 let sender = members[(k + j) % members.len().max(1)];
                 Event::Room(RoomEvent::MessagePosted {
-                    message_id: MessageId(Uuid::new_v4()),
+                    // Time-ordered, as the server mints them (`Uuid::now_v7`).
+                    message_id: MessageId(Uuid::now_v7()),
                     sender,
                     body: format!("{:0100}", k + j),
                     target_user_ids: Vec::new(),
@@ -266,12 +268,15 @@ pub fn run(events: usize, report: &mut Report) -> anyhow::Result<()> {
             Check::new("events/s", Some(rebuild_rate), Op::AtLeast, 250_000.0),
         ],
         includes: format!(
-            "one thread each, in the bench process, over the same generated log of {head} \
+            "in the bench process, over the same generated log of {head} \
              events (per user a challenge, its verification, a registration and a token; \
-             rooms of {ROOM_SIZE}; the rest 100-byte messages), page cache warmed by one scan \
-             first. latchkey: the real projector (`Projector::catch_up`) with every read \
-             model the server serves, from an empty state, checkpoints included. Raw: \
-             iterate the `log` tree and decode each envelope and payload, nothing else."
+             rooms of {ROOM_SIZE}; the rest 100-byte legacy messages, body in the envelope, \
+             with time-ordered (v7) ids as the server mints them), page cache warmed by one \
+             scan first. latchkey: the real projector (`Projector::catch_up`) with every read \
+             model the server serves, from an empty state, checkpoints included; its \
+             catch-up decodes on a second thread, a bounded channel ahead. Raw: \
+             one thread iterates the `log` tree and decodes each envelope and payload, \
+             nothing else."
         ),
     });
     Ok(())

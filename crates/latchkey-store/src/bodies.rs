@@ -182,7 +182,7 @@ pub(crate) fn posted_body(event: &Event) -> StoreResult<Option<(MessageId, &Mess
 
 /// The slot a stored record's secret is in.
 pub(crate) fn slot_of(bytes: &[u8], id: &MessageId) -> StoreResult<u64> {
-    let rec: BodyRecord = codec::decode(bytes, &format!("body of message {}", id.0))?;
+    let rec: BodyRecord = codec::decode(bytes, format_args!("body of message {}", id.0))?;
     Ok(rec.slot)
 }
 
@@ -192,7 +192,7 @@ pub(crate) fn decode(
     id: &MessageId,
     keys: &BodyKeys,
 ) -> StoreResult<Option<MessageBody>> {
-    let rec: BodyRecord = codec::decode(bytes, &format!("body of message {}", id.0))?;
+    let rec: BodyRecord = codec::decode(bytes, format_args!("body of message {}", id.0))?;
     let Some(secret) = keys.get(rec.slot)? else {
         return Ok(None);
     };

@@ -8,6 +8,7 @@
 use crate::error::{StoreError, StoreResult};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::fmt::Display;
 
 /// The largest value the codec will decode: 1 MiB. Envelopes are a few KiB at most.
 pub const DECODE_LIMIT: usize = 1 << 20;
@@ -31,8 +32,9 @@ pub fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
 }
 
 /// Decodes a value, refusing anything over [`DECODE_LIMIT`] or with trailing bytes.
-/// `what` names the value in the error (e.g. `log seq 12`).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
+/// `what` names the value in the error (e.g. `log seq 12`); it is formatted only when
+/// there is an error, so hot paths pass `format_args!` and allocate nothing for it.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: impl Display) -> StoreResult<T> {
     let corrupt = |detail: String| StoreError::Corruption {
         path: what.to_string(),
         detail,

@@ -56,7 +56,10 @@ pub struct Envelope {
 impl Envelope {
     /// Decodes the payload into an event.
     pub fn event(&self) -> StoreResult<Event> {
-        codec::decode(&self.payload, &format!("payload of log seq {}", self.seq))
+        codec::decode(
+            &self.payload,
+            format_args!("payload of log seq {}", self.seq),
+        )
     }
 }
 
@@ -77,7 +80,7 @@ pub struct Recorded {
 impl Recorded {
     /// Decodes stored envelope bytes found under `seq`.
     pub fn decode(seq: u64, bytes: &[u8]) -> StoreResult<Self> {
-        let envelope: Envelope = codec::decode(bytes, &format!("log seq {seq}"))?;
+        let envelope: Envelope = codec::decode(bytes, format_args!("log seq {seq}"))?;
         let event = envelope.event()?;
         Ok(Self { envelope, event })
     }
@@ -156,7 +159,7 @@ impl Entry {
     /// Decodes the stored bytes found under `seq`, telling tombstones by their leading byte.
     pub fn decode(seq: u64, bytes: &[u8]) -> StoreResult<Self> {
         if is_tombstone(bytes) {
-            let t = codec::decode(bytes, &format!("tombstone at log seq {seq}"))?;
+            let t = codec::decode(bytes, format_args!("tombstone at log seq {seq}"))?;
             return Ok(Self::Tombstone(t));
         }
         Recorded::decode(seq, bytes).map(Self::Event)
@@ -220,7 +223,7 @@ pub fn is_tombstone(bytes: &[u8]) -> bool {
 /// envelope's bytes, or the hash a tombstone keeps.
 pub fn link_hash(seq: u64, bytes: &[u8]) -> StoreResult<[u8; 32]> {
     if is_tombstone(bytes) {
-        let t: Tombstone = codec::decode(bytes, &format!("tombstone at log seq {seq}"))?;
+        let t: Tombstone = codec::decode(bytes, format_args!("tombstone at log seq {seq}"))?;
         return Ok(t.hash);
     }
     Ok(hash(bytes))

@@ -658,7 +658,7 @@ impl Writer {
             if is_tombstone(&bytes) {
                 continue;
             }
-            let env: Envelope = codec::decode(&bytes, &format!("log seq {seq}"))?;
+            let env: Envelope = codec::decode(&bytes, format_args!("log seq {seq}"))?;
             log.insert(
                 &u64_key(seq),
                 codec::encode(&Tombstone::of(&env, &bytes, why))?,

@@ -137,6 +137,13 @@ pub trait EventStore: Send + Sync {
     /// Every log entry with seq >= `from_seq`, tombstones included (`admin log`, verify).
     fn read_log(&self, from_seq: u64) -> StoreResult<EntryIter<'_>>;
 
+    /// [`Self::read_log`] without joining detached message bodies (`body` stays `None`):
+    /// for the projector's catch-up, since no read model holds a detached body. By
+    /// default the same as `read_log`.
+    fn read_log_bare(&self, from_seq: u64) -> StoreResult<EntryIter<'_>> {
+        self.read_log(from_seq)
+    }
+
     /// Replaces the events at `seqs` by tombstones saying `why` (their seq, stream,
     /// version, type, time and hash), dropping their stream index entries, atomically and
     /// durably, in order with appends. Already tombstoned seqs are skipped; returns how many

@@ -12,6 +12,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::EventStore;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -27,6 +28,9 @@ pub const TREE_PREFIX: &str = "rm/";
 
 /// Most events applied between two commits.
 const CHUNK: usize = 1024;
+
+/// Chunks a bulk catch-up's reader thread may decode ahead of the projections.
+const READ_AHEAD: usize = 4;
 
 /// One projection's tree.
 #[derive(Clone)]
@@ -285,13 +289,45 @@ impl Projector {
     }
 
     /// Applies everything up to the current durable head; returns the applied seq.
+    ///
+    /// Without an [`AfterApply`] hook (on start, `admin rebuild`, `replay`) the log is read
+    /// and decoded on a second thread, [`READ_AHEAD`] chunks ahead of the projections, and
+    /// detached bodies are not joined: no read model holds one. The chunks, their order
+    /// and their commits are the same as [`Self::step`]'s, so the rows are too.
     pub fn catch_up(&mut self) -> StoreResult<u64> {
         loop {
-            let n = self.step()?;
+            let n = if self.after.is_none() {
+                self.read_ahead()?
+            } else {
+                self.step()?
+            };
             if n == 0 {
                 return Ok(self.applied_seq());
             }
         }
+    }
+
+    /// Applies every chunk up to the end of the log, decoded by a reader thread that
+    /// stays at most [`READ_AHEAD`] chunks ahead; returns how many entries it read.
+    fn read_ahead(&mut self) -> StoreResult<usize> {
+        let from = self.applied_seq() + 1;
+        let store = self.store.clone();
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<StoreResult<Vec<Entry>>>(READ_AHEAD);
+            std::thread::Builder::new()
+                .name("latchkey-replay-read".into())
+                .spawn_scoped(scope, move || read_chunks(store.as_ref(), from, &tx))
+                .map_err(|source| StoreError::Io {
+                    context: "spawn the replay reader thread".into(),
+                    source,
+                })?;
+            let mut read = 0;
+            // An error here drops `rx`, which stops the reader at its next send.
+            for entries in rx {
+                read += self.apply(entries?)?;
+            }
+            Ok(read)
+        })
     }
 
     /// Applies at most one chunk; returns how many events it read.
@@ -304,6 +340,12 @@ impl Projector {
             .read_log(from)?
             .take(CHUNK)
             .collect::<StoreResult<_>>()?;
+        self.apply(entries)
+    }
+
+    /// Applies one chunk of entries (in seq order) to every projection behind it, commits
+    /// each, hands the chunk to the hook and publishes its last seq; returns its length.
+    fn apply(&mut self, entries: Vec<Entry>) -> StoreResult<usize> {
         let Some(last) = entries.last().map(Entry::seq) else {
             return Ok(0);
         };
@@ -363,6 +405,37 @@ impl Projector {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+/// The reader thread of [`Projector::read_ahead`]: sends the log from `from` to its end
+/// in chunks of [`CHUNK`] entries, detached bodies not joined, then an error if any.
+fn read_chunks(store: &dyn EventStore, from: u64, tx: &SyncSender<StoreResult<Vec<Entry>>>) {
+    let entries = match store.read_log_bare(from) {
+        Ok(entries) => entries,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    let mut chunk = Vec::with_capacity(CHUNK);
+    for entry in entries {
+        match entry {
+            Ok(entry) => chunk.push(entry),
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+        if chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            if tx.send(Ok(full)).is_err() {
+                return; // the projections failed; their error is the one reported
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(Ok(chunk));
     }
 }
 

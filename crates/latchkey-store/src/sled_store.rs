@@ -256,16 +256,32 @@ impl SledStore {
         r.map_err(|e| StoreError::from_sled(e, &self.inner.sled_path))
     }
 
-    /// Decodes one `log` entry, telling tombstones from envelopes.
-    fn decode_entry(&self, entry: sled::Result<(sled::IVec, sled::IVec)>) -> StoreResult<Entry> {
+    /// Every log entry from `from_seq`, with detached bodies joined when `join`.
+    fn entries(&self, from_seq: u64, join: bool) -> EntryIter<'_> {
+        Box::new(
+            self.inner
+                .trees
+                .log
+                .range(u64_key(from_seq.max(1))..)
+                .map(move |entry| self.decode_entry(entry, join)),
+        )
+    }
+
+    /// Decodes one `log` entry, telling tombstones from envelopes, with its detached body
+    /// joined back when `join`.
+    fn decode_entry(
+        &self,
+        entry: sled::Result<(sled::IVec, sled::IVec)>,
+        join: bool,
+    ) -> StoreResult<Entry> {
         let (k, v) = self.sled(entry)?;
         let seq = key_u64(&k).ok_or_else(|| StoreError::Corruption {
             path: "tree log".into(),
             detail: "a key is not 8 bytes".into(),
         })?;
         match Entry::decode(seq, &v)? {
-            Entry::Event(rec) => Ok(Entry::Event(self.joined(rec)?)),
-            tombstone => Ok(tombstone),
+            Entry::Event(rec) if join => Ok(Entry::Event(self.joined(rec)?)),
+            entry => Ok(entry),
         }
     }
 
@@ -417,13 +433,11 @@ impl EventStore for SledStore {
     }
 
     fn read_log(&self, from_seq: u64) -> StoreResult<EntryIter<'_>> {
-        let iter = self
-            .inner
-            .trees
-            .log
-            .range(u64_key(from_seq.max(1))..)
-            .map(move |entry| self.decode_entry(entry));
-        Ok(Box::new(iter))
+        Ok(self.entries(from_seq, true))
+    }
+
+    fn read_log_bare(&self, from_seq: u64) -> StoreResult<EntryIter<'_>> {
+        Ok(self.entries(from_seq, false))
     }
 
     fn tombstone(&self, seqs: &[u64], why: &str, exact_from: u64) -> StoreResult<u64> {

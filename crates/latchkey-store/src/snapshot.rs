@@ -38,7 +38,7 @@ pub(crate) fn get(
         .get(stream.as_str().as_bytes())
         .map_err(|e| StoreError::from_sled(e, path))?;
     bytes
-        .map(|b| codec::decode(&b, &format!("snapshot of {stream}")))
+        .map(|b| codec::decode(&b, format_args!("snapshot of {stream}")))
         .transpose()
 }
 

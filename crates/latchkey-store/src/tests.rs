@@ -358,6 +358,103 @@ fn projections_resume_from_an_atomic_checkpoint() {
         .any(|p| p.message.contains("room_counter")));
 }
 
+/// `RoomCounter` in a tree of another name, failing at one seq when asked to.
+struct NamedCounter(&'static str, Option<u64>);
+
+impl Projection for NamedCounter {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    fn apply(&mut self, event: &Recorded, rm: &mut ReadModelWriter<'_>) -> StoreResult<()> {
+        if Some(event.seq()) == self.1 {
+            return Err(StoreError::Encode("injected failure".into()));
+        }
+        RoomCounter.apply(event, rm)
+    }
+}
+
+/// A store holding 3,000 room events in three rooms: about three projector chunks.
+fn three_rooms_of_posts(dir: &std::path::Path) -> Arc<SledStore> {
+    let store = Arc::new(open(dir));
+    for _ in 0..3 {
+        let room = RoomId(Uuid::new_v4()).stream();
+        for v in 0..10u64 {
+            let events = (0..100).map(room_event).collect();
+            store
+                .append_blocking(req(&room, ExpectedVersion::Exact(v * 100), events))
+                .unwrap();
+        }
+    }
+    store
+}
+
+#[test]
+fn a_read_ahead_catch_up_writes_what_hooked_steps_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = three_rooms_of_posts(dir.path());
+    let head = store.head();
+    assert_eq!(head, 3_000);
+    // A tombstone inside a chunk: skipped by both, and the checkpoints still reach the head.
+    assert_eq!(
+        store.tombstone_blocking(&[1_500], "test", 1_500).unwrap(),
+        1
+    );
+
+    // No hook: the reader thread decodes ahead. A hook: one chunk per step, as when live.
+    let mut bulk =
+        Projector::new(store.clone(), vec![Box::new(NamedCounter("bulk", None))]).unwrap();
+    assert_eq!(bulk.catch_up().unwrap(), head);
+    let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let hooked = seen.clone();
+    let stepped = Projector::new(store.clone(), vec![Box::new(NamedCounter("stepped", None))]);
+    let mut stepped = stepped.unwrap().after_apply(Box::new(move |chunk| {
+        hooked.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }));
+    assert_eq!(stepped.catch_up().unwrap(), head);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), head - 1);
+
+    let rows = |name: &str| {
+        store
+            .read_model(name)
+            .unwrap()
+            .iter()
+            .collect::<StoreResult<Vec<_>>>()
+            .unwrap()
+    };
+    assert_eq!(rows("bulk"), rows("stepped"));
+    let counted: u64 = rows("bulk")
+        .iter()
+        .filter(|(k, _)| k.first() != Some(&0))
+        .map(|(_, v)| codec::key_u64(v).unwrap())
+        .sum();
+    assert_eq!(
+        counted,
+        head - 1,
+        "every live event once, the tombstone never"
+    );
+    assert_eq!(
+        store.read_model("bulk").unwrap().checkpoint().unwrap(),
+        head
+    );
+}
+
+#[test]
+fn a_failing_projection_stops_a_read_ahead_catch_up_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = three_rooms_of_posts(dir.path());
+    // It fails in the first chunk, while the reader is blocked on a full channel.
+    let failing = NamedCounter("failing", Some(10));
+    let mut p = Projector::new(store.clone(), vec![Box::new(failing)]).unwrap();
+    let err = p.catch_up().unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(p.applied_seq(), 0);
+    assert_eq!(
+        store.read_model("failing").unwrap().checkpoint().unwrap(),
+        0
+    );
+}
+
 /// `RoomCounter` with a new row layout.
 struct RoomCounterV2;
 

@@ -253,7 +253,7 @@ async fn history(
                 m.sender.to_string(),
                 match m.body {
                     RowBody::Inline(text) => Some(text),
-                    RowBody::Detached | RowBody::Deleted => None,
+                    RowBody::Detached | RowBody::Deleted | RowBody::InLog => None,
                 },
                 m.target_user_ids.iter().map(|u| u.to_string()).collect(),
                 m.reply_to.map(|r| r.to_string()),
