@@ -846,3 +846,52 @@ fn a_pairing_code_minted_on_one_node_is_redeemed_once_on_the_other() {
         );
     }
 }
+
+#[test]
+fn admin_routes_find_a_user_or_token_made_on_the_other_node_a_moment_ago() {
+    let nats = Nats::start();
+    let keys = tempfile::tempdir().unwrap();
+    let root_key = Key::generate(keys.path(), "ed25519", "root@ops");
+    add_admin(&nats, &root_key);
+    let a = node(&nats);
+    let b = node(&nats);
+    let root = b.sign_in(&root_key, None).token;
+    for i in 0..3 {
+        // Made on A, acted on at once through B's admin routes.
+        let user = User::new(&a, &format!("fresh{i}"));
+        let state: Value = b
+            .get(&format!("/api/admin/users/fresh{i}/state"), Some(&root))
+            .expect(200)
+            .json();
+        assert_eq!(state["user"]["id"], user.id.as_str(), "{state}");
+        let minted = a.sign_in(&user.key, None);
+        let revoked: Value = b
+            .post_json(
+                &format!("/api/admin/tokens/{}/revoke", minted.token_id),
+                &json!({}),
+                Some(&root),
+            )
+            .expect(200)
+            .json();
+        assert_eq!(revoked["user_id"], user.id.as_str(), "{revoked}");
+        let fresh = User::new(&a, &format!("other{i}"));
+        let disabled: Value = b
+            .post_json(
+                &format!("/api/admin/users/{}/disable", fresh.id),
+                &json!({}),
+                Some(&root),
+            )
+            .expect(200)
+            .json();
+        assert_eq!(disabled["disabled"], true, "{disabled}");
+        let erased: Value = b
+            .post_json(
+                &format!("/api/admin/users/other{i}/erase-messages"),
+                &json!({}),
+                Some(&root),
+            )
+            .expect(200)
+            .json();
+        assert_eq!(erased["erased"], 0, "{erased}");
+    }
+}

@@ -12,8 +12,9 @@ use latchkey_domain::{
 };
 use std::sync::Arc;
 
-/// Most tokens remembered in `recent_use` before it is cleared.
-const RECENT_USE_BOUND: usize = 100_000;
+/// Tokens remembered in `recent_use` before the ones recorded over 5 minutes ago (which
+/// suppress nothing any more) are dropped; when all are recent, the map is cleared.
+const RECENT_USE_BOUND: usize = 4_096;
 
 /// A verified bearer credential.
 #[derive(Clone, Debug)]
@@ -92,7 +93,10 @@ impl Core {
                 return;
             }
             if seen.len() >= RECENT_USE_BOUND {
-                seen.clear();
+                seen.retain(|_, t| recent(Some(*t)));
+                if seen.len() >= RECENT_USE_BOUND {
+                    seen.clear();
+                }
             }
             seen.insert(auth.token_id, now);
         }

@@ -43,7 +43,7 @@ impl Core {
     /// Runs a read-model lookup; when it finds nothing on a shared log, catches up and runs
     /// it once more (the check before a 401 or 404 for a code, ticket or id another node
     /// may have made a moment ago).
-    pub(crate) async fn lookup_fresh<T, E>(
+    pub async fn lookup_fresh<T, E>(
         &self,
         f: impl Fn() -> Result<Option<T>, E>,
     ) -> Result<Option<T>, E>

@@ -194,7 +194,7 @@ async fn state(
         }
         None => None,
     };
-    let user = user.into_inner();
+    let user = fresh_user(&core, &user).await?.to_string();
     let doc = blocking(&core, move |c| {
         read::state_user(c.store().as_ref(), c.models(), &user, at, c.now())
     })
@@ -223,15 +223,21 @@ async fn add_user(
     }))
 }
 
+/// The user named by id or handle; on a shared log, one another node made a moment ago
+/// is found after catching up (DESIGN §11), and only then is the answer 404.
+async fn fresh_user(core: &Core, who: &str) -> Result<latchkey_domain::UserId, ApiError> {
+    core.lookup_fresh(|| read::resolve_user(core.models(), who).map_err(CoreError::from))
+        .await?
+        .ok_or_else(|| not_found("no such user"))
+}
+
 async fn set_disabled(
     core: &web::Data<Core>,
     by: latchkey_domain::UserId,
     who: String,
     disabled: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let user = read::resolve_user(core.models(), &who)
-        .map_err(CoreError::from)?
-        .ok_or_else(|| not_found("no such user"))?;
+    let user = fresh_user(core, &who).await?;
     let seq = core.set_disabled(by, user, disabled).await?;
     let row = core
         .models()
@@ -281,9 +287,7 @@ async fn erase_messages(
     core: web::Data<Core>,
     user: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let user = read::resolve_user(core.models(), &user)
-        .map_err(CoreError::from)?
-        .ok_or_else(|| not_found("no such user"))?;
+    let user = fresh_user(&core, &user).await?;
     let (erased, seq) = core.erase_messages(auth.user_id, user).await?;
     Ok(HttpResponse::Ok().json(ErasedMessages {
         user_id: user.to_string(),
@@ -303,9 +307,8 @@ async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let token = TokenId(crate::routes::path_uuid(&id, "no such token")?);
     let owner = core
-        .models()
-        .token_owner(token)
-        .map_err(CoreError::from)?
+        .lookup_fresh(|| core.models().token_owner(token).map_err(CoreError::from))
+        .await?
         .ok_or_else(|| not_found("no such token"))?;
     let seq = core.admin_revoke_token(&auth, owner, token).await?;
     Ok(HttpResponse::Ok().json(RevokedToken {
