@@ -3,10 +3,10 @@
 //!
 //! Must not: decide who sees which event: that is the visibility rule in `visibility`,
 //! which works on membership intervals over seqs. This state knows only the present, and
-//! of its messages only which were deleted: its size does not grow with the room's
-//! history. What a deletion needs of a message (sender, audience) is
-//! read from its post by the caller and carried in the command. Never a body;
-//! `reply_to` is not checked against history.
+//! of its messages only which were deleted, so its size does not grow with the room's
+//! history. What a deletion needs of a message (sender, audience) the caller reads from
+//! its post and carries in the command. Never a body; `reply_to` is not checked against
+//! history.
 
 use crate::decider::{AggregateEvent, Decider};
 use crate::events::{DeleteReason, LeaveReason, MessageBody, RoomEvent, RoomVisibility};
