@@ -810,8 +810,9 @@ fn add_admin(nats: &Nats, key: &Key) {
     store.close().unwrap();
 }
 
-#[test]
-fn a_pairing_code_minted_on_one_node_is_redeemed_once_on_the_other() {
+/// Two nodes on one stream that holds an admin, and the admin's session token. Bind the
+/// nats-server first: bindings drop last to first, so the nodes stop before it does.
+fn two_nodes_with_an_admin() -> (Nats, Server, Server, String) {
     let nats = Nats::start();
     let keys = tempfile::tempdir().unwrap();
     let root_key = Key::generate(keys.path(), "ed25519", "root@ops");
@@ -819,6 +820,12 @@ fn a_pairing_code_minted_on_one_node_is_redeemed_once_on_the_other() {
     let a = node(&nats);
     let b = node(&nats);
     let root = a.sign_in(&root_key, None).token;
+    (nats, a, b, root)
+}
+
+#[test]
+fn a_pairing_code_minted_on_one_node_is_redeemed_once_on_the_other() {
+    let (_nats, a, b, root) = two_nodes_with_an_admin();
     for i in 0..4 {
         let (mint, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         // A user registered on the other node a moment ago is found by handle.
@@ -849,13 +856,7 @@ fn a_pairing_code_minted_on_one_node_is_redeemed_once_on_the_other() {
 
 #[test]
 fn admin_routes_find_a_user_or_token_made_on_the_other_node_a_moment_ago() {
-    let nats = Nats::start();
-    let keys = tempfile::tempdir().unwrap();
-    let root_key = Key::generate(keys.path(), "ed25519", "root@ops");
-    add_admin(&nats, &root_key);
-    let a = node(&nats);
-    let b = node(&nats);
-    let root = b.sign_in(&root_key, None).token;
+    let (_nats, a, b, root) = two_nodes_with_an_admin();
     for i in 0..3 {
         // Made on A, acted on at once through B's admin routes.
         let user = User::new(&a, &format!("fresh{i}"));
