@@ -857,6 +857,11 @@ fn a_pairing_code_minted_on_one_node_is_redeemed_once_on_the_other() {
 #[test]
 fn admin_routes_find_a_user_or_token_made_on_the_other_node_a_moment_ago() {
     let (_nats, a, b, root) = two_nodes_with_an_admin();
+    let admin_post = |path: String| -> Value {
+        b.post_json(&path, &json!({}), Some(&root))
+            .expect(200)
+            .json()
+    };
     for i in 0..3 {
         // Made on A, acted on at once through B's admin routes.
         let user = User::new(&a, &format!("fresh{i}"));
@@ -866,33 +871,12 @@ fn admin_routes_find_a_user_or_token_made_on_the_other_node_a_moment_ago() {
             .json();
         assert_eq!(state["user"]["id"], user.id.as_str(), "{state}");
         let minted = a.sign_in(&user.key, None);
-        let revoked: Value = b
-            .post_json(
-                &format!("/api/admin/tokens/{}/revoke", minted.token_id),
-                &json!({}),
-                Some(&root),
-            )
-            .expect(200)
-            .json();
+        let revoked = admin_post(format!("/api/admin/tokens/{}/revoke", minted.token_id));
         assert_eq!(revoked["user_id"], user.id.as_str(), "{revoked}");
         let fresh = User::new(&a, &format!("other{i}"));
-        let disabled: Value = b
-            .post_json(
-                &format!("/api/admin/users/{}/disable", fresh.id),
-                &json!({}),
-                Some(&root),
-            )
-            .expect(200)
-            .json();
+        let disabled = admin_post(format!("/api/admin/users/{}/disable", fresh.id));
         assert_eq!(disabled["disabled"], true, "{disabled}");
-        let erased: Value = b
-            .post_json(
-                &format!("/api/admin/users/other{i}/erase-messages"),
-                &json!({}),
-                Some(&root),
-            )
-            .expect(200)
-            .json();
+        let erased = admin_post(format!("/api/admin/users/other{i}/erase-messages"));
         assert_eq!(erased["erased"], 0, "{erased}");
     }
 }

@@ -113,17 +113,18 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM {pid} failed");
-        let end = Instant::now() + deadline;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > end {
+        let mut status = None;
+        let exited = crate::support::wait_until(deadline, || {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        match status {
+            Some(status) if exited => status,
+            _ => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("server did not exit within {deadline:?} of SIGTERM");
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -547,12 +547,12 @@ impl Decider for UserDecider {
                 added_at: *at,
             }),
             UserEvent::KeyRemoved { key_id, .. } => user.keys.retain(|k| k.key_id != *key_id),
-            UserEvent::TokenMinted { .. }
-            | UserEvent::TokenUsed { .. }
-            | UserEvent::TokenRevoked { .. }
-            | UserEvent::TokenExpired { .. } => {
+            UserEvent::TokenMinted { .. } | UserEvent::TokenUsed { .. } => {
                 apply_to_token(&mut user.tokens, event);
-                user.tokens.retain(|_, t| t.is_live());
+            }
+            // A token that is no longer live leaves the state.
+            UserEvent::TokenRevoked { token_id, .. } | UserEvent::TokenExpired { token_id } => {
+                user.tokens.remove(token_id);
             }
             UserEvent::UserDisabled { .. } => user.disabled = true,
             UserEvent::UserEnabled { .. } => user.disabled = false,
