@@ -47,6 +47,7 @@ mod report;
 mod revoke;
 mod server;
 mod signin_peer;
+mod sledmem;
 mod soak;
 mod stats;
 
@@ -162,6 +163,16 @@ enum Scenario {
         #[arg(long, default_value_t = 4)]
         ws_churn: u64,
     },
+    /// Not a figure: sled's resident memory per stored key with a small page cache, for
+    /// sequential and random keys (what the soak's store growth is checked against).
+    SledMemory {
+        /// sled's page cache in MiB (the soak's default).
+        #[arg(long, default_value_t = 8)]
+        cache_mib: u64,
+        /// One shape only, in this process (the scenario runs each in its own).
+        #[arg(long)]
+        shape: Option<sledmem::Shape>,
+    },
 }
 
 /// The sizes of a run, with the quick/full defaults applied.
@@ -219,7 +230,7 @@ fn run_one(scenario: Scenario, cli: &Cli, s: &Settings, report: &mut Report) -> 
             &bin()?,
             report,
         ),
-        Scenario::Crash { .. } | Scenario::Soak { .. } => Ok(()),
+        Scenario::Crash { .. } | Scenario::Soak { .. } | Scenario::SledMemory { .. } => Ok(()),
     }
 }
 
@@ -279,6 +290,10 @@ fn run_check(cli: &Cli) -> anyhow::Result<bool> {
             },
             &bin()?,
         )?,
+        Scenario::SledMemory { cache_mib, shape } => match shape {
+            Some(shape) => sledmem::run_shape(shape, cache_mib)?,
+            None => sledmem::run(cache_mib)?,
+        },
         _ => return Ok(false),
     }
     Ok(true)

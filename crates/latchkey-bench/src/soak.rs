@@ -49,6 +49,8 @@ struct Shared {
     requests: AtomicU64,
     ws_cycles: AtomicU64,
     ws_events: AtomicU64,
+    /// The largest seq a post was answered with: the log's length, near enough.
+    head: AtomicU64,
     errors: Mutex<Vec<String>>,
 }
 
@@ -68,6 +70,8 @@ struct Minute {
     rss_mib: f64,
     fds: usize,
     p99_ms: f64,
+    /// The log's head seq (from the posts' answers) at the end of the minute.
+    head: u64,
 }
 
 /// The server's open file descriptors.
@@ -117,10 +121,11 @@ pub fn run(opts: Options, bin: &Path) -> anyhow::Result<()> {
             rss_mib: mib(machine::rss_bytes(pid)),
             fds: open_fds(pid),
             p99_ms: s.p99,
+            head: shared.head.load(Ordering::Relaxed),
         };
         println!(
             "minute {m:>3}: RSS {:7.1} MiB  fds {:4}  p99 {:7.2} ms  p50 {:6.2} ms  requests {:6}  \
-             WS cycles {:5}  WS events {:7}  errors {}",
+             WS cycles {:5}  WS events {:7}  log seq {:7}  errors {}",
             minute.rss_mib,
             minute.fds,
             minute.p99_ms,
@@ -128,6 +133,7 @@ pub fn run(opts: Options, bin: &Path) -> anyhow::Result<()> {
             s.n,
             shared.ws_cycles.swap(0, Ordering::Relaxed),
             shared.ws_events.swap(0, Ordering::Relaxed),
+            minute.head,
             shared.errors.lock().map_err(poisoned)?.len()
         );
         minutes.push(minute);
@@ -182,6 +188,13 @@ fn judge(
         "soak: start (end of warm-up) RSS {:.1} MiB, fds {}, p99 {:.2} ms; end RSS {:.1} MiB \
          (peak {:.1}), fds {}, p99 {:.2} ms; fds idle before {idle_fds}, after {end_fds}",
         warm.rss_mib, warm.fds, warm.p99_ms, end.rss_mib, peak, end.fds, end.p99_ms
+    );
+    let events = end.head.saturating_sub(warm.head).max(1);
+    println!(
+        "soak: after the warm-up the log grew {events} events and RSS {:.0} B per event (sled \
+         alone holds about 100 to 240 B per event: 4.5 keys of 21 to 54 B, \
+         proto-docs/storage.md section 1, `latchkey-bench sled-memory`)",
+        (end.rss_mib - warm.rss_mib) * 1048576.0 / events as f64
     );
     let errors = shared.errors.lock().map_err(poisoned)?;
     anyhow::ensure!(errors.is_empty(), "errors under load: {errors:?}");
@@ -310,9 +323,12 @@ fn http_worker(
         n += 1;
         match rng.gen_range(0..100) {
             0..=24 => {
-                timed(shared, "post", || {
+                let posted = timed(shared, "post", || {
                     client::post_message_acked(&agent, url, token, room, &format!("soak {i}-{n}"))
                 });
+                if let Some(p) = posted {
+                    shared.head.fetch_max(p.seq, Ordering::Relaxed);
+                }
             }
             25..=59 => {
                 timed(shared, "history", || {
