@@ -330,14 +330,20 @@ impl Projector {
         })
     }
 
-    /// Applies at most one chunk; returns how many events it read.
+    /// Applies at most one chunk, never past the durable head; returns how many events
+    /// it read.
     fn step(&mut self) -> StoreResult<usize> {
         let from = self.applied_seq() + 1;
         let store = self.store.clone();
+        // The journal writes a group to the trees before its fsync, so the log may hold
+        // entries past the head: they are not durable yet, and a crash can still take
+        // them, so nothing may project or fan them out before the head reaches them.
+        let head = store.head();
         // Tombstones are read too, so the checkpoint moves past them (a log that ends in
         // tombstones is still applied to its head); projections see only live events.
         let entries: Vec<Entry> = store
             .read_log(from)?
+            .take_while(|e| e.as_ref().map_or(true, |e| e.seq() <= head))
             .take(CHUNK)
             .collect::<StoreResult<_>>()?;
         self.apply(entries)
@@ -408,9 +414,11 @@ impl Projector {
     }
 }
 
-/// The reader thread of [`Projector::read_ahead`]: sends the log from `from` to its end
-/// in chunks of [`CHUNK`] entries, detached bodies not joined, then an error if any.
+/// The reader thread of [`Projector::read_ahead`]: sends the log from `from` to the
+/// durable head in chunks of [`CHUNK`] entries, detached bodies not joined, then an error if any.
 fn read_chunks(store: &dyn EventStore, from: u64, tx: &SyncSender<StoreResult<Vec<Entry>>>) {
+    // Up to the durable head only, as in `step`.
+    let head = store.head();
     let entries = match store.read_log_bare(from) {
         Ok(entries) => entries,
         Err(e) => {
@@ -421,6 +429,7 @@ fn read_chunks(store: &dyn EventStore, from: u64, tx: &SyncSender<StoreResult<Ve
     let mut chunk = Vec::with_capacity(CHUNK);
     for entry in entries {
         match entry {
+            Ok(entry) if entry.seq() > head => break,
             Ok(entry) => chunk.push(entry),
             Err(e) => {
                 let _ = tx.send(Err(e));
