@@ -60,6 +60,19 @@ impl<E> From<StoreError> for ExecError<E> {
     }
 }
 
+/// When a command's append is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// Once its events are durable ([`EventStore::append`]): every command but the few
+    /// below.
+    Durable,
+    /// Once its events are written, maybe before they are durable
+    /// ([`EventStore::append_written`]): for an event whose loss in a crash is harmless
+    /// (an issued challenge) or whose caller waits for a later durable seq of its own
+    /// (or for this one's durability) before it answers.
+    Written,
+}
+
 /// Run a command. Replies through the oneshot so the sender can use `try_send`.
 pub struct Execute<D: Kind> {
     /// The command.
@@ -68,6 +81,8 @@ pub struct Execute<D: Kind> {
     pub actor: latchkey_domain::Actor,
     /// Idempotency key of this command.
     pub command_id: Uuid,
+    /// When the append is answered.
+    pub ack: Ack,
     /// Where the result goes.
     pub reply: oneshot::Sender<Result<Executed<D>, ExecError<D::Error>>>,
 }
@@ -522,6 +537,7 @@ impl<D: Kind> Entity<D> {
             cmd,
             actor,
             command_id,
+            ack,
             reply,
         } = msg;
         let (events, req) = match self.loaded.decide(&cmd, actor, command_id) {
@@ -535,7 +551,10 @@ impl<D: Kind> Entity<D> {
                 return AtomicResponse::new(Box::pin(fut::ready(())));
             }
         };
-        let append = self.store.append(req);
+        let append = match ack {
+            Ack::Durable => self.store.append(req),
+            Ack::Written => self.store.append_written(req),
+        };
         AtomicResponse::new(Box::pin(append.into_actor(self).map(
             move |result, act, ctx| {
                 let store = act.store.clone();
@@ -545,6 +564,7 @@ impl<D: Kind> Entity<D> {
                             cmd,
                             actor,
                             command_id,
+                            ack,
                             reply,
                         };
                         ctx.notify(Retry {

@@ -3,7 +3,7 @@
 //! `Busy` when a bounded mailbox is full (`try_send`, never a waiting `send`), and retries
 //! a message that raced an entity's passivation.
 
-use crate::entity::{Entity, ExecError, Execute, Executed, Inspect, ShardMap};
+use crate::entity::{Ack, Entity, ExecError, Execute, Executed, Inspect, ShardMap};
 use crate::kind::Kind;
 use actix::prelude::*;
 use latchkey_domain::{Actor as Who, StreamId};
@@ -73,12 +73,35 @@ impl<D: Kind> Registry<D> {
         }
     }
 
-    /// Runs a command on the entity of `stream`, spawning it if needed.
+    /// Runs a command on the entity of `stream`, spawning it if needed; answers once its
+    /// events are durable.
     pub async fn execute(
         &self,
         stream: StreamId,
         cmd: D::Command,
         actor: Who,
+    ) -> Result<Executed<D>, ExecError<D::Error>> {
+        self.execute_as(stream, cmd, actor, Ack::Durable).await
+    }
+
+    /// [`Self::execute`], answered once the events are written, maybe before they are
+    /// durable (see [`Ack::Written`]): the caller either may lose them harmlessly or waits
+    /// for their durability (or a later durable seq of its own) before it answers.
+    pub async fn execute_written(
+        &self,
+        stream: StreamId,
+        cmd: D::Command,
+        actor: Who,
+    ) -> Result<Executed<D>, ExecError<D::Error>> {
+        self.execute_as(stream, cmd, actor, Ack::Written).await
+    }
+
+    async fn execute_as(
+        &self,
+        stream: StreamId,
+        cmd: D::Command,
+        actor: Who,
+        ack: Ack,
     ) -> Result<Executed<D>, ExecError<D::Error>> {
         let command_id = Uuid::now_v7();
         for _ in 0..ATTEMPTS {
@@ -87,6 +110,7 @@ impl<D: Kind> Registry<D> {
                 cmd: cmd.clone(),
                 actor,
                 command_id,
+                ack,
                 reply,
             };
             self.deliver(&stream, msg)?;

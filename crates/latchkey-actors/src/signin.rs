@@ -5,14 +5,15 @@
 
 use crate::config::Registration;
 use crate::core::Core;
+use crate::entity::Loaded as Folded;
 use crate::error::CoreError;
 use latchkey_domain::pairing::{verdict, IssuedChallenge};
 use latchkey_domain::sshkey;
 use latchkey_domain::token::{self, RawToken, TokenPrefix};
 use latchkey_domain::user::{session_scopes, MintToken};
 use latchkey_domain::{
-    handle, Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingId, PairingState,
-    StreamId, Timestamp, TokenId, TokenKind, UserCommand, UserId,
+    handle, Actor as Who, ChallengePurpose, KeyId, PairingCommand, PairingDecider, PairingId,
+    PairingState, StreamId, Timestamp, TokenId, TokenKind, UserCommand, UserId,
 };
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -101,13 +102,16 @@ impl Core {
             expires_at: now.plus_secs(config.challenge_ttl.as_secs() as i64),
             ip: config.ip_retention.apply(ip),
         };
-        // Acknowledged once durable, without waiting for the projector: nothing reads a
-        // challenge from the read models (`/token` reads the journal's stream head and the
-        // pairing actor), and the sweeper catches up before it reads its due list.
+        // Answered once written, before it is durable and without waiting for the
+        // projector: a challenge lost in a crash is harmless (its `/token` answers 401 and
+        // the client asks again), nothing reads a challenge from the read models (`/token`
+        // reads the journal's stream head and the pairing actor), and the sweeper catches
+        // up before it reads its due list.
         let out = self
             .pairings()
-            .execute(id.stream(), cmd, Who::Anonymous)
+            .execute_written(id.stream(), cmd, Who::Anonymous)
             .await?;
+        self.note_written(out.last_seq);
         out.state
             .issued()
             .cloned()
@@ -151,13 +155,15 @@ impl Core {
         let (user_id, seq) = self
             .redeem_unwaited(stream, signature, purpose, user_id, who)
             .await?;
-        self.wait_applied(seq).await?;
+        self.wait_settled(seq).await?;
         Ok(user_id)
     }
 
-    /// [`Self::redeem_challenge`], but a verified challenge is not waited for: the caller
-    /// waits for a later seq of its own (or for the returned one) before it answers. A
-    /// refusal is waited for here.
+    /// [`Self::redeem_challenge`], but a verified challenge is not waited for, not even
+    /// for its durability (it is appended with `execute_written`): the caller waits for a
+    /// later durable seq of its own, which the journal makes durable only after this one,
+    /// or for [`Self::wait_settled`] of the returned one, before it answers. A refusal is
+    /// waited for here, durable and projected.
     async fn redeem_unwaited(
         &self,
         stream: StreamId,
@@ -172,13 +178,14 @@ impl Core {
             user_id,
             now: self.now(),
         };
-        let out = self.pairings().execute(stream, verify, who).await?;
+        let out = self.pairings().execute_written(stream, verify, who).await?;
+        self.note_written(out.last_seq);
         let refused = match verdict(&out.events) {
             Some(Ok(user_id)) => return Ok((user_id, out.last_seq)),
             Some(Err(reason)) => reason.into(),
             None => CoreError::ChallengeInvalid,
         };
-        self.wait_applied(out.last_seq).await?;
+        self.wait_settled(out.last_seq).await?;
         Err(refused)
     }
 
@@ -212,7 +219,9 @@ impl Core {
 
     /// Like [`Self::load_challenge`], but only a challenge nobody has presented yet: a
     /// pairing stream whose one event is its `ChallengeIssued`. A spent challenge answers
-    /// `None` from the stream head alone, without spawning its actor.
+    /// `None` from the stream head alone. The one event is read from the log here, not
+    /// asked of the pairing actor: no round trip through its arbiter, whose thread also
+    /// verifies signatures. Only the verify decides whether the challenge is still unspent.
     async fn load_pending_challenge(
         &self,
         challenge_id: &str,
@@ -224,9 +233,12 @@ impl Core {
         if self.store().stream_head(&stream)?.0 != 1 {
             return Ok(None);
         }
-        let state = self.pairings().inspect(stream.clone()).await?;
-        Ok(match state {
-            PairingState::Issued(challenge) => Some(Loaded { stream, challenge }),
+        let folded = Folded::<PairingDecider>::load_until(self.store().as_ref(), stream, u64::MAX)?;
+        Ok(match folded.state.as_ref() {
+            PairingState::Issued(challenge) => Some(Loaded {
+                challenge: challenge.clone(),
+                stream: folded.stream,
+            }),
             _ => None,
         })
     }
@@ -262,7 +274,9 @@ impl Core {
         let registers = owner.is_none() && open;
         let user_id = owner.or_else(|| open.then(|| UserId(Uuid::new_v4())));
         // The challenge is consumed first, whatever happens next (DESIGN §6). Its event is
-        // not waited for on its own: every answer below waits for a later seq first.
+        // not waited for on its own, not even for its fsync: the session's mint is
+        // appended after it, so the mint's durability (which the answer waits for) covers
+        // it, and an answer without a mint waits for it below.
         let (user_id, verified) = self
             .redeem_unwaited(
                 stream,
@@ -274,7 +288,7 @@ impl Core {
             .await?;
         let signed = self.after_verify(user_id, registers, &challenge, req).await;
         if signed.is_err() {
-            self.wait_applied(verified).await?;
+            self.wait_settled(verified).await?;
         }
         signed
     }

@@ -34,9 +34,10 @@ pub struct Stop;
 /// (the caller retries on its next tick), never "nothing to sweep"; a failed command is
 /// logged and the sweep goes on.
 pub async fn sweep(core: &Core) -> Result<(), CoreError> {
-    // The due lists are read models: bring them to the durable head first, so a challenge
-    // acknowledged before its projection (see `Core::issue_challenge`) is seen.
-    core.wait_applied(core.store().head()).await?;
+    // The due lists are read models: bring them to every answered seq first, so a
+    // challenge acknowledged before its fsync and its projection (see
+    // `Core::issue_challenge`) is seen.
+    core.wait_settled(core.settled_head()).await?;
     let now = core.now();
     for id in core.models().due_challenges(now, PER_TICK)? {
         let r = core

@@ -248,3 +248,118 @@ fn ip_retention_truncates_to_24_and_48() {
     assert_eq!(IpRetention::None.apply(v4), None);
     assert_eq!(IpRetention::Full.apply(v4), v4);
 }
+
+/// A fresh Ed25519 key: its OpenSSH public line, and an SSHSIG signer for the sign-in
+/// namespace.
+fn signing_key(seed: u64) -> (String, impl Fn(&str) -> String) {
+    use rand::SeedableRng;
+    use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let private = PrivateKey::random(&mut rng, Algorithm::Ed25519).unwrap();
+    let public = private.public_key().to_openssh().unwrap();
+    let sign = move |message: &str| {
+        private
+            .sign(
+                latchkey_domain::challenge::NAMESPACE,
+                HashAlg::Sha512,
+                message.as_bytes(),
+            )
+            .unwrap()
+            .to_pem(LineEnding::LF)
+            .unwrap()
+    };
+    (public, sign)
+}
+
+fn sign_in_with<'a>(challenge_id: &'a str, signature: &'a str) -> SignIn<'a> {
+    SignIn {
+        challenge_id,
+        signature,
+        device_name: None,
+        handle: None,
+        user_agent: None,
+        ip: None,
+    }
+}
+
+/// The newest seq the log's trees hold, durable or not.
+fn written_head(store: &SledStore) -> u64 {
+    store
+        .read_log(1)
+        .unwrap()
+        .map(|e| e.unwrap().seq())
+        .max()
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn a_sign_in_answers_only_once_every_event_it_wrote_is_durable_and_projected() {
+    // The challenge and the verify are appended with the early ack (answered once written,
+    // before their fsync): the answer must still come after all three are durable.
+    let (_dir, store) = store();
+    let core = Core::start(store.clone(), core_config(), encode()).unwrap();
+    let (public, sign) = signing_key(1);
+    for round in 0..3 {
+        let issued = core
+            .issue_challenge(&public, ChallengePurpose::SignIn, None)
+            .await
+            .unwrap();
+        let id = issued.challenge_id.to_string();
+        let signature = sign(&issued.message());
+        let signed = core.sign_in(sign_in_with(&id, &signature)).await.unwrap();
+        assert_eq!(signed.registered, round == 0);
+        let written = written_head(&store);
+        assert!(
+            store.head() >= written,
+            "answered before the fsync: durable {} of {written}",
+            store.head()
+        );
+        assert!(
+            core.applied_seq() >= written,
+            "answered before its projection"
+        );
+        // Read-your-writes: the token works at once.
+        let auth = core.authenticate(signed.token.expose_secret()).unwrap();
+        assert_eq!(auth.user_id, signed.user_id);
+        // A challenge is used at most once.
+        let again = core.sign_in(sign_in_with(&id, &signature)).await;
+        assert!(
+            matches!(again, Err(CoreError::ChallengeInvalid)),
+            "{again:?}"
+        );
+    }
+    core.shutdown();
+}
+
+#[actix_rt::test]
+async fn a_refused_signature_is_durable_before_the_refusal() {
+    let (_dir, store) = store();
+    let core = Core::start(store.clone(), core_config(), encode()).unwrap();
+    let (public, _) = signing_key(2);
+    let (_, other) = signing_key(3);
+    let issued = core
+        .issue_challenge(&public, ChallengePurpose::SignIn, None)
+        .await
+        .unwrap();
+    let id = issued.challenge_id.to_string();
+    let r = core
+        .sign_in(sign_in_with(&id, &other(&issued.message())))
+        .await;
+    assert!(matches!(r, Err(CoreError::SignatureInvalid(_))), "{r:?}");
+    let written = written_head(&store);
+    assert_eq!(written, 2, "issued, then rejected");
+    assert!(
+        store.head() >= written,
+        "refused before the rejection was durable"
+    );
+    // Consumed by the refusal: the right signature no longer redeems it.
+    let (_, sign) = signing_key(2);
+    let again = core
+        .sign_in(sign_in_with(&id, &sign(&issued.message())))
+        .await;
+    assert!(
+        matches!(again, Err(CoreError::ChallengeInvalid)),
+        "{again:?}"
+    );
+    core.shutdown();
+}

@@ -238,8 +238,10 @@ fn add_rows(
              latchkey: the real server (`--no-rate-limit`, one actix worker per core, {cores} \
              cores), every sign-in durable in the log. Peer: actix-web in the bench process, \
              {cores} workers, the same JSON, parses the key, rebuilds the same message and \
-             verifies the same SSHSIG with ssh-key, keeps nothing. Client, server and peer \
-             share the {cores} cores."
+             verifies the same SSHSIG with ssh-key, keeps nothing. Both listen with a backlog \
+             of 4096 (std's bind gives 128, which the 256 connects at the start of each half \
+             overflowed into 1 s SYN resends). Client, server and peer share the {cores} \
+             cores."
         ),
     });
     for (label, a, b) in [

@@ -17,8 +17,10 @@ use latchkey_proto::{
 };
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::net::TcpListener;
 use uuid::Uuid;
+
+/// The listen backlog, as latchkey's (`latchkey-server`'s `app.rs`).
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// The `server=` line of the peer's messages.
 const SERVER: &str = "bench-peer";
@@ -133,8 +135,6 @@ impl Peer {
             secret: rand::random(),
             expires: Timestamp(4_102_444_800_000),
         });
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let url = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let sys = actix_web::rt::System::new();
@@ -146,20 +146,25 @@ impl Peer {
                         .route("/api/native/token", web::post().to(token))
                 })
                 .workers(workers.max(1))
-                .listen(listener)?
-                .run();
-                let _ = tx.send(server.handle());
+                // latchkey's listen backlog (`serve` sets it; std's bind would give 128,
+                // which a burst of hundreds of connects overflows into 1 s SYN resends).
+                .backlog(LISTEN_BACKLOG)
+                .bind(("127.0.0.1", 0))?;
+                let addr = server.addrs().first().copied();
+                let server = server.run();
+                let _ = tx.send((server.handle(), addr));
                 server.await
             });
             if let Err(e) = run {
                 eprintln!("sign-in peer stopped: {e}");
             }
         });
-        let handle = rx
+        let (handle, addr) = rx
             .recv_timeout(std::time::Duration::from_secs(10))
             .map_err(|_| anyhow::anyhow!("the sign-in peer did not start"))?;
+        let addr = addr.ok_or_else(|| anyhow::anyhow!("the sign-in peer bound no address"))?;
         Ok(Self {
-            url,
+            url: format!("http://{addr}"),
             handle,
             thread: Some(thread),
         })

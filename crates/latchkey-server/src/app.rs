@@ -20,6 +20,9 @@ use std::time::Duration;
 /// How long SIGTERM waits for in-flight requests (DESIGN §8: the drain finishes in 10 s).
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// Pending connections the kernel queues before `accept` (capped at net.core.somaxconn).
+const LISTEN_BACKLOG: i32 = 4096;
+
 /// Runs the server until SIGTERM/SIGINT. Prints `latchkey listening on http://ADDR` on
 /// stdout once it accepts connections (tests read that line to find a port-0 server).
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
@@ -41,6 +44,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     let listener =
         TcpListener::bind(&config.bind).with_context(|| format!("binding {}", config.bind))?;
+    // std listens with a backlog of 128: a few hundred clients connecting at once overflow
+    // it, the kernel drops their SYNs, and each resends only a second later. Listen again
+    // with a deeper queue (the kernel caps it at net.core.somaxconn).
+    rustix::net::listen(&listener, LISTEN_BACKLOG).context("setting the listen backlog")?;
     let addr = listener.local_addr()?;
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),

@@ -32,7 +32,22 @@ pub(crate) const META_CHAIN_HEAD: &[u8] = b"chain_head";
 pub(crate) const META_SERVER_ID: &[u8] = b"server_id";
 pub(crate) const META_COMPACTION: &[u8] = b"compaction";
 
-type Reply = oneshot::Sender<Result<Appended, AppendError>>;
+/// Where an append's answer goes, and when: after the group's fsync, or, for an append
+/// submitted with [`JournalHandle::submit_written`], as soon as its group is written to the
+/// trees (before the flush and fsync).
+struct Reply {
+    tx: Option<oneshot::Sender<Result<Appended, AppendError>>>,
+    early: bool,
+}
+
+impl Reply {
+    /// Answers, once: a reply already sent early is not sent again.
+    fn send(&mut self, result: Result<Appended, AppendError>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
 
 enum Msg {
     Append(AppendRequest, Reply),
@@ -97,7 +112,32 @@ impl JournalHandle {
         &self,
         req: AppendRequest,
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
-        let (reply, rx) = oneshot::channel();
+        self.submit_as(req, false)
+    }
+
+    /// Like [`Self::submit`], but answered as soon as the group holding `req` is written
+    /// to the trees, before its flush and fsync: the seqs are assigned and the version
+    /// checked, and every later read sees the events, but a crash may still lose them.
+    /// Durable once the store's head reaches the answer's `last_seq`; every append after
+    /// it in the queue becomes durable only after it. If the group's fsync then fails, the
+    /// journal refuses every later append (as after any failed fsync).
+    pub fn submit_written(
+        &self,
+        req: AppendRequest,
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+        self.submit_as(req, true)
+    }
+
+    fn submit_as(
+        &self,
+        req: AppendRequest,
+        early: bool,
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply {
+            tx: Some(tx),
+            early,
+        };
         match self.tx.try_send(Msg::Append(req, reply)) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(StoreError::Busy.into()),
@@ -381,8 +421,8 @@ impl Writer {
                 }
             }
             if self.poisoned {
-                for (_, reply) in group.drain(..) {
-                    let _ = reply.send(Err(StoreError::Poisoned.into()));
+                for (_, mut reply) in group.drain(..) {
+                    reply.send(Err(StoreError::Poisoned.into()));
                 }
             }
             if !group.is_empty() {
@@ -399,8 +439,8 @@ impl Writer {
         // Drain anything sent after Stop so no caller waits forever.
         while let Ok(msg) = rx.try_recv() {
             match msg {
-                Msg::Append(_, reply) => {
-                    let _ = reply.send(Err(StoreError::Closed.into()));
+                Msg::Append(_, mut reply) => {
+                    reply.send(Err(StoreError::Closed.into()));
                 }
                 Msg::Tombstone(t) => {
                     let _ = t.reply.send(Err(StoreError::Closed));
@@ -444,7 +484,7 @@ impl Writer {
     // durably once, then publish the head and acknowledge; kept in one body so that order
     // (nothing acknowledged before the fsync, the head published before any ack) reads
     // top to bottom in one place.
-    fn commit_group(&mut self, group: Vec<(AppendRequest, Reply)>) {
+    fn commit_group(&mut self, mut group: Vec<(AppendRequest, Reply)>) {
         let mut log = sled::Batch::default();
         let mut streams = sled::Batch::default();
         let mut heads = sled::Batch::default();
@@ -511,8 +551,16 @@ impl Writer {
                 commands: &commands,
                 bodies: &body_batch,
             };
+            // Appends submitted with `submit_written` are answered once the trees hold them.
+            let answer_early = || {
+                for ((_, reply), outcome) in group.iter_mut().zip(&outcomes) {
+                    if let (true, Ok(Pending::Written(a))) = (reply.early, outcome) {
+                        reply.send(Ok(*a));
+                    }
+                }
+            };
             self.write_keys(&body_writes)
-                .and_then(|()| self.write_durably(&batches, &chain))
+                .and_then(|()| self.write_durably(&batches, &chain, answer_early))
         } else {
             Ok(())
         };
@@ -537,13 +585,13 @@ impl Writer {
                 if wrote_anything {
                     self.inner.head.publish(seq);
                 }
-                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                for ((_, mut reply), outcome) in group.into_iter().zip(outcomes) {
                     let result = match outcome {
                         Ok(Pending::Done(r)) => r,
                         Ok(Pending::Written(a)) => Ok(a),
                         Err(e) => Err(e),
                     };
-                    let _ = reply.send(result);
+                    reply.send(result);
                 }
             }
             Err(Failure { written, error }) => {
@@ -558,8 +606,8 @@ impl Writer {
                 }
                 tracing::error!(error = %error, written, "group commit failed; nothing of it was acknowledged");
                 let msg = error.to_string();
-                for (_, reply) in group {
-                    let _ = reply.send(Err(StoreError::Sled(msg.clone()).into()));
+                for (_, mut reply) in group {
+                    reply.send(Err(StoreError::Sled(msg.clone()).into()));
                 }
             }
         }
@@ -584,7 +632,14 @@ impl Writer {
             })
     }
 
-    fn write_durably(&self, b: &Batches<'_>, chain: &[u8; 32]) -> Result<(), Failure> {
+    /// Writes the group's batches in one transaction, calls `written`, then flushes and
+    /// fsyncs.
+    fn write_durably(
+        &self,
+        b: &Batches<'_>,
+        chain: &[u8; 32],
+        written: impl FnOnce(),
+    ) -> Result<(), Failure> {
         let t = &self.inner.trees;
         let result: sled::transaction::TransactionResult<(), ()> = (
             &t.log,
@@ -616,6 +671,7 @@ impl Writer {
                 return Err(not_written(StoreError::Sled("transaction aborted".into())))
             }
         }
+        written();
         self.flush_and_sync().map_err(|error| Failure {
             written: true,
             error,

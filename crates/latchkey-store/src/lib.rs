@@ -78,7 +78,8 @@ pub struct AppendRequest {
     pub actor: Actor,
 }
 
-/// Where an acknowledged append landed. Everything in it is durable.
+/// Where an acknowledged append landed. Everything in it is durable, except after
+/// [`EventStore::append_written`], whose answer may come before the fsync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
     /// Version of the stream's first new event (`last_version + 1 - n`).
@@ -125,6 +126,16 @@ pub trait EventStore: Send + Sync {
     /// Appends events after checking the expected version. Resolves after the events are
     /// durable (flushed and fsynced); a version mismatch resolves to `AppendError::Conflict`.
     fn append(&self, req: AppendRequest) -> AppendFuture;
+
+    /// Like [`Self::append`], but may resolve once the events are written and visible to
+    /// reads, before they are durable: for an event whose loss in a crash is harmless (a
+    /// sign-in challenge: the client asks again), or one that a later durable append of
+    /// the caller's covers. The events are durable once [`Self::head`] reaches the
+    /// answer's `last_seq`; every append queued after this one becomes durable only after
+    /// it. By default the same as [`Self::append`].
+    fn append_written(&self, req: AppendRequest) -> AppendFuture {
+        self.append(req)
+    }
 
     /// The live events of one stream with version >= `from_version` (versions start at
     /// 1). Versions of dropped events are missing: the stream's head still counts them.

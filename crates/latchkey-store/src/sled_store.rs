@@ -219,9 +219,22 @@ impl SledStore {
         &self,
         req: AppendRequest,
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
+        self.submit_as(req, false)
+    }
+
+    /// [`Self::submit`], answered before the fsync when `written` (`append_written`).
+    fn submit_as(
+        &self,
+        req: AppendRequest,
+        written: bool,
+    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
         let guard = self.journal.lock().map_err(|_| StoreError::Closed)?;
         let journal = guard.as_ref().ok_or(StoreError::Closed)?;
-        journal.submit(req)
+        if written {
+            journal.submit_written(req)
+        } else {
+            journal.submit(req)
+        }
     }
 
     /// Flushes sled and fsyncs its data file (for bulk writes outside the journal).
@@ -379,17 +392,27 @@ pub(crate) fn stream_key(stream: &StreamId, version: u64) -> Vec<u8> {
     k
 }
 
+/// The future of an append submitted to the journal.
+fn answer_of(
+    rx: Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError>,
+) -> AppendFuture {
+    Box::pin(async move {
+        match rx {
+            Ok(rx) => rx
+                .await
+                .map_err(|_| AppendError::Store(StoreError::Closed))?,
+            Err(e) => Err(e),
+        }
+    })
+}
+
 impl EventStore for SledStore {
     fn append(&self, req: AppendRequest) -> AppendFuture {
-        let rx = self.submit(req);
-        Box::pin(async move {
-            match rx {
-                Ok(rx) => rx
-                    .await
-                    .map_err(|_| AppendError::Store(StoreError::Closed))?,
-                Err(e) => Err(e),
-            }
-        })
+        answer_of(self.submit(req))
+    }
+
+    fn append_written(&self, req: AppendRequest) -> AppendFuture {
+        answer_of(self.submit_as(req, true))
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> StoreResult<EventIter<'_>> {

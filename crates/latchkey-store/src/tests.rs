@@ -942,3 +942,42 @@ fn expired_command_ids_are_forgotten_and_recent_ones_kept() {
         "past the retention the id is forgotten: the retry appends anew"
     );
 }
+
+#[test]
+fn a_written_ack_answers_with_its_seqs_and_a_later_durable_append_covers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = user_stream();
+    let b = user_stream();
+    {
+        let store = open(dir.path());
+        let written = block_on(store.append_written(req(
+            &a,
+            ExpectedVersion::Exact(0),
+            vec![disabled(1), disabled(2)],
+        )))
+        .unwrap();
+        assert_eq!((written.first_seq, written.last_seq), (1, 2));
+        assert!(!written.replayed);
+        // Visible to reads at once, durable or not.
+        assert_eq!(store.stream_head(&a).unwrap(), (2, 2));
+        assert_eq!(store.read_stream(&a, 1).unwrap().count(), 2);
+        // Still checked: a stale expected version is a typed conflict.
+        let stale =
+            block_on(store.append_written(req(&a, ExpectedVersion::Exact(0), vec![disabled(3)])));
+        assert!(
+            matches!(stale, Err(AppendError::Conflict { .. })),
+            "{stale:?}"
+        );
+        // A durable append queued after it is answered only once both are durable.
+        let durable = store
+            .append_blocking(req(&b, ExpectedVersion::Exact(0), vec![disabled(4)]))
+            .unwrap();
+        assert_eq!(durable.last_seq, 3);
+        assert!(store.head() >= durable.last_seq);
+    }
+    let store = open(dir.path());
+    assert_eq!(store.head(), 3);
+    assert_eq!(store.stream_head(&a).unwrap(), (2, 2));
+    let report = verify(&store, &mut |_| {}).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
