@@ -15,6 +15,7 @@
 //! - `limits`: rate limits (governor) and the 429 answer.
 //! - `error`: `ApiError` and the JSON error shape for every failure, extractor errors too.
 //! - `frames`: the one encoder of room events into WebSocket frames.
+//! - `wsout`: the WebSocket writer: control frames, then live frames from the hub queue.
 //! - `convert`: domain values to wire values (times, kinds, scopes).
 //! - `routes`: one module per route family.
 //! - `openapi`: the OpenAPI document generated from the handlers' annotations.
@@ -32,6 +33,7 @@ pub mod limits;
 pub mod observe;
 pub mod openapi;
 pub mod routes;
+pub mod wsout;
 
 pub use app::run;
 pub use config::{LogFormat, ServerConfig};

@@ -10,6 +10,7 @@ use crate::frames::{event_frame, text};
 use crate::limits::CoreClock;
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::limit;
+use crate::wsout::{self, Gate};
 use actix_web::rt::time::{sleep, Instant as TimerInstant, Sleep};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
@@ -109,8 +110,18 @@ async fn ws(
     };
     let core = core.into_inner();
     let limits = limits.into_inner();
+    let Registration {
+        id,
+        head,
+        rooms,
+        frames,
+        closed,
+    } = reg;
+    // Live frames go from the hub's queue straight to the response body (the writer);
+    // the connection task opens the gate when live delivery may start.
+    let gate = Arc::new(Gate::default());
+    let response = wsout::attach(response, frames, gate.clone());
     actix_web::rt::spawn(async move {
-        let id = reg.id;
         let hub = core.hub().clone();
         Connection {
             core,
@@ -118,12 +129,24 @@ async fn ws(
             auth,
             session,
             resume_window,
+            gate,
         }
-        .run(reg, stream.max_frame_size(MAX_FRAME))
+        .run(
+            Opened { id, head, rooms },
+            closed,
+            stream.max_frame_size(MAX_FRAME),
+        )
         .await;
         hub.unregister(id);
     });
     Ok(response)
+}
+
+/// What the hub told a new connection (its live frames went to the writer).
+struct Opened {
+    id: u64,
+    head: u64,
+    rooms: Vec<RoomId>,
 }
 
 struct Connection {
@@ -132,6 +155,7 @@ struct Connection {
     auth: Auth,
     session: Session,
     resume_window: u64,
+    gate: Arc<Gate>,
 }
 
 /// Why the loop ended: a close code and reason to send, or nothing (the peer is gone).
@@ -203,14 +227,23 @@ impl Connection {
     /// The connection's loop. Time-driven closes (expiry, the first-frame hold) follow the
     /// core's clock: a timer wakes the loop, and so does a manual clock's move, and either
     /// way the deadline is checked against the clock's "now".
-    async fn run(mut self, reg: Registration, stream: MessageStream) {
-        let Registration {
-            id,
-            head,
-            rooms,
-            frames,
-            closed,
-        } = reg;
+    async fn run(
+        mut self,
+        Opened { id, head, rooms }: Opened,
+        closed: tokio::sync::oneshot::Receiver<u16>,
+        stream: MessageStream,
+    ) {
+        // The hub routes before the read models commit: `hello.head` is history (REST,
+        // resume) only once they have caught up to it.
+        if self.core.wait_applied(head).await.is_err() {
+            self.gate.stop();
+            let reason = CloseReason {
+                code: CloseCode::from(CLOSE_GOING_AWAY),
+                description: Some("server busy: reconnect".into()),
+            };
+            let _ = self.session.close(Some(reason)).await;
+            return;
+        }
         let hello = ServerFrame::Hello {
             user_id: self.auth.user_id.to_string(),
             connection_id: id.to_string(),
@@ -220,7 +253,9 @@ impl Connection {
         if self.send(&hello).await.is_err() {
             return;
         }
-        let ending = self.serve(head, stream, frames, closed).await;
+        let ending = self.serve(head, stream, closed).await;
+        // Nothing live follows the close frame.
+        self.gate.stop();
         let reason = ending.map(|(code, why)| CloseReason {
             code: CloseCode::from(code),
             description: Some(why.into()),
@@ -233,7 +268,6 @@ impl Connection {
         &mut self,
         head: u64,
         mut stream: MessageStream,
-        mut frames: tokio::sync::mpsc::Receiver<latchkey_actors::hub::Frame>,
         mut closed: tokio::sync::oneshot::Receiver<u16>,
     ) -> Ending {
         let clock = self.core.config().clock.clone();
@@ -274,12 +308,6 @@ impl Connection {
                         break end;
                     }
                 }
-                frame = frames.recv(), if flow.live => {
-                    let Some(frame) = frame else { break None };
-                    if self.session.text(frame.text).await.is_err() {
-                        break None;
-                    }
-                }
                 () = &mut first_wait, if !flow.live => {
                     if let Some(end) = self.on_time(&mut flow) {
                         break end;
@@ -308,6 +336,7 @@ impl Connection {
         }
         if !flow.live && now >= flow.hold_until {
             flow.live = true;
+            self.gate.open();
             flow.first = false;
         }
         None
@@ -341,6 +370,7 @@ impl Connection {
                     return Some(None);
                 }
                 flow.live = true;
+                self.gate.open();
                 None
             }
             Message::Ping(b) if self.session.pong(&b).await.is_err() => Some(None),
