@@ -5,14 +5,25 @@
 //! talks to sends them for these routes).
 
 use anyhow::Context;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A connection idle this long is dropped and opened again before the next request:
+/// actix-web closes keep-alive connections idle for 5 s, and a request written into a
+/// connection the server is closing fails (at low offered rates a poster waits longer
+/// than that between two posts).
+const IDLE_REOPEN: Duration = Duration::from_secs(4);
 
 /// One keep-alive connection to `host:port`.
 pub struct Conn {
     addr: String,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
+    /// When the last answer was read.
+    used: Instant,
+    /// Idle time after which the connection is opened again ([`IDLE_REOPEN`]).
+    idle_reopen: Duration,
 }
 
 /// An answer: status and body.
@@ -74,6 +85,8 @@ impl Conn {
                 .to_string(),
             stream: None,
             buf: Vec::with_capacity(4096),
+            used: Instant::now(),
+            idle_reopen: IDLE_REOPEN,
         }
     }
 
@@ -117,6 +130,9 @@ impl Conn {
     }
 
     async fn round_trip(&mut self, req: &[u8]) -> anyhow::Result<Answer> {
+        if self.used.elapsed() >= self.idle_reopen {
+            self.stream = None;
+        }
         self.stream().await?.write_all(req).await?;
         let mut chunk = [0u8; 4096];
         loop {
@@ -128,6 +144,7 @@ impl Conn {
                 }
                 let body = self.buf[end..end + length].to_vec();
                 self.buf.drain(..end + length);
+                self.used = Instant::now();
                 return Ok(Answer { status, body });
             }
             let n = self.read(&mut chunk).await?;
@@ -153,5 +170,52 @@ mod tests {
         assert_eq!(parse_head(head).unwrap(), (201, 17));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
         assert!(parse_head(b"garbage").is_err());
+    }
+
+    /// A server that answers every request on every connection; counts connections.
+    async fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0
+                            || s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_opened_again_and_a_busy_one_is_kept() {
+        use std::sync::atomic::Ordering;
+        let (url, accepted) = counting_server().await;
+        let mut kept = Conn::new(&url);
+        for _ in 0..3 {
+            assert_eq!(kept.post_json("/x", b"{}", None).await.unwrap().body, b"ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        let mut reopened = Conn::new(&url);
+        reopened.idle_reopen = Duration::ZERO;
+        for _ in 0..3 {
+            assert_eq!(
+                reopened.post_json("/x", b"{}", None).await.unwrap().body,
+                b"ok"
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 4);
     }
 }
