@@ -109,7 +109,7 @@ async fn ws(
     };
     let core = core.into_inner();
     let limits = limits.into_inner();
-    actix_web::rt::spawn(async move {
+    let task = async move {
         let id = reg.id;
         let hub = core.hub().clone();
         Connection {
@@ -122,7 +122,8 @@ async fn ws(
         .run(reg, stream.max_frame_size(MAX_FRAME))
         .await;
         hub.unregister(id);
-    });
+    };
+    actix_web::rt::spawn(task);
     Ok(response)
 }
 
@@ -211,13 +212,16 @@ impl Connection {
             frames,
             closed,
         } = reg;
-        let hello = ServerFrame::Hello {
+        // Encoded in a block, and the room list dropped: a local of this async fn would
+        // otherwise stay allocated for the whole life of the connection.
+        let hello = text(&ServerFrame::Hello {
             user_id: self.auth.user_id.to_string(),
             connection_id: id.to_string(),
             head,
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
-        };
-        if self.send(&hello).await.is_err() {
+        });
+        drop(rooms);
+        if self.session.text(hello).await.is_err() {
             return;
         }
         let ending = self.serve(head, stream, frames, closed).await;
@@ -270,7 +274,10 @@ impl Connection {
                     rearm(expiry.as_mut(), self.until_expiry());
                 }
                 msg = stream.recv() => {
-                    if let Some(end) = self.on_message(msg, &limiter, &mut flow).await {
+                    // Boxed: handling a frame (a post, a resume) takes a large future, and
+                    // unboxed it would size every idle connection's task by it.
+                    let handled = Box::pin(self.on_message(msg, &limiter, &mut flow));
+                    if let Some(end) = handled.await {
                         break end;
                     }
                 }
