@@ -30,6 +30,9 @@ pub struct Auth {
     /// When it lapses.
     pub expires_at: Option<Timestamp>,
     last_used_at: Option<Timestamp>,
+    /// When the credential was checked (the core's clock): `touch` compares the last
+    /// recorded use with it instead of reading the clock again.
+    checked_at: Timestamp,
 }
 
 impl Auth {
@@ -74,6 +77,7 @@ impl Core {
             scopes: live.scopes,
             expires_at: live.expires_at,
             last_used_at: live.last_used_at,
+            checked_at: now,
         };
         if auth.is_expired_at(now) {
             return Err(CoreError::Unauthorized);
@@ -83,7 +87,7 @@ impl Core {
 
     /// Records that a token was used, at most every 5 minutes, without delaying the caller.
     pub fn touch(self: &Arc<Self>, auth: &Auth) {
-        let now = self.now();
+        let now = auth.checked_at;
         let recent = |t: Option<Timestamp>| t.is_some_and(|t| now.0 - t.0 < TOKEN_USE_INTERVAL_MS);
         if recent(auth.last_used_at) {
             return;

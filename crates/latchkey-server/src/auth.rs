@@ -20,11 +20,11 @@ use crate::routes::native::client_ip;
 use actix_web::dev::Payload;
 use actix_web::http::{header, Method};
 use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::{ready, Either, LocalBoxFuture, Ready};
 use latchkey_actors::{Auth, Core};
 use latchkey_domain::token::TokenPrefix;
 use latchkey_domain::{Scope, TokenKind};
-use std::future::Future;
-use std::pin::Pin;
+use std::net::IpAddr;
 
 /// Whether a query string carries something that looks like a credential.
 fn query_has_credential(query: &str) -> bool {
@@ -53,20 +53,33 @@ pub fn bearer(req: &HttpRequest) -> Option<&str> {
 
 /// Checks the request's credential; failures are charged to the client's failed-auth limit.
 pub fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
-    checked(req, |core, req| {
-        bearer(req)
+    check_bearer(req, bearer(req))
+}
+
+/// [`authenticate`] of an already extracted bearer token (read once per request).
+fn check_bearer(req: &HttpRequest, token: Option<&str>) -> Result<Auth, ApiError> {
+    checked(req, |core| {
+        token
             .ok_or_else(|| ApiError::unauthorized("Authorization: Bearer <token> is required"))
             .and_then(|token| core.authenticate(token).map_err(ApiError::from))
     })
 }
 
+/// The core, unless the log is shared with other nodes (then a check may first have to
+/// catch up, which is async).
+fn local_core(req: &HttpRequest) -> Option<&web::Data<Core>> {
+    req.app_data::<web::Data<Core>>()
+        .filter(|core| !core.store().is_shared())
+}
+
 /// [`authenticate`], after catching up with the other nodes when the token is well formed
 /// but unknown here (DESIGN §11: a token minted on another node works on the next request).
 pub async fn authenticate_fresh(req: &HttpRequest) -> Result<Auth, ApiError> {
-    if let (Some(core), Some(token)) = (req.app_data::<web::Data<Core>>(), bearer(req)) {
+    let token = bearer(req);
+    if let (Some(core), Some(token)) = (req.app_data::<web::Data<Core>>(), token) {
         core.catch_up_for_token(token).await;
     }
-    authenticate(req)
+    check_bearer(req, token)
 }
 
 /// The WebSocket's credential: a single-use `?ticket=` or the bearer header. A ticket is
@@ -86,22 +99,30 @@ pub async fn authenticate_ws(req: &HttpRequest) -> Result<Auth, ApiError> {
         latchkey_actors::CoreError::Busy => ApiError::from(e),
         _ => ApiError::unauthorized("the ticket is unknown, used, or expired"),
     });
-    settle(req, &core, redeemed)
+    settle(req, core, redeemed)
 }
 
 /// Runs a credential check behind the URL rule and the failed-auth limit.
 fn checked(
     req: &HttpRequest,
-    check: impl FnOnce(&Core, &HttpRequest) -> Result<Auth, ApiError>,
+    check: impl FnOnce(&Core) -> Result<Auth, ApiError>,
 ) -> Result<Auth, ApiError> {
     let core = admit(req)?;
-    let result = check(&core, req);
-    settle(req, &core, result)
+    let result = check(core);
+    settle(req, core, result)
+}
+
+/// The client's address for the failed-auth limit, when limits are on.
+fn limited(req: &HttpRequest) -> Option<(&web::Data<Limits>, IpAddr)> {
+    let limits = req
+        .app_data::<web::Data<Limits>>()
+        .filter(|l| l.is_enabled())?;
+    client_ip(req).map(|ip| (limits, ip))
 }
 
 /// The URL rule and the failed-auth limit, checked before any credential is looked at;
 /// the core to check it with.
-fn admit(req: &HttpRequest) -> Result<web::Data<Core>, ApiError> {
+fn admit(req: &HttpRequest) -> Result<&web::Data<Core>, ApiError> {
     if query_has_credential(req.query_string()) {
         return Err(ApiError::unauthorized(
             "credentials are never accepted in the URL; send Authorization: Bearer",
@@ -109,10 +130,8 @@ fn admit(req: &HttpRequest) -> Result<web::Data<Core>, ApiError> {
     }
     let core = req
         .app_data::<web::Data<Core>>()
-        .cloned()
         .ok_or_else(|| ApiError::unavailable("not ready", 1))?;
-    let limits = req.app_data::<web::Data<Limits>>();
-    if let (Some(l), Some(ip)) = (limits, client_ip(req)) {
+    if let Some((l, ip)) = limited(req) {
         l.peek_failed_auth(&ip)?;
     }
     Ok(core)
@@ -126,12 +145,11 @@ fn settle(
 ) -> Result<Auth, ApiError> {
     match result {
         Ok(auth) => {
-            core.clone().into_inner().touch(&auth);
+            core.touch(&auth);
             Ok(auth)
         }
         Err(e) => {
-            let limits = req.app_data::<web::Data<Limits>>();
-            if let (Some(l), Some(ip)) = (limits, client_ip(req)) {
+            if let Some((l, ip)) = limited(req) {
                 l.charge_failed_auth(&ip)?;
             }
             Err(e)
@@ -189,6 +207,10 @@ fn per_user(req: &HttpRequest, auth: Auth, kind: StrLimit) -> Result<Auth, ApiEr
     }
 }
 
+/// An extractor's future: ready at once on a log of its own, boxed when it may catch up.
+type Extracted<T> =
+    Either<Ready<Result<T, ApiError>>, LocalBoxFuture<'static, Result<T, ApiError>>>;
+
 macro_rules! extractor {
     ($(#[$doc:meta])* $name:ident, $check:expr, $limit:expr) => {
         $(#[$doc])*
@@ -196,17 +218,24 @@ macro_rules! extractor {
 
         impl FromRequest for $name {
             type Error = ApiError;
-            type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+            type Future = Extracted<Self>;
 
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                let req = req.clone();
-                Box::pin(async move {
-                    authenticate_fresh(&req)
-                        .await
-                        .and_then(|a| require(a, $check))
-                        .and_then(|a| $limit(&req, a))
+                let finish = |req: &HttpRequest, auth: Result<Auth, ApiError>| {
+                    auth.and_then(|a| require(a, $check))
+                        .and_then(|a| $limit(req, a))
                         .map($name)
-                })
+                };
+                // On a log of its own the check needs no catching up: answer at once,
+                // without boxing a future or cloning the request.
+                if local_core(req).is_some() {
+                    return Either::Left(ready(finish(req, authenticate(req))));
+                }
+                let req = req.clone();
+                Either::Right(Box::pin(async move {
+                    let auth = authenticate_fresh(&req).await;
+                    finish(&req, auth)
+                }))
             }
         }
     };

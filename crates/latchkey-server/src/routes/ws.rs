@@ -121,7 +121,7 @@ async fn ws(
     // the connection task opens the gate when live delivery may start.
     let gate = Arc::new(Gate::default());
     let response = wsout::attach(response, frames, gate.clone());
-    actix_web::rt::spawn(async move {
+    let task = async move {
         let hub = core.hub().clone();
         Connection {
             core,
@@ -138,7 +138,8 @@ async fn ws(
         )
         .await;
         hub.unregister(id);
-    });
+    };
+    actix_web::rt::spawn(task);
     Ok(response)
 }
 
@@ -244,13 +245,16 @@ impl Connection {
             let _ = self.session.close(Some(reason)).await;
             return;
         }
-        let hello = ServerFrame::Hello {
+        // Encoded in a block, and the room list dropped: a local of this async fn would
+        // otherwise stay allocated for the whole life of the connection.
+        let hello = text(&ServerFrame::Hello {
             user_id: self.auth.user_id.to_string(),
             connection_id: id.to_string(),
             head,
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
-        };
-        if self.send(&hello).await.is_err() {
+        });
+        drop(rooms);
+        if self.session.text(hello).await.is_err() {
             return;
         }
         let ending = self.serve(head, stream, closed).await;
@@ -304,7 +308,10 @@ impl Connection {
                     rearm(expiry.as_mut(), self.until_expiry());
                 }
                 msg = stream.recv() => {
-                    if let Some(end) = self.on_message(msg, &limiter, &mut flow).await {
+                    // Boxed: handling a frame (a post, a resume) takes a large future, and
+                    // unboxed it would size every idle connection's task by it.
+                    let handled = Box::pin(self.on_message(msg, &limiter, &mut flow));
+                    if let Some(end) = handled.await {
                         break end;
                     }
                 }
