@@ -93,18 +93,7 @@ async fn ws(
     let reg = match registered {
         Ok(reg) => reg,
         Err(code) => {
-            let why = if code == CLOSE_CREDENTIAL {
-                "credential revoked"
-            } else {
-                "server shutting down"
-            };
-            let reason = CloseReason {
-                code: CloseCode::from(code),
-                description: Some(why.into()),
-            };
-            actix_web::rt::spawn(async move {
-                let _ = session.close(Some(reason)).await;
-            });
+            refuse(session, code);
             return Ok(response);
         }
     };
@@ -141,6 +130,23 @@ async fn ws(
     };
     actix_web::rt::spawn(task);
     Ok(response)
+}
+
+/// Closes a handshake the hub refused, with its code: the token was revoked meanwhile
+/// (4001) or the server is shutting down.
+fn refuse(session: Session, code: u16) {
+    let why = if code == CLOSE_CREDENTIAL {
+        "credential revoked"
+    } else {
+        "server shutting down"
+    };
+    let reason = CloseReason {
+        code: CloseCode::from(code),
+        description: Some(why.into()),
+    };
+    actix_web::rt::spawn(async move {
+        let _ = session.close(Some(reason)).await;
+    });
 }
 
 /// What the hub told a new connection (its live frames went to the writer).
