@@ -11,6 +11,7 @@
 //! replay, `resumed`) precedes the first live frame, and nothing follows a close frame
 //! sent after the gate closed.
 
+use actix_http::ws::{OpCode, Parser};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::HttpResponse;
@@ -69,21 +70,10 @@ struct Outbound {
     done: bool,
 }
 
-/// Appends one unmasked, final text frame (RFC 6455 §5.2) holding `payload`.
+/// Appends one unmasked, final text frame (RFC 6455 §5.2) holding `payload`, with
+/// actix-http's own frame writer (the one actix-ws's session uses).
 fn encode_text(out: &mut BytesMut, payload: &[u8]) {
-    let len = payload.len();
-    out.reserve(len + 10);
-    out.extend_from_slice(&[0x81]);
-    if len < 126 {
-        out.extend_from_slice(&[len as u8]);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.extend_from_slice(&[126]);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.extend_from_slice(&[127]);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(payload);
+    Parser::write_message(out, payload, OpCode::Text, true, false);
 }
 
 impl Outbound {
