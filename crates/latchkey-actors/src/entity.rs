@@ -60,18 +60,8 @@ impl<E> From<StoreError> for ExecError<E> {
     }
 }
 
-/// When a command's append is answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ack {
-    /// Once its events are durable ([`EventStore::append`]): every command but the few
-    /// below.
-    Durable,
-    /// Once its events are written, maybe before they are durable
-    /// ([`EventStore::append_written`]): for an event whose loss in a crash is harmless
-    /// (an issued challenge) or whose caller waits for a later durable seq of its own
-    /// (or for this one's durability) before it answers.
-    Written,
-}
+/// When a command's append is answered: the store's own choice.
+pub use latchkey_store::Ack;
 
 /// Run a command. Replies through the oneshot so the sender can use `try_send`.
 pub struct Execute<D: Kind> {

@@ -13,7 +13,7 @@ use crate::codec::{self, u64_key};
 use crate::envelope::{self, is_tombstone, CompactionMark, Envelope, Tombstone, FORMAT};
 use crate::error::{AppendError, StoreError, StoreResult};
 use crate::sled_store::{decode_command, stream_key, Inner, StoreOptions};
-use crate::{AppendRequest, Appended, ExpectedVersion};
+use crate::{Ack, AppendRequest, Appended, ExpectedVersion};
 use latchkey_domain::{StreamId, Timestamp, SCHEMA};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -32,12 +32,12 @@ pub(crate) const META_CHAIN_HEAD: &[u8] = b"chain_head";
 pub(crate) const META_SERVER_ID: &[u8] = b"server_id";
 pub(crate) const META_COMPACTION: &[u8] = b"compaction";
 
-/// Where an append's answer goes, and when: after the group's fsync, or, for an append
-/// submitted with [`JournalHandle::submit_written`], as soon as its group is written to the
-/// trees (before the flush and fsync).
+/// Where an append's answer goes, and when: after the group's fsync, or, for
+/// [`Ack::Written`], as soon as its group is written to the trees (before the flush and
+/// fsync).
 struct Reply {
     tx: Option<oneshot::Sender<Result<Appended, AppendError>>>,
-    early: bool,
+    ack: Ack,
 }
 
 impl Reply {
@@ -108,36 +108,20 @@ pub(crate) struct JournalHandle {
 }
 
 impl JournalHandle {
+    /// Queues `req`; answered after its group's fsync, or for [`Ack::Written`] as soon as
+    /// the group holding it is written to the trees, before its flush and fsync: the seqs
+    /// are assigned and the version checked, and every later read sees the events, but a
+    /// crash may still lose them. Such events are durable once the store's head reaches
+    /// the answer's `last_seq`; every append after them in the queue becomes durable only
+    /// after them. If the group's fsync then fails, the journal refuses every later append
+    /// (as after any failed fsync).
     pub fn submit(
         &self,
         req: AppendRequest,
-    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
-        self.submit_as(req, false)
-    }
-
-    /// Like [`Self::submit`], but answered as soon as the group holding `req` is written
-    /// to the trees, before its flush and fsync: the seqs are assigned and the version
-    /// checked, and every later read sees the events, but a crash may still lose them.
-    /// Durable once the store's head reaches the answer's `last_seq`; every append after
-    /// it in the queue becomes durable only after it. If the group's fsync then fails, the
-    /// journal refuses every later append (as after any failed fsync).
-    pub fn submit_written(
-        &self,
-        req: AppendRequest,
-    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
-        self.submit_as(req, true)
-    }
-
-    fn submit_as(
-        &self,
-        req: AppendRequest,
-        early: bool,
+        ack: Ack,
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
         let (tx, rx) = oneshot::channel();
-        let reply = Reply {
-            tx: Some(tx),
-            early,
-        };
+        let reply = Reply { tx: Some(tx), ack };
         match self.tx.try_send(Msg::Append(req, reply)) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(StoreError::Busy.into()),
@@ -551,10 +535,10 @@ impl Writer {
                 commands: &commands,
                 bodies: &body_batch,
             };
-            // Appends submitted with `submit_written` are answered once the trees hold them.
+            // `Ack::Written` appends are answered once the trees hold them.
             let answer_early = || {
                 for ((_, reply), outcome) in group.iter_mut().zip(&outcomes) {
-                    if let (true, Ok(Pending::Written(a))) = (reply.early, outcome) {
+                    if let (Ack::Written, Ok(Pending::Written(a))) = (reply.ack, outcome) {
                         reply.send(Ok(*a));
                     }
                 }

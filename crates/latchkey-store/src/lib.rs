@@ -78,6 +78,19 @@ pub struct AppendRequest {
     pub actor: Actor,
 }
 
+/// When an append is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ack {
+    /// Once its events are durable ([`EventStore::append`]): every append but the few
+    /// below.
+    Durable,
+    /// Once its events are written, maybe before they are durable
+    /// ([`EventStore::append_written`]): for an event whose loss in a crash is harmless
+    /// (an issued challenge) or whose caller waits for a later durable seq of its own
+    /// (or for this one's durability) before it answers.
+    Written,
+}
+
 /// Where an acknowledged append landed. Everything in it is durable, except after
 /// [`EventStore::append_written`], whose answer may come before the fsync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use crate::projection::{ReadModel, TREE_PREFIX};
 use crate::snapshot::{self, Snapshot};
 use crate::verify::VerifyReport;
 use crate::{
-    AppendFuture, AppendRequest, Appended, EntryIter, EventIter, EventStore, RawEntry, RawIter,
+    Ack, AppendFuture, AppendRequest, Appended, EntryIter, EventIter, EventStore, RawEntry, RawIter,
 };
 use latchkey_domain::{MessageBody, StreamId};
 use std::path::{Path, PathBuf};
@@ -218,23 +218,11 @@ impl SledStore {
     fn submit(
         &self,
         req: AppendRequest,
-    ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
-        self.submit_as(req, false)
-    }
-
-    /// [`Self::submit`], answered before the fsync when `written` (`append_written`).
-    fn submit_as(
-        &self,
-        req: AppendRequest,
-        written: bool,
+        ack: Ack,
     ) -> Result<oneshot::Receiver<Result<Appended, AppendError>>, AppendError> {
         let guard = self.journal.lock().map_err(|_| StoreError::Closed)?;
         let journal = guard.as_ref().ok_or(StoreError::Closed)?;
-        if written {
-            journal.submit_written(req)
-        } else {
-            journal.submit(req)
-        }
+        journal.submit(req, ack)
     }
 
     /// Flushes sled and fsyncs its data file (for bulk writes outside the journal).
@@ -408,11 +396,11 @@ fn answer_of(
 
 impl EventStore for SledStore {
     fn append(&self, req: AppendRequest) -> AppendFuture {
-        answer_of(self.submit(req))
+        answer_of(self.submit(req, Ack::Durable))
     }
 
     fn append_written(&self, req: AppendRequest) -> AppendFuture {
-        answer_of(self.submit_as(req, true))
+        answer_of(self.submit(req, Ack::Written))
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> StoreResult<EventIter<'_>> {
@@ -494,7 +482,7 @@ impl EventStore for SledStore {
     }
 
     fn append_blocking(&self, req: AppendRequest) -> Result<Appended, AppendError> {
-        let rx = self.submit(req)?;
+        let rx = self.submit(req, Ack::Durable)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
