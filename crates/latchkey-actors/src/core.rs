@@ -17,7 +17,6 @@ use latchkey_domain::{PairingDecider, RoomDecider, Timestamp, TokenId, UserDecid
 use latchkey_store::projection::{Projector, ProjectorHandle};
 use latchkey_store::EventStore;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -35,9 +34,6 @@ pub struct Core {
     rooms: Registry<RoomDecider>,
     hub: Arc<Hub>,
     applied: watch::Receiver<u64>,
-    /// The newest seq answered before it was durable (`Registry::execute_written`); see
-    /// [`Core::settled_head`].
-    written: AtomicU64,
     config: CoreConfig,
     /// Handles being registered right now: the read model sees a handle only once its
     /// user is projected, so two concurrent registrations claim here first.
@@ -157,7 +153,6 @@ impl Core {
             rooms,
             hub,
             applied,
-            written: AtomicU64::new(0),
             config,
             handle_claims: Mutex::new(HashSet::new()),
             key_locks: Mutex::new(HashMap::new()),
@@ -313,19 +308,6 @@ impl Core {
             Ok(Ok(_)) => Ok(()),
             _ => Err(CoreError::Busy),
         }
-    }
-
-    /// Notes a seq answered before it was durable (`Registry::execute_written`), so that
-    /// [`Self::settled_head`] covers it.
-    pub(crate) fn note_written(&self, seq: u64) {
-        self.written.fetch_max(seq, Ordering::AcqRel);
-    }
-
-    /// The newest seq anyone was answered for: the durable head, or a later one answered
-    /// before its fsync. A reader of the read models that must see every answered event
-    /// (the sweeper's due lists) waits for [`Self::wait_settled`] of this.
-    pub(crate) fn settled_head(&self) -> u64 {
-        self.store.head().max(self.written.load(Ordering::Acquire))
     }
 
     /// Waits until `seq` is durable and projected: what an answer that depends on an event

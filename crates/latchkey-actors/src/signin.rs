@@ -111,7 +111,6 @@ impl Core {
             .pairings()
             .execute_written(id.stream(), cmd, Who::Anonymous)
             .await?;
-        self.note_written(out.last_seq);
         out.state
             .issued()
             .cloned()
@@ -179,7 +178,6 @@ impl Core {
             now: self.now(),
         };
         let out = self.pairings().execute_written(stream, verify, who).await?;
-        self.note_written(out.last_seq);
         let refused = match verdict(&out.events) {
             Some(Ok(user_id)) => return Ok((user_id, out.last_seq)),
             Some(Err(reason)) => reason.into(),

@@ -37,7 +37,7 @@ pub async fn sweep(core: &Core) -> Result<(), CoreError> {
     // The due lists are read models: bring them to every answered seq first, so a
     // challenge acknowledged before its fsync and its projection (see
     // `Core::issue_challenge`) is seen.
-    core.wait_settled(core.settled_head()).await?;
+    core.wait_settled(core.store().written_head()).await?;
     let now = core.now();
     for id in core.models().due_challenges(now, PER_TICK)? {
         let r = core

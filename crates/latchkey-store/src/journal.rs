@@ -537,6 +537,7 @@ impl Writer {
             };
             // `Ack::Written` appends are answered once the trees hold them.
             let answer_early = || {
+                self.inner.head.written.fetch_max(seq, Ordering::AcqRel);
                 for ((_, reply), outcome) in group.iter_mut().zip(&outcomes) {
                     if let (Ack::Written, Ok(Pending::Written(a))) = (reply.ack, outcome) {
                         reply.send(Ok(*a));

@@ -187,6 +187,13 @@ pub trait EventStore: Send + Sync {
     /// The newest durable seq (0 for an empty log).
     fn head(&self) -> u64;
 
+    /// The newest seq written to the log: [`Self::head`], or a later one whose group is
+    /// written and not yet durable, which [`Self::append_written`] may already have
+    /// answered. By default the head.
+    fn written_head(&self) -> u64 {
+        self.head()
+    }
+
     /// Blocks until the durable head is above `seq` or `timeout` passes; returns the head.
     fn wait_for_head_above(&self, seq: u64, timeout: Duration) -> u64;
 

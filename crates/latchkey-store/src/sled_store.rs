@@ -21,7 +21,7 @@ use crate::{
 };
 use latchkey_domain::{MessageBody, StreamId};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
@@ -92,14 +92,19 @@ pub struct JournalStats {
     pub events: AtomicU64,
 }
 
-/// The newest durable seq, for async (`watch`) and blocking (`Condvar`) waiters.
+/// The newest durable seq, for async (`watch`) and blocking (`Condvar`) waiters, and the
+/// newest written one.
 pub(crate) struct HeadSignal {
     pub tx: watch::Sender<u64>,
     pub blocking: (Mutex<u64>, Condvar),
+    /// The newest seq in the trees: the durable head, or a later one whose group is
+    /// written and not yet fsynced (what an `Ack::Written` append may have answered).
+    pub written: AtomicU64,
 }
 
 impl HeadSignal {
     pub fn publish(&self, seq: u64) {
+        self.written.fetch_max(seq, Ordering::AcqRel);
         self.tx.send_replace(seq);
         let (lock, cv) = &self.blocking;
         if let Ok(mut g) = lock.lock() {
@@ -171,6 +176,7 @@ impl SledStore {
             head: HeadSignal {
                 tx,
                 blocking: (Mutex::new(head), Condvar::new()),
+                written: AtomicU64::new(head),
             },
             stats: JournalStats::default(),
         });
@@ -468,6 +474,10 @@ impl EventStore for SledStore {
 
     fn head(&self) -> u64 {
         *self.inner.head.tx.borrow()
+    }
+
+    fn written_head(&self) -> u64 {
+        self.inner.head.written.load(Ordering::Acquire)
     }
 
     fn wait_for_head_above(&self, seq: u64, timeout: Duration) -> u64 {
