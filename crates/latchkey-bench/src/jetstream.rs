@@ -15,64 +15,18 @@
 use crate::append::{drive, one_append, WRITERS};
 use crate::client::Identity;
 use crate::fanout;
+use crate::fanout::nats::Nats;
 use crate::report::{Compared, Report, JETSTREAM_IDS};
-use crate::server::{free_port, Server};
+use crate::server::Server;
 use latchkey_domain::UserId;
 use latchkey_store::{NatsOptions, NatsStore};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// How long nats-server may take to listen.
-const NATS_START: Duration = Duration::from_secs(20);
-
-/// A local `nats-server -js` on a free loopback port, its store in a temp dir; killed on
-/// drop.
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Nats {
-    fn start(program: &Path) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let child = Command::new(program)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let nats = Self {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-            _dir: dir,
-        };
-        let deadline = Instant::now() + NATS_START;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {port} within {NATS_START:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(nats)
-    }
-
-    /// A latchkey node on this server's stream.
-    fn node(&self, bin: &Path) -> anyhow::Result<Server> {
-        Server::start(bin, &["--no-rate-limit", "--store", &self.url])
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A latchkey node on `nats`'s stream.
+fn node(nats: &Nats, bin: &Path) -> anyhow::Result<Server> {
+    Server::start(bin, &["--no-rate-limit", "--store", &nats.url()])
 }
 
 /// Appends/s of [`WRITERS`] tasks spread over `nodes` stores on one stream.
@@ -88,7 +42,7 @@ fn append(
     let stores = dirs
         .iter()
         .map(|d| {
-            let opts = NatsOptions::new(&nats.url);
+            let opts = NatsOptions::new(&nats.url());
             NatsStore::open(d.path(), opts, Default::default()).map(Arc::new)
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -116,7 +70,7 @@ fn signin(
     seconds: f64,
 ) -> anyhow::Result<f64> {
     let servers = (0..nodes)
-        .map(|_| nats.node(bin))
+        .map(|_| node(nats, bin))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let ids = (0..nodes)
         .map(|k| {
@@ -157,9 +111,9 @@ fn fanout(
     settings: &fanout::Settings,
 ) -> anyhow::Result<(f64, Option<f64>)> {
     let [_, (shape, ramp)] = fanout::shapes(settings);
-    let a = nats.node(bin)?;
+    let a = node(nats, bin)?;
     let b = if nodes > 1 {
-        Some(nats.node(bin)?)
+        Some(node(nats, bin)?)
     } else {
         None
     };
@@ -206,12 +160,19 @@ pub fn run(sizes: Sizes, bin: &Path, report: &mut Report) -> anyhow::Result<()> 
             "jetstream: {} on one local nats-server -js",
             nodes_text(nodes)
         );
-        let rate = append(&rt, &Nats::start(&program)?, nodes, sizes.seconds)?;
+        let rate = append(&rt, &Nats::start_jetstream(&program)?, nodes, sizes.seconds)?;
         add_append(report, nodes, rate, sizes.seconds);
         let (clients, secs) = (sizes.clients.max(2), sizes.seconds.max(2.0));
-        let rate = signin(&rt, bin, &Nats::start(&program)?, nodes, clients, secs)?;
+        let rate = signin(
+            &rt,
+            bin,
+            &Nats::start_jetstream(&program)?,
+            nodes,
+            clients,
+            secs,
+        )?;
         add_signin(report, nodes, rate, clients, secs);
-        let (max, half_p99) = fanout(bin, &Nats::start(&program)?, nodes, &sizes.fanout)?;
+        let (max, half_p99) = fanout(bin, &Nats::start_jetstream(&program)?, nodes, &sizes.fanout)?;
         if let Some(p99) = half_p99 {
             report.note(format!(
                 "jetstream fanout, {}: p99 publish-to-receive at half the max load {p99:.1} ms",

@@ -115,8 +115,8 @@ impl Parser {
     }
 }
 
-/// A running nats-server; killed on drop.
-struct Nats {
+/// A running nats-server on loopback, its config and store in a temp dir; killed on drop.
+pub(crate) struct Nats {
     child: Child,
     port: u16,
     ws_port: u16,
@@ -124,20 +124,41 @@ struct Nats {
 }
 
 impl Nats {
+    /// Core NATS with a WebSocket listener without TLS (the fanout peer).
     fn start(program: &Path) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let (port, ws_port) = (free_port()?, free_port()?);
-        let conf = dir.path().join("nats.conf");
-        std::fs::write(
-            &conf,
+        Self::spawn(program, true, |port, ws_port, _| {
             format!(
                 "listen: \"127.0.0.1:{port}\"\n\
                  websocket {{\n  listen: \"127.0.0.1:{ws_port}\"\n  no_tls: true\n}}\n"
-            ),
-        )?;
+            )
+        })
+    }
+
+    /// With JetStream, its store in the temp dir (the shared log of `latchkey --store`);
+    /// no WebSocket listener.
+    pub(crate) fn start_jetstream(program: &Path) -> anyhow::Result<Self> {
+        Self::spawn(program, false, |port, _, dir| {
+            format!(
+                "listen: \"127.0.0.1:{port}\"\njetstream {{\n  store_dir: {:?}\n}}\n",
+                dir.display().to_string()
+            )
+        })
+    }
+
+    /// Writes the config `conf(port, ws_port, dir)`, starts nats-server with it, and waits
+    /// (bounded) until it listens on `port`, and on `ws_port` with `websocket`.
+    fn spawn(
+        program: &Path,
+        websocket: bool,
+        conf: impl FnOnce(u16, u16, &Path) -> String,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let (port, ws_port) = (free_port()?, free_port()?);
+        let file = dir.path().join("nats.conf");
+        std::fs::write(&file, conf(port, ws_port, dir.path()))?;
         let child = Command::new(program)
             .arg("-c")
-            .arg(&conf)
+            .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -147,17 +168,21 @@ impl Nats {
             ws_port,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while StdTcpStream::connect(("127.0.0.1", ws_port)).is_err()
-            || StdTcpStream::connect(("127.0.0.1", port)).is_err()
-        {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let listening = |p: u16| StdTcpStream::connect(("127.0.0.1", p)).is_ok();
+        while !(listening(port) && (!websocket || listening(ws_port))) {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "nats-server did not start listening"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         Ok(nats)
+    }
+
+    /// The client URL.
+    pub(crate) fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
     }
 }
 
