@@ -3,11 +3,11 @@
 //! connections of a revoked token or a disabled user at once.
 //!
 //! The projector calls [`Hub::apply`] with each applied chunk, in seq order, on its own
-//! thread: after every projection has applied it, before the read models' batches are
-//! written and before `applied_seq` moves. Registration happens under the same lock, so
-//! `head` (the last seq the hub has routed) splits a connection's events exactly:
-//! everything after `head` arrives live; everything up to it is history (REST, or a
-//! WebSocket resume from the log), read once `applied_seq` has reached `head`.
+//! thread: after the read models have committed it (DESIGN §1), before `applied_seq`
+//! moves. Registration happens under the same lock, so `head` (the last seq the hub has
+//! routed) splits a connection's events exactly: everything after `head` arrives live;
+//! everything up to it is history (REST, or a WebSocket resume), already in the read
+//! models when the connection learns `head`.
 //!
 //! Each event is encoded once (by the server's encoder: the hub knows no JSON) and the
 //! same bytes go to every recipient. Queues are bounded: a full queue closes that

@@ -357,7 +357,6 @@ impl Projector {
         };
         let read = entries.len();
         let chunk: Vec<Recorded> = entries.into_iter().filter_map(Entry::event).collect();
-        let mut writers = Vec::with_capacity(self.projections.len());
         for (projection, model) in &mut self.projections {
             let checkpoint = model.checkpoint()?;
             if checkpoint >= last {
@@ -367,22 +366,16 @@ impl Projector {
             for rec in chunk.iter().filter(|r| r.seq() > checkpoint) {
                 projection.apply(rec, &mut writer)?;
             }
-            writers.push(writer);
+            writer.commit(last)?;
         }
-        // The hook (the fanout hub) sees the chunk once every projection has applied it
-        // (in-memory state such as the live-token index included) but before the read
-        // models' batches are written: routing does not wait on them. It still runs before
-        // `applied` moves, so a handler that answers once its seq is applied has also had
-        // its events routed (a connection opened after that answer starts at or after that
-        // seq, and a revocation has closed its connections before the revoke is
-        // acknowledged). A reader of the read models at the hub's head waits for
-        // `applied` first. A chunk whose commit fails is applied again; the hook skips
-        // what it has seen.
+        // DESIGN §1: the read models first, then the fanout hub. A subscriber that receives
+        // an event and then reads history (REST, or a resume) finds it there.
+        // The hook still runs before `applied` moves, so a handler that answers once its
+        // seq is applied has also had its events routed (a connection opened after that
+        // answer starts at or after that seq, and a revocation has closed its connections
+        // before the revoke is acknowledged).
         if let Some(hook) = self.after.as_mut() {
             hook(&chunk);
-        }
-        for writer in writers {
-            writer.commit(last)?;
         }
         self.applied.send_replace(last);
         Ok(read)

@@ -574,6 +574,37 @@ fn the_projector_never_applies_or_hands_on_what_is_past_the_durable_head() {
     assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
 }
 
+#[test]
+fn the_hook_sees_a_chunk_only_once_the_read_models_hold_it() {
+    // DESIGN §1: read models, then the fanout hub. A subscriber that gets an event and
+    // then reads history must find it there.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let room = RoomId(Uuid::new_v4()).stream();
+    for n in 0..3 {
+        store
+            .append_blocking(req(&room, ExpectedVersion::Exact(n), vec![room_event(1)]))
+            .unwrap();
+    }
+    let model = store.read_model("room_counter").unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hooked = seen.clone();
+    let key = room.as_str().as_bytes().to_vec();
+    let hook: AfterApply = Box::new(move |chunk: &[Recorded]| {
+        let count = model.get(&key).unwrap().and_then(|b| codec::key_u64(&b));
+        let last = chunk.last().map(Recorded::seq);
+        hooked
+            .lock()
+            .unwrap()
+            .push((last, model.checkpoint().unwrap(), count));
+    });
+    let mut projector = Projector::new(store.clone(), vec![Box::new(RoomCounter)])
+        .unwrap()
+        .after_apply(hook);
+    assert_eq!(projector.catch_up().unwrap(), 3);
+    assert_eq!(*seen.lock().unwrap(), vec![(Some(3), 3, Some(3))]);
+}
+
 // ---- Detached message bodies ----
 
 fn detached(id: u128, text: &str) -> Event {

@@ -240,17 +240,6 @@ impl Connection {
         closed: tokio::sync::oneshot::Receiver<u16>,
         stream: MessageStream,
     ) {
-        // The hub routes before the read models commit: `hello.head` is history (REST,
-        // resume) only once they have caught up to it.
-        if self.core.wait_applied(head).await.is_err() {
-            self.gate.stop();
-            let reason = CloseReason {
-                code: CloseCode::from(CLOSE_GOING_AWAY),
-                description: Some("server busy: reconnect".into()),
-            };
-            let _ = self.session.close(Some(reason)).await;
-            return;
-        }
         // Encoded in a block, and the room list dropped: a local of this async fn would
         // otherwise stay allocated for the whole life of the connection.
         let hello = text(&ServerFrame::Hello {
