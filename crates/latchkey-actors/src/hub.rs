@@ -13,13 +13,17 @@
 //! same bytes go to every recipient. Queues are bounded: a full queue closes that
 //! connection with 4008 rather than growing.
 
+pub mod queue;
+
+pub use queue::{FrameReceiver, FrameSender};
+
 use bytestring::ByteString;
 use latchkey_domain::visibility::MembershipChange;
 use latchkey_domain::{Event, RoomEvent, RoomId, RoomMembership, TokenId, UserEvent, UserId};
 use latchkey_store::Recorded;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Encodes one room event as the frame text every recipient gets.
 pub type Encode = Box<dyn Fn(&Recorded, RoomId, &RoomEvent) -> ByteString + Send + Sync>;
@@ -44,7 +48,7 @@ pub struct Registration {
     /// The user's rooms at `head`.
     pub rooms: Vec<RoomId>,
     /// Live frames after `head`, bounded.
-    pub frames: mpsc::Receiver<Frame>,
+    pub frames: FrameReceiver,
     /// Fires with a close code when the hub closes the connection.
     pub closed: oneshot::Receiver<u16>,
 }
@@ -52,7 +56,7 @@ pub struct Registration {
 struct Conn {
     user: UserId,
     token: TokenId,
-    tx: mpsc::Sender<Frame>,
+    tx: FrameSender,
     close: Option<oneshot::Sender<u16>>,
 }
 
@@ -207,7 +211,7 @@ impl Hub {
         }
         s.next_id += 1;
         let id = s.next_id;
-        let (tx, frames) = mpsc::channel(self.queue);
+        let (tx, frames) = queue::frame_queue(self.queue);
         let (close, closed) = oneshot::channel();
         s.conns.insert(
             id,

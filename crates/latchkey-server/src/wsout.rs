@@ -16,12 +16,11 @@ use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::HttpResponse;
 use futures_util::task::AtomicWaker;
-use latchkey_actors::hub::Frame;
+use latchkey_actors::hub::FrameReceiver;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::mpsc;
 
 /// Most bytes of live frames gathered into one body chunk.
 const MAX_BATCH: usize = 64 * 1024;
@@ -65,7 +64,7 @@ impl Gate {
 /// The body: the session's encoded control frames, then the live frames.
 struct Outbound {
     control: BoxBody,
-    frames: mpsc::Receiver<Frame>,
+    frames: FrameReceiver,
     gate: Arc<Gate>,
     done: bool,
 }
@@ -143,11 +142,7 @@ impl MessageBody for Outbound {
 
 /// Makes `response` (a WebSocket handshake answer from `actix_ws::handle`) write the live
 /// `frames` after the session's control frames, as `gate` allows.
-pub fn attach(
-    response: HttpResponse,
-    frames: mpsc::Receiver<Frame>,
-    gate: Arc<Gate>,
-) -> HttpResponse {
+pub fn attach(response: HttpResponse, frames: FrameReceiver, gate: Arc<Gate>) -> HttpResponse {
     response.map_body(|_, control| {
         BoxBody::new(Outbound {
             control,
@@ -163,16 +158,19 @@ mod tests {
     use super::*;
     use actix_web::body::BodyStream;
     use bytestring::ByteString;
+    use latchkey_actors::hub::queue::frame_queue;
+    use latchkey_actors::hub::{Frame, FrameSender};
+    use tokio::sync::mpsc;
 
     type Control = mpsc::UnboundedSender<Result<Bytes, std::io::Error>>;
 
     /// A writer over a control channel and a hub queue, as `attach` builds it.
-    fn writer() -> (Outbound, Control, mpsc::Sender<Frame>, Arc<Gate>) {
+    fn writer() -> (Outbound, Control, FrameSender, Arc<Gate>) {
         let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
         let control = BodyStream::new(futures_util::stream::poll_fn(move |cx| {
             ctl_rx.poll_recv(cx)
         }));
-        let (tx, frames) = mpsc::channel(16);
+        let (tx, frames) = frame_queue(16);
         let gate = Arc::new(Gate::default());
         let out = Outbound {
             control: BoxBody::new(control),

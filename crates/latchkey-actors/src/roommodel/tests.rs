@@ -125,7 +125,7 @@ fn check(ops: &[(usize, Op)]) -> Result<(), TestCaseError> {
 
     let mut live = Seen::new();
     for (viewer, reg) in &mut conns {
-        while let Ok(frame) = reg.frames.try_recv() {
+        while let Some(frame) = reg.frames.try_recv() {
             live.insert((frame.seq, *viewer));
         }
     }
