@@ -33,6 +33,7 @@ pub mod limits;
 pub mod observe;
 pub mod openapi;
 pub mod routes;
+pub mod wsin;
 pub mod wsout;
 
 pub use app::run;

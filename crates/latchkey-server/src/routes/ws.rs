@@ -10,10 +10,11 @@ use crate::frames::{event_frame, text};
 use crate::limits::CoreClock;
 use crate::limits::{IpLimit, Limits, StrLimit};
 use crate::routes::native::limit;
-use crate::wsout::{self, Gate};
+use crate::wsin::Inbound;
+use crate::wsout::{self, Control, Gate};
+use actix_http::ws::{CloseCode, CloseReason, Frame, ProtocolError};
 use actix_web::rt::time::{sleep, Instant as TimerInstant, Sleep};
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
@@ -81,7 +82,7 @@ async fn ws(
     }
     let auth = authenticate_ws(&req).await?;
     scope_check(&auth, Scope::ChatRead, "chat:read")?;
-    let (response, session, stream) = actix_ws::handle(&req, body)
+    wsout::check_handshake(&req)
         .map_err(|_| ApiError::invalid("expected a WebSocket upgrade request"))?;
     let token = auth.token_id;
     let models = core.models().clone();
@@ -92,10 +93,7 @@ async fn ws(
     });
     let reg = match registered {
         Ok(reg) => reg,
-        Err(code) => {
-            refuse(session, code);
-            return Ok(response);
-        }
+        Err(code) => return refuse(&req, code),
     };
     let core = core.into_inner();
     let limits = limits.into_inner();
@@ -109,21 +107,27 @@ async fn ws(
     // Live frames go from the hub's queue straight to the response body (the writer);
     // the connection task opens the gate when live delivery may start.
     let gate = Arc::new(Gate::default());
-    let response = wsout::attach(response, frames, gate.clone());
+    let (response, control) = match wsout::open(&req, Some(frames), gate.clone()) {
+        Ok(opened) => opened,
+        Err(_) => {
+            core.hub().unregister(id);
+            return Err(ApiError::invalid("expected a WebSocket upgrade request"));
+        }
+    };
     let task = async move {
         let hub = core.hub().clone();
         Connection {
             core,
             limits,
             auth,
-            session,
+            control,
             resume_window,
             gate,
         }
         .run(
             Opened { id, head, rooms },
             closed,
-            stream.max_frame_size(MAX_FRAME),
+            Inbound::new(body.into_inner(), MAX_FRAME),
         )
         .await;
         hub.unregister(id);
@@ -132,9 +136,11 @@ async fn ws(
     Ok(response)
 }
 
-/// Closes a handshake the hub refused, with its code: the token was revoked meanwhile
-/// (4001) or the server is shutting down.
-fn refuse(session: Session, code: u16) {
+/// Accepts the handshake the hub refused only to close it with its code: the token was
+/// revoked meanwhile (4001) or the server is shutting down.
+fn refuse(req: &HttpRequest, code: u16) -> Result<HttpResponse, ApiError> {
+    let (response, control) = wsout::open(req, None, Arc::new(Gate::default()))
+        .map_err(|_| ApiError::invalid("expected a WebSocket upgrade request"))?;
     let why = if code == CLOSE_CREDENTIAL {
         "credential revoked"
     } else {
@@ -145,8 +151,9 @@ fn refuse(session: Session, code: u16) {
         description: Some(why.into()),
     };
     actix_web::rt::spawn(async move {
-        let _ = session.close(Some(reason)).await;
+        let _ = control.close(Some(reason)).await;
     });
+    Ok(response)
 }
 
 /// What the hub told a new connection (its live frames went to the writer).
@@ -160,7 +167,7 @@ struct Connection {
     core: Arc<Core>,
     limits: Arc<Limits>,
     auth: Auth,
-    session: Session,
+    control: Control,
     resume_window: u64,
     gate: Arc<Gate>,
 }
@@ -228,7 +235,7 @@ fn rearm(timer: Pin<&mut Sleep>, after: Duration) {
 
 impl Connection {
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), ()> {
-        self.session.text(text(frame)).await.map_err(|_| ())
+        self.control.text(text(frame)).await.map_err(|_| ())
     }
 
     /// The connection's loop. Time-driven closes (expiry, the first-frame hold) follow the
@@ -238,7 +245,7 @@ impl Connection {
         mut self,
         Opened { id, head, rooms }: Opened,
         closed: tokio::sync::oneshot::Receiver<u16>,
-        stream: MessageStream,
+        stream: Inbound,
     ) {
         // Encoded in a block, and the room list dropped: a local of this async fn would
         // otherwise stay allocated for the whole life of the connection.
@@ -249,7 +256,7 @@ impl Connection {
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
         });
         drop(rooms);
-        if self.session.text(hello).await.is_err() {
+        if self.control.text(hello).await.is_err() {
             return;
         }
         let ending = self.serve(head, stream, closed).await;
@@ -259,14 +266,14 @@ impl Connection {
             code: CloseCode::from(code),
             description: Some(why.into()),
         });
-        let _ = self.session.close(reason).await;
+        let _ = self.control.close(reason).await;
     }
 
     /// Runs the connection after `hello` until it ends, and says how.
     async fn serve(
         &mut self,
         head: u64,
-        mut stream: MessageStream,
+        mut stream: Inbound,
         mut closed: tokio::sync::oneshot::Receiver<u16>,
     ) -> Ending {
         let clock = self.core.config().clock.clone();
@@ -321,7 +328,7 @@ impl Connection {
                     if clock.elapsed().saturating_sub(flow.last_pong) > PING_EVERY + PONG_GRACE {
                         break Some((CLOSE_NO_PONG, "no pong"));
                     }
-                    if self.session.ping(b"").await.is_err() {
+                    if self.control.ping(b"").await.is_err() {
                         break None;
                     }
                 }
@@ -347,7 +354,7 @@ impl Connection {
     /// One inbound message: `Some(ending)` when it ends the connection.
     async fn on_message(
         &mut self,
-        msg: Option<Result<Message, actix_ws::ProtocolError>>,
+        msg: Option<Result<Frame, ProtocolError>>,
         limiter: &FrameLimiter,
         flow: &mut Flow,
     ) -> Option<Ending> {
@@ -358,13 +365,15 @@ impl Connection {
         };
         // Every inbound frame counts toward the limit: text, ping, pong, binary and
         // continuation alike (a close ends the connection anyway).
-        let counted = !matches!(msg, Message::Close(_));
+        let counted = !matches!(msg, Frame::Close(_));
         if counted && self.limits.is_enabled() && limiter.check().is_err() {
             return Some(Some((CLOSE_RATE_LIMITED, "too many frames")));
         }
         match msg {
-            Message::Text(t) => {
-                let Ok(frame) = serde_json::from_str::<ClientFrame>(&t) else {
+            Frame::Text(t) => {
+                // Invalid UTF-8 fails here too: serde_json checks it in strings, and JSON
+                // outside strings is ASCII.
+                let Ok(frame) = serde_json::from_slice::<ClientFrame>(&t) else {
                     return Some(Some((CLOSE_MALFORMED, "not a valid client frame")));
                 };
                 let was_first = std::mem::replace(&mut flow.first, false);
@@ -375,13 +384,13 @@ impl Connection {
                 self.gate.open();
                 None
             }
-            Message::Ping(b) if self.session.pong(&b).await.is_err() => Some(None),
-            Message::Pong(_) => {
+            Frame::Ping(b) if self.control.pong(&b).await.is_err() => Some(None),
+            Frame::Pong(_) => {
                 flow.last_pong = self.core.config().clock.elapsed();
                 None
             }
-            Message::Close(_) => Some(Some((CLOSE_NORMAL, "bye"))),
-            Message::Binary(_) => Some(Some((CLOSE_MALFORMED, "binary frames are not accepted"))),
+            Frame::Close(_) => Some(Some((CLOSE_NORMAL, "bye"))),
+            Frame::Binary(_) => Some(Some((CLOSE_MALFORMED, "binary frames are not accepted"))),
             _ => None,
         }
     }
@@ -476,7 +485,7 @@ impl Connection {
                     .await;
             };
             for t in texts {
-                self.session.text(t).await.map_err(|_| ())?;
+                self.control.text(t).await.map_err(|_| ())?;
             }
             from = next;
         }
