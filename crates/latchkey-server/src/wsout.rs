@@ -136,7 +136,7 @@ impl Control {
 
     /// Sends the close frame (the reason cut to fit a control frame); the writer ends
     /// after it.
-    pub async fn close(self, reason: Option<CloseReason>) -> Result<(), Closed> {
+    pub async fn close(&self, reason: Option<CloseReason>) -> Result<(), Closed> {
         let reason = reason.map(|mut r| {
             if let Some(d) = r.description.as_mut() {
                 let mut end = d.len().min(MAX_CONTROL_PAYLOAD - 2);

@@ -114,25 +114,20 @@ async fn ws(
             return Err(ApiError::invalid("expected a WebSocket upgrade request"));
         }
     };
-    let task = async move {
-        let hub = core.hub().clone();
-        Connection {
-            core,
-            limits,
-            auth,
-            control,
-            resume_window,
-            gate,
-        }
-        .run(
-            Opened { id, head, rooms },
-            closed,
-            Inbound::new(body.into_inner(), MAX_FRAME),
-        )
-        .await;
-        hub.unregister(id);
+    // Spawned as it is, not inside another async block: every value a future captures
+    // stays in its task for the connection's whole life, so one layer holds it once.
+    let connection = Connection {
+        core,
+        limits,
+        auth,
+        control,
+        resume_window,
+        gate,
+        id,
+        inbound: Inbound::new(body.into_inner(), MAX_FRAME),
+        closed,
     };
-    actix_web::rt::spawn(task);
+    actix_web::rt::spawn(connection.run(head, rooms));
     Ok(response)
 }
 
@@ -156,13 +151,6 @@ fn refuse(req: &HttpRequest, code: u16) -> Result<HttpResponse, ApiError> {
     Ok(response)
 }
 
-/// What the hub told a new connection (its live frames went to the writer).
-struct Opened {
-    id: u64,
-    head: u64,
-    rooms: Vec<RoomId>,
-}
-
 struct Connection {
     core: Arc<Core>,
     limits: Arc<Limits>,
@@ -170,6 +158,12 @@ struct Connection {
     control: Control,
     resume_window: u64,
     gate: Arc<Gate>,
+    /// The hub's id for this connection.
+    id: u64,
+    /// The client's frames.
+    inbound: Inbound,
+    /// Fires with a close code when the hub closes the connection.
+    closed: tokio::sync::oneshot::Receiver<u16>,
 }
 
 /// Why the loop ended: a close code and reason to send, or nothing (the peer is gone).
@@ -238,20 +232,23 @@ impl Connection {
         self.control.text(text(frame)).await.map_err(|_| ())
     }
 
-    /// The connection's loop. Time-driven closes (expiry, the first-frame hold) follow the
-    /// core's clock: a timer wakes the loop, and so does a manual clock's move, and either
-    /// way the deadline is checked against the clock's "now".
-    async fn run(
-        mut self,
-        Opened { id, head, rooms }: Opened,
-        closed: tokio::sync::oneshot::Receiver<u16>,
-        stream: Inbound,
-    ) {
+    /// The connection's life: `hello` (the hub's `head` and the user's `rooms` then),
+    /// the loop, the close, and leaving the hub. Time-driven closes (expiry, the
+    /// first-frame hold) follow the core's clock: a timer wakes the loop, and so does a
+    /// manual clock's move, and either way the deadline is checked against the clock's
+    /// "now".
+    async fn run(mut self, head: u64, rooms: Vec<RoomId>) {
+        self.greet_and_serve(head, rooms).await;
+        self.core.hub().unregister(self.id);
+    }
+
+    /// `hello`, the loop until the connection ends, then the close frame.
+    async fn greet_and_serve(&mut self, head: u64, rooms: Vec<RoomId>) {
         // Encoded in a block, and the room list dropped: a local of this async fn would
         // otherwise stay allocated for the whole life of the connection.
         let hello = text(&ServerFrame::Hello {
             user_id: self.auth.user_id.to_string(),
-            connection_id: id.to_string(),
+            connection_id: self.id.to_string(),
             head,
             rooms: rooms.iter().map(|r| r.to_string()).collect(),
         });
@@ -259,7 +256,7 @@ impl Connection {
         if self.control.text(hello).await.is_err() {
             return;
         }
-        let ending = self.serve(head, stream, closed).await;
+        let ending = self.serve(head).await;
         // Nothing live follows the close frame.
         self.gate.stop();
         let reason = ending.map(|(code, why)| CloseReason {
@@ -270,12 +267,7 @@ impl Connection {
     }
 
     /// Runs the connection after `hello` until it ends, and says how.
-    async fn serve(
-        &mut self,
-        head: u64,
-        mut stream: Inbound,
-        mut closed: tokio::sync::oneshot::Receiver<u16>,
-    ) -> Ending {
+    async fn serve(&mut self, head: u64) -> Ending {
         let clock = self.core.config().clock.clone();
         let mut moves = clock.moves();
         let hold_ms = i64::try_from(FIRST_FRAME_WAIT.as_millis()).unwrap_or(i64::MAX);
@@ -296,7 +288,7 @@ impl Connection {
         loop {
             tokio::select! {
                 biased;
-                code = &mut closed => break Some(hub_close(code.unwrap_or(CLOSE_NORMAL))),
+                code = &mut self.closed => break Some(hub_close(code.unwrap_or(CLOSE_NORMAL))),
                 () = clock_moved(&mut moves) => {
                     if let Some(end) = self.on_time(&mut flow) {
                         break end;
@@ -309,7 +301,7 @@ impl Connection {
                     // A long-lived token: the timer only covered part of its life.
                     rearm(expiry.as_mut(), self.until_expiry());
                 }
-                msg = stream.recv() => {
+                msg = self.inbound.recv() => {
                     // Boxed: handling a frame (a post, a resume) takes a large future, and
                     // unboxed it would size every idle connection's task by it.
                     let handled = Box::pin(self.on_message(msg, &limiter, &mut flow));
