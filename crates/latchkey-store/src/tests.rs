@@ -310,20 +310,23 @@ fn room_event(n: i64) -> Event {
     })
 }
 
-#[test]
-fn projections_resume_from_an_atomic_checkpoint() {
+/// A store with one room stream of `n` events (seqs 1..=n).
+fn store_with_room(n: u64) -> (tempfile::TempDir, Arc<SledStore>, StreamId) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(open(dir.path()));
     let room = RoomId(Uuid::new_v4()).stream();
-    for i in 0..3 {
+    for v in 0..n {
+        let events = vec![room_event(v as i64 + 1)];
         store
-            .append_blocking(req(
-                &room,
-                ExpectedVersion::Exact(i),
-                vec![room_event(i as i64)],
-            ))
+            .append_blocking(req(&room, ExpectedVersion::Exact(v), events))
             .unwrap();
     }
+    (dir, store, room)
+}
+
+#[test]
+fn projections_resume_from_an_atomic_checkpoint() {
+    let (_dir, store, room) = store_with_room(3);
     store
         .append_blocking(req(&user_stream(), ExpectedVersion::Any, vec![disabled(0)]))
         .unwrap();
@@ -542,15 +545,7 @@ fn the_projector_thread_follows_the_head() {
 
 #[test]
 fn the_projector_never_applies_or_hands_on_what_is_past_the_durable_head() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
-    let room = RoomId(Uuid::new_v4()).stream();
-    for n in 0..2 {
-        let events = vec![room_event(n as i64 + 1)];
-        store
-            .append_blocking(req(&room, ExpectedVersion::Exact(n), events))
-            .unwrap();
-    }
+    let (_dir, store, _room) = store_with_room(2);
     // Seq 2 is in the trees, but (as between a group's write and its fsync) not durable.
     store.publish_head(1);
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -578,14 +573,7 @@ fn the_projector_never_applies_or_hands_on_what_is_past_the_durable_head() {
 fn the_hook_sees_a_chunk_only_once_the_read_models_hold_it() {
     // DESIGN §1: read models, then the fanout hub. A subscriber that gets an event and
     // then reads history must find it there.
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(dir.path()));
-    let room = RoomId(Uuid::new_v4()).stream();
-    for n in 0..3 {
-        store
-            .append_blocking(req(&room, ExpectedVersion::Exact(n), vec![room_event(1)]))
-            .unwrap();
-    }
+    let (_dir, store, room) = store_with_room(3);
     let model = store.read_model("room_counter").unwrap();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let hooked = seen.clone();
