@@ -311,7 +311,7 @@ impl Core {
     }
 
     /// Waits until `seq` is durable and projected: what an answer that depends on an event
-    /// appended with `execute_written` waits for (its fsync may not have happened yet, and
+    /// appended with `Ack::Written` waits for (its fsync may not have happened yet, and
     /// the projector may apply events its group has written before their fsync).
     pub(crate) async fn wait_settled(&self, seq: u64) -> Result<(), CoreError> {
         if seq > self.store.head() {

@@ -84,19 +84,10 @@ impl<D: Kind> Registry<D> {
         self.execute_as(stream, cmd, actor, Ack::Durable).await
     }
 
-    /// [`Self::execute`], answered once the events are written, maybe before they are
-    /// durable (see [`Ack::Written`]): the caller either may lose them harmlessly or waits
-    /// for their durability (or a later durable seq of its own) before it answers.
-    pub async fn execute_written(
-        &self,
-        stream: StreamId,
-        cmd: D::Command,
-        actor: Who,
-    ) -> Result<Executed<D>, ExecError<D::Error>> {
-        self.execute_as(stream, cmd, actor, Ack::Written).await
-    }
-
-    async fn execute_as(
+    /// [`Self::execute`], answered as `ack` says. With [`Ack::Written`] the answer may
+    /// come before the events are durable: the caller either may lose them harmlessly or
+    /// waits for their durability (or a later durable seq of its own) before it answers.
+    pub async fn execute_as(
         &self,
         stream: StreamId,
         cmd: D::Command,

@@ -5,7 +5,7 @@
 
 use crate::config::Registration;
 use crate::core::Core;
-use crate::entity::Loaded as Folded;
+use crate::entity::{Ack, Loaded as Folded};
 use crate::error::CoreError;
 use latchkey_domain::pairing::{verdict, IssuedChallenge};
 use latchkey_domain::sshkey;
@@ -105,11 +105,11 @@ impl Core {
         // Answered once written, before it is durable and without waiting for the
         // projector: a challenge lost in a crash is harmless (its `/token` answers 401 and
         // the client asks again), nothing reads a challenge from the read models (`/token`
-        // reads the journal's stream head and the pairing actor), and the sweeper catches
-        // up before it reads its due list.
+        // reads the challenge's stream from the log), and the sweeper catches up before it
+        // reads its due list.
         let out = self
             .pairings()
-            .execute_written(id.stream(), cmd, Who::Anonymous)
+            .execute_as(id.stream(), cmd, Who::Anonymous, Ack::Written)
             .await?;
         out.state
             .issued()
@@ -159,7 +159,7 @@ impl Core {
     }
 
     /// [`Self::redeem_challenge`], but a verified challenge is not waited for, not even
-    /// for its durability (it is appended with `execute_written`): the caller waits for a
+    /// for its durability (it is appended with [`Ack::Written`]): the caller waits for a
     /// later durable seq of its own, which the journal makes durable only after this one,
     /// or for [`Self::wait_settled`] of the returned one, before it answers. A refusal is
     /// waited for here, durable and projected.
@@ -177,7 +177,10 @@ impl Core {
             user_id,
             now: self.now(),
         };
-        let out = self.pairings().execute_written(stream, verify, who).await?;
+        let out = self
+            .pairings()
+            .execute_as(stream, verify, who, Ack::Written)
+            .await?;
         let refused = match verdict(&out.events) {
             Some(Ok(user_id)) => return Ok((user_id, out.last_seq)),
             Some(Err(reason)) => reason.into(),

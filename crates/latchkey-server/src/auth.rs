@@ -65,11 +65,11 @@ fn check_bearer(req: &HttpRequest, token: Option<&str>) -> Result<Auth, ApiError
     })
 }
 
-/// The core, unless the log is shared with other nodes (then a check may first have to
-/// catch up, which is async).
-fn local_core(req: &HttpRequest) -> Option<&web::Data<Core>> {
+/// Whether the log is this node's alone, so a check never has to catch up with other
+/// nodes (which is async).
+fn log_is_local(req: &HttpRequest) -> bool {
     req.app_data::<web::Data<Core>>()
-        .filter(|core| !core.store().is_shared())
+        .is_some_and(|core| !core.store().is_shared())
 }
 
 /// [`authenticate`], after catching up with the other nodes when the token is well formed
@@ -228,7 +228,7 @@ macro_rules! extractor {
                 };
                 // On a log of its own the check needs no catching up: answer at once,
                 // without boxing a future or cloning the request.
-                if local_core(req).is_some() {
+                if log_is_local(req) {
                     return Either::Left(ready(finish(req, authenticate(req))));
                 }
                 let req = req.clone();

@@ -70,6 +70,7 @@ impl Gate {
 }
 
 /// Control frames encoded and not yet taken by the writer.
+#[derive(Default)]
 struct Pending {
     buf: BytesMut,
     /// The writer, waiting for frames.
@@ -84,18 +85,6 @@ struct Pending {
 
 #[derive(Default)]
 struct Shared(Mutex<Pending>);
-
-impl Default for Pending {
-    fn default() -> Self {
-        Self {
-            buf: BytesMut::new(),
-            writer: None,
-            sender: None,
-            closing: false,
-            gone: false,
-        }
-    }
-}
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Pending> {

@@ -417,7 +417,8 @@ impl Projector {
 }
 
 /// The reader thread of [`Projector::read_ahead`]: sends the log from `from` to the
-/// durable head in chunks of [`CHUNK`] entries, detached bodies not joined, then an error if any.
+/// durable head in chunks of [`CHUNK`] entries, detached bodies not joined, then an error
+/// if any.
 fn read_chunks(store: &dyn EventStore, from: u64, tx: &SyncSender<StoreResult<Vec<Entry>>>) {
     // Up to the durable head only, as in `step`.
     let head = store.head();
